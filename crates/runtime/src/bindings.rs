@@ -1,0 +1,20 @@
+//! Host bindings generated from the top-level `wit/` folder.
+//!
+//! Only `await-promise` and `complete-promise` are async: they wait for the
+//! promise dispatcher. Everything else answers synchronously, which is cheaper
+//! on the guest's fiber. Every import is trappable so a guest mistake (an
+//! unknown promise, an unsupported call) becomes a trap with a clear message.
+
+wasmtime::component::bindgen!({
+    path: "../../wit",
+    world: "vow:host/guest",
+    imports: {
+        "golem:api/host.await-promise": async | trappable | tracing,
+        "golem:api/host.complete-promise": async | trappable | tracing,
+        default: trappable | tracing,
+    },
+    with: {
+        "wasi": wasmtime_wasi::p2::bindings,
+        "golem:api/host.get-workers": crate::host::WorkerListing,
+    },
+});

@@ -1,0 +1,148 @@
+//! The runtime's error type.
+
+use crate::ids::{ComponentId, PromiseId, WorkerId};
+
+/// Everything that can go wrong when using the runtime.
+///
+/// Messages say what failed and with which id, in lower case, so they can be
+/// shown to users as they are (the CLI and the REST API do).
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The bytes are not a WebAssembly component, or it failed validation.
+    #[error("invalid component: {reason}")]
+    InvalidComponent {
+        /// Why the component was refused.
+        reason: String,
+    },
+    /// The component imports interfaces that Vow does not provide.
+    #[error("component imports what vow does not provide: {}", imports.join(", "))]
+    MissingImports {
+        /// One entry per unsatisfied import: its name, and for a name that
+        /// exists with another shape, why it does not match.
+        imports: Vec<String>,
+    },
+    /// No component has this id.
+    #[error("component {0} not found")]
+    ComponentNotFound(ComponentId),
+    /// No worker has this id.
+    #[error("worker {0} not found")]
+    WorkerNotFound(WorkerId),
+    /// A worker with this id already exists.
+    #[error("worker {0} already exists")]
+    WorkerExists(WorkerId),
+    /// A worker name is empty, too long or contains forbidden characters.
+    #[error("invalid worker name {name:?}: {reason}")]
+    InvalidWorkerName {
+        /// The refused name.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The worker failed earlier and takes no more invocations.
+    #[error("worker {worker} has failed and takes no more invocations: {reason}")]
+    WorkerFailed {
+        /// The failed worker.
+        worker: WorkerId,
+        /// The error that failed it.
+        reason: String,
+    },
+    /// The component has no exported function of this name.
+    #[error("component {component} exports no function {function:?}")]
+    FunctionNotFound {
+        /// The component that was searched.
+        component: ComponentId,
+        /// The requested function name.
+        function: String,
+    },
+    /// The arguments do not match the function's parameters.
+    #[error("invalid arguments for {function}: {reason}")]
+    InvalidArguments {
+        /// The invoked function.
+        function: String,
+        /// Which parameter is wrong and how.
+        reason: String,
+    },
+    /// The guest trapped (or a host call trapped it); the worker is now failed.
+    #[error("invocation of {function} on worker {worker} trapped: {message}")]
+    Trap {
+        /// The worker that trapped.
+        worker: WorkerId,
+        /// The function being invoked.
+        function: String,
+        /// The trap message and its causes.
+        message: String,
+    },
+    /// The invocation ran longer than the configured timeout; the worker is
+    /// now failed because its instance was interrupted mid-call.
+    #[error("invocation of {function} on worker {worker} timed out after {timeout:?}")]
+    Timeout {
+        /// The worker that timed out.
+        worker: WorkerId,
+        /// The function being invoked.
+        function: String,
+        /// The configured limit.
+        timeout: std::time::Duration,
+    },
+    /// The worker was deleted before the invocation finished.
+    #[error("worker {0} was deleted before the invocation finished")]
+    WorkerDeleted(WorkerId),
+    /// No promise has this id (never created, or deleted).
+    #[error("promise {0} not found")]
+    PromiseNotFound(PromiseId),
+    /// A promise id in text form could not be parsed.
+    #[error("invalid promise id {text:?}: {reason}")]
+    InvalidPromiseId {
+        /// The text given.
+        text: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Creating a worker's instance failed (e.g. a pooling limit was reached).
+    #[error("cannot start worker {worker}: {reason}")]
+    Instantiation {
+        /// The worker being started.
+        worker: WorkerId,
+        /// What wasmtime reported.
+        reason: String,
+    },
+    /// The executor is shutting down or no longer running.
+    #[error("the executor has shut down")]
+    ShutDown,
+    /// Engine configuration or another wasmtime setting was refused.
+    #[error("engine configuration: {0}")]
+    Config(String),
+    /// Reading or writing a file failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done ("reading", "writing cache file", ...).
+        action: &'static str,
+        /// The file involved.
+        path: std::path::PathBuf,
+        /// The underlying error.
+        source: std::sync::Arc<std::io::Error>,
+    },
+}
+
+/// Result type of the runtime, with [`Error`] as the default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Formats a wasmtime error with its chain of causes on one line, leaving out
+/// the multi-line wasm backtrace context that wasmtime attaches to traps.
+pub(crate) fn chain(error: &wasmtime::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if text.starts_with("error while executing at wasm backtrace") {
+            continue;
+        }
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    if parts.is_empty() {
+        error.root_cause().to_string()
+    } else {
+        parts.join(": ")
+    }
+}

@@ -1,0 +1,376 @@
+//! Promises and the dispatcher that owns them.
+//!
+//! One task owns the promise table. Everything that touches a promise —
+//! creation by a worker, an await, a completion from a guest or from the
+//! embedding API, a delete — is a [`Command`] on one channel to that task, so
+//! the order in which completions are applied is the order they were sent and
+//! first-writer-wins needs no locks.
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Error, Result};
+use crate::ids::{ComponentId, PromiseId, WorkerId};
+
+/// Whether a promise has a payload yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PromiseStatus {
+    /// Not completed yet.
+    Pending,
+    /// Completed; awaiting it returns the payload at once.
+    Completed,
+}
+
+/// What the runtime knows about one promise.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PromiseInfo {
+    /// The promise.
+    pub id: PromiseId,
+    /// Pending or completed.
+    pub status: PromiseStatus,
+    /// When `create-promise` ran.
+    pub created_at: SystemTime,
+    /// When it was completed, if it was.
+    pub completed_at: Option<SystemTime>,
+    /// Whether some worker is parked in `await-promise` on it right now.
+    pub awaited: bool,
+}
+
+/// Selects promises in [`Executor::promises`](crate::Executor::promises).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PromiseFilter {
+    /// Only promises with this status.
+    pub status: Option<PromiseStatus>,
+    /// Only promises created by workers of this component.
+    pub component: Option<ComponentId>,
+    /// Only promises created by this worker.
+    pub worker: Option<WorkerId>,
+}
+
+impl PromiseFilter {
+    /// Only pending promises.
+    pub fn pending() -> Self {
+        Self {
+            status: Some(PromiseStatus::Pending),
+            ..Self::default()
+        }
+    }
+
+    fn matches(&self, id: &PromiseId, status: PromiseStatus) -> bool {
+        self.status.is_none_or(|s| s == status)
+            && self
+                .component
+                .is_none_or(|c| c == id.worker_id.component_id)
+            && self.worker.as_ref().is_none_or(|w| *w == id.worker_id)
+    }
+}
+
+/// Why an await ended without a payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AwaitError {
+    /// The promise does not exist.
+    NotFound,
+    /// The promise was deleted while the worker waited.
+    Deleted,
+}
+
+type Waiter = oneshot::Sender<Result<Bytes, AwaitError>>;
+
+/// A request to the dispatcher.
+pub(crate) enum Command {
+    Create {
+        id: PromiseId,
+    },
+    Await {
+        id: PromiseId,
+        waiter: Waiter,
+    },
+    Complete {
+        id: PromiseId,
+        data: Bytes,
+        reply: oneshot::Sender<Result<bool>>,
+    },
+    Delete {
+        id: PromiseId,
+    },
+    DeleteWorker {
+        worker: WorkerId,
+    },
+    List {
+        filter: PromiseFilter,
+        reply: oneshot::Sender<Vec<PromiseInfo>>,
+    },
+}
+
+/// Cheap handle for sending commands to the dispatcher.
+#[derive(Clone, Debug)]
+pub(crate) struct Promises {
+    tx: mpsc::UnboundedSender<Command>,
+}
+
+impl Promises {
+    /// Starts the dispatcher on the current tokio runtime.
+    pub(crate) fn spawn() -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(dispatch(rx));
+        (Self { tx }, task)
+    }
+
+    fn send(&self, command: Command) -> Result<()> {
+        self.tx.send(command).map_err(|_| Error::ShutDown)
+    }
+
+    /// Registers a new pending promise. No reply is needed: the channel is
+    /// FIFO, so any later command about this id is handled after it.
+    pub(crate) fn create(&self, id: PromiseId) -> Result<()> {
+        self.send(Command::Create { id })
+    }
+
+    /// Asks for the payload; the receiver resolves when the promise completes.
+    pub(crate) fn subscribe(
+        &self,
+        id: PromiseId,
+    ) -> Result<oneshot::Receiver<Result<Bytes, AwaitError>>> {
+        let (waiter, rx) = oneshot::channel();
+        self.send(Command::Await { id, waiter })?;
+        Ok(rx)
+    }
+
+    /// Completes a promise: `Ok(true)` if this call completed it.
+    pub(crate) async fn complete(&self, id: PromiseId, data: Bytes) -> Result<bool> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Complete { id, data, reply })?;
+        rx.await.map_err(|_| Error::ShutDown)?
+    }
+
+    /// Forgets a promise; its waiters get [`AwaitError::Deleted`].
+    pub(crate) fn delete(&self, id: PromiseId) -> Result<()> {
+        self.send(Command::Delete { id })
+    }
+
+    /// Forgets every promise created by `worker`.
+    pub(crate) fn delete_worker(&self, worker: WorkerId) -> Result<()> {
+        self.send(Command::DeleteWorker { worker })
+    }
+
+    /// Lists promises, ordered by worker and index.
+    pub(crate) async fn list(&self, filter: PromiseFilter) -> Result<Vec<PromiseInfo>> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::List { filter, reply })?;
+        rx.await.map_err(|_| Error::ShutDown)
+    }
+}
+
+struct Entry {
+    created_at: SystemTime,
+    state: State,
+}
+
+enum State {
+    Pending(Vec<Waiter>),
+    Completed { data: Bytes, at: SystemTime },
+}
+
+/// The promise table and the rules applied to it.
+#[derive(Default)]
+struct Table {
+    entries: HashMap<PromiseId, Entry>,
+}
+
+impl Table {
+    fn apply(&mut self, command: Command) {
+        match command {
+            Command::Create { id } => {
+                self.entries.entry(id).or_insert_with(|| Entry {
+                    created_at: SystemTime::now(),
+                    state: State::Pending(Vec::new()),
+                });
+            }
+            Command::Await { id, waiter } => match self.entries.get_mut(&id) {
+                None => {
+                    let _ = waiter.send(Err(AwaitError::NotFound));
+                }
+                Some(Entry {
+                    state: State::Completed { data, .. },
+                    ..
+                }) => {
+                    let _ = waiter.send(Ok(data.clone()));
+                }
+                Some(Entry {
+                    state: State::Pending(waiters),
+                    ..
+                }) => {
+                    waiters.retain(|w| !w.is_closed());
+                    waiters.push(waiter);
+                }
+            },
+            Command::Complete { id, data, reply } => {
+                let outcome = match self.entries.get_mut(&id) {
+                    None => Err(Error::PromiseNotFound(id)),
+                    Some(Entry {
+                        state: State::Completed { .. },
+                        ..
+                    }) => Ok(false),
+                    Some(entry) => {
+                        let previous = std::mem::replace(
+                            &mut entry.state,
+                            State::Completed {
+                                data: data.clone(),
+                                at: SystemTime::now(),
+                            },
+                        );
+                        if let State::Pending(waiters) = previous {
+                            for waiter in waiters {
+                                let _ = waiter.send(Ok(data.clone()));
+                            }
+                        }
+                        tracing::debug!(promise = %id, "promise completed");
+                        Ok(true)
+                    }
+                };
+                let _ = reply.send(outcome);
+            }
+            Command::Delete { id } => {
+                if let Some(entry) = self.entries.remove(&id) {
+                    entry.fail_waiters();
+                }
+            }
+            Command::DeleteWorker { worker } => {
+                self.entries.retain(|id, entry| {
+                    let keep = id.worker_id != worker;
+                    if !keep {
+                        std::mem::replace(&mut entry.state, State::Pending(Vec::new()))
+                            .fail_waiters();
+                    }
+                    keep
+                });
+            }
+            Command::List { filter, reply } => {
+                let _ = reply.send(self.list(&filter));
+            }
+        }
+    }
+
+    fn list(&self, filter: &PromiseFilter) -> Vec<PromiseInfo> {
+        let mut out: Vec<PromiseInfo> = self
+            .entries
+            .iter()
+            .filter_map(|(id, entry)| {
+                let (status, completed_at, awaited) = match &entry.state {
+                    State::Pending(waiters) => (
+                        PromiseStatus::Pending,
+                        None,
+                        waiters.iter().any(|w| !w.is_closed()),
+                    ),
+                    State::Completed { at, .. } => (PromiseStatus::Completed, Some(*at), false),
+                };
+                filter.matches(id, status).then(|| PromiseInfo {
+                    id: id.clone(),
+                    status,
+                    created_at: entry.created_at,
+                    completed_at,
+                    awaited,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+}
+
+impl Entry {
+    fn fail_waiters(self) {
+        self.state.fail_waiters();
+    }
+}
+
+impl State {
+    fn fail_waiters(self) {
+        if let State::Pending(waiters) = self {
+            for waiter in waiters {
+                let _ = waiter.send(Err(AwaitError::Deleted));
+            }
+        }
+    }
+}
+
+async fn dispatch(mut rx: mpsc::UnboundedReceiver<Command>) {
+    let mut table = Table::default();
+    while let Some(command) = rx.recv().await {
+        table.apply(command);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(worker: &str, idx: u64) -> PromiseId {
+        PromiseId {
+            worker_id: WorkerId::new(ComponentId::from_u64_pair(7, 7), worker),
+            oplog_idx: idx,
+        }
+    }
+
+    #[tokio::test]
+    async fn first_completion_wins_and_waiters_see_it() -> anyhow::Result<()> {
+        let (promises, _task) = Promises::spawn();
+        promises.create(id("a", 3))?;
+        let waiter = promises.subscribe(id("a", 3))?;
+        assert!(
+            promises
+                .complete(id("a", 3), Bytes::from_static(b"one"))
+                .await?
+        );
+        assert!(
+            !promises
+                .complete(id("a", 3), Bytes::from_static(b"two"))
+                .await?
+        );
+        assert_eq!(waiter.await?, Ok(Bytes::from_static(b"one")));
+        let late = promises.subscribe(id("a", 3))?;
+        assert_eq!(late.await?, Ok(Bytes::from_static(b"one")));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn unknown_and_deleted_promises_are_reported() -> anyhow::Result<()> {
+        let (promises, _task) = Promises::spawn();
+        let err = promises.complete(id("a", 9), Bytes::new()).await;
+        assert!(matches!(err, Err(Error::PromiseNotFound(p)) if p == id("a", 9)));
+        promises.create(id("a", 3))?;
+        let waiter = promises.subscribe(id("a", 3))?;
+        promises.delete(id("a", 3))?;
+        assert_eq!(waiter.await?, Err(AwaitError::Deleted));
+        assert_eq!(
+            promises.subscribe(id("a", 3))?.await?,
+            Err(AwaitError::NotFound)
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn listing_filters_and_reports_waiters() -> anyhow::Result<()> {
+        let (promises, _task) = Promises::spawn();
+        promises.create(id("a", 3))?;
+        promises.create(id("b", 4))?;
+        let _waiter = promises.subscribe(id("b", 4))?;
+        promises.complete(id("a", 3), Bytes::new()).await?;
+        let pending = promises.list(PromiseFilter::pending()).await?;
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].id, id("b", 4));
+        assert!(pending[0].awaited);
+        let all = promises.list(PromiseFilter::default()).await?;
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].status, PromiseStatus::Completed);
+        promises.delete_worker(id("b", 4).worker_id)?;
+        assert_eq!(promises.list(PromiseFilter::default()).await?.len(), 1);
+        Ok(())
+    }
+}
