@@ -1,0 +1,286 @@
+//! Test guest for the runtime: one export per `golem:api/host@1.1.0` function,
+//! plus exports that misbehave on purpose (panic, spin, allocate, print).
+//!
+//! The exports are thin on purpose: each one makes the host calls its name
+//! says and returns what the host answered, so the runtime's tests decide what
+//! is right.
+
+use std::hint::black_box;
+use std::io::Write;
+
+wit_bindgen::generate!({
+    inline: r"
+        package vow-tests:harness;
+
+        world harness {
+            import golem:api/host@1.1.0;
+            use golem:api/host@1.1.0.{
+                component-id, persistence-level, promise-id, retry-policy,
+                update-mode, uuid, worker-any-filter, worker-id, worker-metadata,
+            };
+
+            /// Returns `n + 1` (wrapping); touches nothing on the host.
+            export ping: func(n: u32) -> u32;
+
+            /// `create-promise`.
+            export new-promise: func() -> promise-id;
+            /// `await-promise`.
+            export await-payload: func(id: promise-id) -> list<u8>;
+            /// `complete-promise`.
+            export complete: func(id: promise-id, data: list<u8>) -> bool;
+            /// `delete-promise`.
+            export delete: func(id: promise-id);
+            /// Creates a promise, prints `waiting on <id-text>` on stdout,
+            /// awaits it and returns the payload.
+            export create-and-await: func() -> list<u8>;
+            /// Creates a promise, completes it with `data`, then awaits it.
+            export complete-then-await: func(data: list<u8>) -> list<u8>;
+            /// Creates a promise, completes it with `first` and then `second`,
+            /// and awaits it: both completion results and the payload.
+            export double-complete: func(first: list<u8>, second: list<u8>) -> tuple<bool, bool, list<u8>>;
+            /// Creates a promise, deletes it, then awaits it (the host traps).
+            export delete-then-await: func() -> list<u8>;
+
+            /// Panics with `message`.
+            export fail: func(message: string);
+            /// Loops forever.
+            export spin: func();
+            /// Loops `iterations` times and returns a value computed by the loop.
+            export spin-for: func(iterations: u64) -> u64;
+            /// Writes `out` to stdout and `err` to stderr, both flushed.
+            export print: func(out: string, err: string);
+            /// The worker's environment variables.
+            export get-env: func() -> list<tuple<string, string>>;
+            /// The worker's arguments.
+            export get-args: func() -> list<string>;
+            /// Allocates and writes `mebibytes` MiB, holds them until it
+            /// returns, and returns how many it allocated.
+            export allocate: func(mebibytes: u32) -> u32;
+
+            /// `get-oplog-index`.
+            export oplog-index: func() -> u64;
+            /// `generate-idempotency-key`.
+            export idempotency-key: func() -> uuid;
+            /// `get-retry-policy`.
+            export get-retry-policy: func() -> retry-policy;
+            /// `set-retry-policy`, then `get-retry-policy`.
+            export retry-policy-roundtrip: func(policy: retry-policy) -> retry-policy;
+            /// `set-oplog-persistence-level`, then `get-oplog-persistence-level`.
+            export persistence-roundtrip: func(level: persistence-level) -> persistence-level;
+            /// `get-idempotence-mode`, `set-idempotence-mode(mode)`, then
+            /// `get-idempotence-mode` again: the values before and after.
+            export idempotence-roundtrip: func(mode: bool) -> tuple<bool, bool>;
+            /// `get-self-metadata`.
+            export self-metadata: func() -> worker-metadata;
+            /// `get-worker-metadata`.
+            export worker-metadata: func(id: worker-id) -> option<worker-metadata>;
+            /// Constructs `get-workers` and calls `get-next` until it returns
+            /// `none`: every page, concatenated.
+            export list-workers: func(component: component-id, filter: option<worker-any-filter>, precise: bool) -> list<worker-metadata>;
+            /// `mark-begin-operation`, `mark-end-operation`, then
+            /// `get-oplog-index`: the begin index and the final index.
+            export atomic-region: func() -> tuple<u64, u64>;
+            /// `oplog-commit`.
+            export commit: func(replicas: u8);
+            /// `set-oplog-index`.
+            export set-oplog-index: func(idx: u64);
+            /// `update-worker`.
+            export update-worker: func(id: worker-id, version: u64, mode: update-mode);
+        }
+    ",
+    // The repository's WIT directory, where `golem:api/host@1.1.0` lives.
+    path: "../../../wit",
+    // Reuse the SDK's bindings so its promise helpers accept these types.
+    with: {
+        "golem:api/host@1.1.0": vow_guest::host,
+        "golem:rpc/types@0.1.1": vow_guest::bindings::golem::rpc::types,
+        "wasi:clocks/monotonic-clock@0.2.0": vow_guest::bindings::wasi::clocks::monotonic_clock,
+        "wasi:io/poll@0.2.0": vow_guest::bindings::wasi::io::poll,
+    },
+});
+
+use vow_guest::Promise;
+use vow_guest::host;
+
+/// One mebibyte.
+const MIB: usize = 1 << 20;
+
+/// Distance between the bytes `allocate` writes, so every page is touched.
+const TOUCH_STRIDE: usize = 4096;
+
+struct Component;
+
+impl Guest for Component {
+    fn ping(n: u32) -> u32 {
+        n.wrapping_add(1)
+    }
+
+    fn new_promise() -> PromiseId {
+        host::create_promise()
+    }
+
+    fn await_payload(id: PromiseId) -> Vec<u8> {
+        host::await_promise(&id)
+    }
+
+    fn complete(id: PromiseId, data: Vec<u8>) -> bool {
+        host::complete_promise(&id, &data)
+    }
+
+    fn delete(id: PromiseId) {
+        host::delete_promise(&id);
+    }
+
+    fn create_and_await() -> Vec<u8> {
+        let promise = Promise::new();
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "waiting on {promise}").expect("stdout is writable");
+        stdout.flush().expect("stdout is flushable");
+        drop(stdout);
+        promise.wait()
+    }
+
+    fn complete_then_await(data: Vec<u8>) -> Vec<u8> {
+        let promise = Promise::new();
+        promise.complete(&data);
+        promise.wait()
+    }
+
+    fn double_complete(first: Vec<u8>, second: Vec<u8>) -> (bool, bool, Vec<u8>) {
+        let promise = Promise::new();
+        let first = promise.complete(&first);
+        let second = promise.complete(&second);
+        (first, second, promise.wait())
+    }
+
+    fn delete_then_await() -> Vec<u8> {
+        let promise = Promise::new();
+        let id = promise.id().clone();
+        promise.delete();
+        Promise::from_id(id).wait()
+    }
+
+    fn fail(message: String) {
+        panic!("{message}");
+    }
+
+    fn spin() {
+        let mut counter = 0u64;
+        loop {
+            counter = black_box(counter.wrapping_add(1));
+        }
+    }
+
+    fn spin_for(iterations: u64) -> u64 {
+        let mut value = 0u64;
+        for i in 0..iterations {
+            value = black_box(value.wrapping_mul(31).wrapping_add(i));
+        }
+        value
+    }
+
+    fn print(out: String, err: String) {
+        let mut stdout = std::io::stdout().lock();
+        stdout
+            .write_all(out.as_bytes())
+            .expect("stdout is writable");
+        stdout.flush().expect("stdout is flushable");
+        let mut stderr = std::io::stderr().lock();
+        stderr
+            .write_all(err.as_bytes())
+            .expect("stderr is writable");
+        stderr.flush().expect("stderr is flushable");
+    }
+
+    fn get_env() -> Vec<(String, String)> {
+        std::env::vars().collect()
+    }
+
+    fn get_args() -> Vec<String> {
+        std::env::args().collect()
+    }
+
+    fn allocate(mebibytes: u32) -> u32 {
+        let mut blocks: Vec<Vec<u8>> = Vec::new();
+        for _ in 0..mebibytes {
+            let mut block = vec![0u8; MIB];
+            for byte in block.iter_mut().step_by(TOUCH_STRIDE) {
+                *byte = 1;
+            }
+            blocks.push(black_box(block));
+        }
+        let blocks = black_box(blocks);
+        // Every block counts, so none can be dropped before this point.
+        let count = blocks.iter().filter(|block| block[0] == 1).count();
+        u32::try_from(count).unwrap_or(u32::MAX)
+    }
+
+    fn oplog_index() -> u64 {
+        host::get_oplog_index()
+    }
+
+    fn idempotency_key() -> Uuid {
+        host::generate_idempotency_key()
+    }
+
+    fn get_retry_policy() -> RetryPolicy {
+        host::get_retry_policy()
+    }
+
+    fn retry_policy_roundtrip(policy: RetryPolicy) -> RetryPolicy {
+        host::set_retry_policy(policy);
+        host::get_retry_policy()
+    }
+
+    fn persistence_roundtrip(level: PersistenceLevel) -> PersistenceLevel {
+        host::set_oplog_persistence_level(level);
+        host::get_oplog_persistence_level()
+    }
+
+    fn idempotence_roundtrip(mode: bool) -> (bool, bool) {
+        let before = host::get_idempotence_mode();
+        host::set_idempotence_mode(mode);
+        (before, host::get_idempotence_mode())
+    }
+
+    fn self_metadata() -> WorkerMetadata {
+        host::get_self_metadata()
+    }
+
+    fn worker_metadata(id: WorkerId) -> Option<WorkerMetadata> {
+        host::get_worker_metadata(&id)
+    }
+
+    fn list_workers(
+        component: ComponentId,
+        filter: Option<WorkerAnyFilter>,
+        precise: bool,
+    ) -> Vec<WorkerMetadata> {
+        let listing = host::GetWorkers::new(component, filter.as_ref(), precise);
+        let mut workers = Vec::new();
+        while let Some(page) = listing.get_next() {
+            workers.extend(page);
+        }
+        workers
+    }
+
+    fn atomic_region() -> (u64, u64) {
+        let begin = host::mark_begin_operation();
+        host::mark_end_operation(begin);
+        (begin, host::get_oplog_index())
+    }
+
+    fn commit(replicas: u8) {
+        host::oplog_commit(replicas);
+    }
+
+    fn set_oplog_index(idx: u64) {
+        host::set_oplog_index(idx);
+    }
+
+    fn update_worker(id: WorkerId, version: u64, mode: UpdateMode) {
+        host::update_worker(&id, version, mode);
+    }
+}
+
+export!(Component);

@@ -1,0 +1,215 @@
+//! Support for Vow's end-to-end tests and benchmarks: finding the repository
+//! and building the guest components they run.
+//!
+//! The guests live in two cargo workspaces of their own, outside the main one:
+//! `guest-examples/rust` (the SDK examples) and `tests/guests` (the test
+//! harness and the benchmark baseline). [`guest`] builds both for
+//! `wasm32-wasip2` into `target/guests` the first time a process asks for a
+//! guest, and returns the path of the requested component:
+//!
+//! ```no_run
+//! let wasm = vow_tests::guest("harness")?;
+//! assert!(wasm.ends_with("target/guests/wasm32-wasip2/release/harness.wasm"));
+//! # Ok::<(), anyhow::Error>(())
+//! ```
+//!
+//! Building needs the `wasm32-wasip2` target: `rustup target add wasm32-wasip2`.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use anyhow::{Context, bail};
+
+/// The target triple the guests are built for.
+pub const GUEST_TARGET: &str = "wasm32-wasip2";
+
+/// The guest workspaces, as paths of their manifests relative to
+/// [`workspace_root`].
+pub const GUEST_WORKSPACES: [&str; 2] =
+    ["guest-examples/rust/Cargo.toml", "tests/guests/Cargo.toml"];
+
+/// Environment variables of the outer build that must not reach the nested
+/// cargo: they would redirect its output, change its flags or wrap its
+/// compiler.
+const CLEARED_VARS: &[&str] = &[
+    "CARGO_TARGET_DIR",
+    "CARGO_BUILD_TARGET",
+    "CARGO_BUILD_TARGET_DIR",
+    "CARGO_BUILD_RUSTFLAGS",
+    "CARGO_BUILD_RUSTC_WRAPPER",
+    "CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER",
+    "CARGO_ENCODED_RUSTFLAGS",
+    "CARGO_ENCODED_RUSTDOCFLAGS",
+    "CARGO_MAKEFLAGS",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_MANIFEST_DIR",
+    "CARGO_MANIFEST_PATH",
+    "CARGO_INCREMENTAL",
+    "CARGO_LLVM_COV",
+    "RUSTFLAGS",
+    "RUSTDOCFLAGS",
+    "RUSTC_WRAPPER",
+    "RUSTC_WORKSPACE_WRAPPER",
+    "MAKEFLAGS",
+    "MFLAGS",
+];
+
+/// Prefixes of environment variables that are cleared for the same reason,
+/// such as `CARGO_TARGET_<TRIPLE>_RUSTFLAGS`, `CARGO_PROFILE_RELEASE_*` and
+/// the per-package variables cargo sets for the running test.
+const CLEARED_PREFIXES: &[&str] = &[
+    "CARGO_TARGET_",
+    "CARGO_PROFILE_",
+    "CARGO_PKG_",
+    "CARGO_CFG_",
+    "CARGO_BIN_",
+    "CARGO_CRATE_",
+    "__CARGO",
+];
+
+/// The root of the repository: the directory that holds the main workspace's
+/// `Cargo.toml`, `wit/` and the guest workspaces.
+pub fn workspace_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
+}
+
+/// Where the guest workspaces put their build output.
+pub fn guest_target_dir() -> PathBuf {
+    workspace_root().join("target").join("guests")
+}
+
+/// The path of the component built from the guest crate `name` (`harness`,
+/// `floor`, `promises`, `approval`).
+///
+/// The first call in a process builds every guest workspace with
+/// `cargo build --release --target wasm32-wasip2`; concurrent callers wait for
+/// that build, later callers reuse its outcome, and cargo's own lock keeps
+/// concurrent test processes from building at the same time. Fails if the
+/// build fails (the error includes cargo's output) or if no component named
+/// `name` was built.
+pub fn guest(name: &str) -> anyhow::Result<PathBuf> {
+    static BUILD: OnceLock<Result<(), String>> = OnceLock::new();
+    if let Err(message) = BUILD.get_or_init(|| build_guests().map_err(|error| format!("{error:#}")))
+    {
+        bail!("{message}");
+    }
+    let path = guest_target_dir()
+        .join(GUEST_TARGET)
+        .join("release")
+        .join(format!("{name}.wasm"));
+    if !path.is_file() {
+        bail!(
+            "guest component {} was not built: is `{name}` a crate in one of {}? \
+             Is the target installed (`rustup target add {GUEST_TARGET}`)?",
+            path.display(),
+            GUEST_WORKSPACES.join(", "),
+        );
+    }
+    Ok(path)
+}
+
+/// Builds every guest workspace, one after the other.
+fn build_guests() -> anyhow::Result<()> {
+    let root = workspace_root();
+    let target_dir = guest_target_dir();
+    for manifest in GUEST_WORKSPACES {
+        build_workspace(&root.join(manifest), &target_dir)?;
+    }
+    Ok(())
+}
+
+/// Runs `cargo build --release --target wasm32-wasip2` on one guest workspace.
+fn build_workspace(manifest: &Path, target_dir: &Path) -> anyhow::Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(&cargo);
+    command
+        .arg("build")
+        .arg("--release")
+        .args(["--target", GUEST_TARGET])
+        .arg("--manifest-path")
+        .arg(manifest)
+        .arg("--target-dir")
+        .arg(target_dir)
+        .env("CARGO_TERM_COLOR", "never")
+        .current_dir(manifest.parent().unwrap_or(manifest));
+    for (key, _) in std::env::vars_os() {
+        if is_cleared(&key) {
+            command.env_remove(&key);
+        }
+    }
+    let output = command.output().with_context(|| {
+        format!(
+            "could not run {} to build the guests in {}",
+            Path::new(&cargo).display(),
+            manifest.display()
+        )
+    })?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let hint = if stderr.contains(GUEST_TARGET) {
+            format!("\nhint: is the target installed? `rustup target add {GUEST_TARGET}`")
+        } else {
+            String::new()
+        };
+        bail!(
+            "building the guests in {} failed ({}):\n{}{hint}",
+            manifest.display(),
+            output.status,
+            stderr.trim_end(),
+        );
+    }
+    Ok(())
+}
+
+/// Whether the environment variable `key` belongs to the outer build.
+fn is_cleared(key: &OsStr) -> bool {
+    let Some(key) = key.to_str() else {
+        return false;
+    };
+    CLEARED_VARS.contains(&key)
+        || CLEARED_PREFIXES
+            .iter()
+            .any(|prefix| key.starts_with(prefix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_holds_the_wit_and_the_guest_workspaces() {
+        let root = workspace_root();
+        assert!(root.join("wit").join("vow.wit").is_file());
+        for manifest in GUEST_WORKSPACES {
+            assert!(root.join(manifest).is_file(), "{manifest}");
+        }
+    }
+
+    #[test]
+    fn outer_build_settings_are_cleared() {
+        for key in [
+            "CARGO_TARGET_DIR",
+            "RUSTFLAGS",
+            "CARGO_ENCODED_RUSTFLAGS",
+            "CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS",
+            "CARGO_PROFILE_RELEASE_LTO",
+            "CARGO_PKG_NAME",
+            "CARGO_MANIFEST_DIR",
+        ] {
+            assert!(is_cleared(OsStr::new(key)), "{key}");
+        }
+        for key in [
+            "CARGO",
+            "CARGO_HOME",
+            "RUSTUP_HOME",
+            "RUSTUP_TOOLCHAIN",
+            "PATH",
+            "HOME",
+        ] {
+            assert!(!is_cleared(OsStr::new(key)), "{key}");
+        }
+    }
+}
