@@ -10,6 +10,7 @@ use bytes::Bytes;
 use futures::FutureExt as _;
 use tokio::sync::oneshot;
 use wasmtime::StoreLimitsBuilder;
+use wasmtime::component::types::Type;
 use wasmtime::component::{Linker, Val};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 use wasmtime_wasi::{ResourceTable, WasiCtxBuilder};
@@ -220,6 +221,17 @@ impl Drop for Inner {
     }
 }
 
+/// Types of an exported function, from [`Executor::function_type`].
+#[derive(Clone, Debug)]
+pub struct FunctionType {
+    /// The export's canonical name (`run`, `iface.{run}`).
+    pub name: String,
+    /// Parameter names and types, in order.
+    pub params: Vec<(String, Type)>,
+    /// Result types (zero or one).
+    pub results: Vec<Type>,
+}
+
 /// An invocation request.
 #[derive(Clone, Debug)]
 pub struct Invocation {
@@ -366,6 +378,27 @@ impl Executor {
     /// One component's description.
     pub fn component(&self, id: ComponentId) -> Result<ComponentInfo> {
         self.loaded(id).map(|c| c.info.clone())
+    }
+
+    /// The parameter and result types of an export, for converting values
+    /// from other encodings (JSON, WAVE text) before invoking it.
+    pub fn function_type(&self, component: ComponentId, function: &str) -> Result<FunctionType> {
+        let export = self
+            .loaded(component)?
+            .export(function)
+            .ok_or_else(|| Error::FunctionNotFound {
+                component,
+                function: function.to_owned(),
+            })?;
+        Ok(FunctionType {
+            name: export.name.clone(),
+            params: export
+                .ty
+                .params()
+                .map(|(n, t)| (n.to_owned(), t))
+                .collect(),
+            results: export.ty.results().collect(),
+        })
     }
 
     fn loaded(&self, id: ComponentId) -> Result<Arc<LoadedComponent>> {

@@ -79,7 +79,8 @@ mod worker;
 
 pub use component::{ComponentInfo, ExportInfo, ParamInfo};
 pub use error::{Error, Result};
-pub use executor::{Executor, ExecutorBuilder, Invocation, InvocationHandle};
+pub use executor::{Executor, ExecutorBuilder, FunctionType, Invocation, InvocationHandle};
+pub use wasmtime::component::types::Type;
 pub use host::WorkerListing;
 pub use ids::{ComponentId, MAX_WORKER_NAME_LEN, OplogIndex, PromiseId, WorkerId};
 pub use oplog::{OplogEntry, OplogRecord};
