@@ -167,7 +167,7 @@ pub(crate) struct Source {
 pub(crate) fn load(
     engine: &Engine,
     linker: &Linker<WorkerState>,
-    scratch_linker: impl FnOnce() -> Result<Linker<WorkerState>>,
+    scratch_linker: impl Fn() -> Result<Linker<WorkerState>>,
     component: Component,
     source: Source,
 ) -> Result<LoadedComponent> {
@@ -175,7 +175,7 @@ pub(crate) fn load(
         Ok(pre) => pre,
         Err(_) => {
             return Err(Error::MissingImports {
-                imports: missing_imports(&component, scratch_linker()?),
+                imports: missing_imports(&component, scratch_linker)?,
             });
         }
     };
@@ -264,14 +264,20 @@ pub(crate) fn sha256_of(bytes: &[u8]) -> String {
 ///
 /// Wasmtime reports only the first unsatisfied import. To name all of them,
 /// this links against a scratch linker: each time an import is reported, it
-/// is defined there as a stub that traps, and linking is tried again.
-fn missing_imports(component: &Component, mut linker: Linker<WorkerState>) -> Vec<String> {
+/// is defined there as a stub that traps, and linking is tried again. An
+/// import whose name the linker does define (with another shape) is reported
+/// with wasmtime's reason; a name it does not define is reported as is.
+fn missing_imports(
+    component: &Component,
+    new_linker: impl Fn() -> Result<Linker<WorkerState>>,
+) -> Result<Vec<String>> {
     let engine = component.engine().clone();
     let ty = component.component_type();
     let imports: Vec<(String, ComponentItem)> = ty
         .imports(&engine)
         .map(|(name, item)| (name.to_owned(), item.ty))
         .collect();
+    let mut linker = new_linker()?;
     linker.allow_shadowing(true);
     let mut missing = Vec::new();
     for _ in 0..=imports.len() {
@@ -287,24 +293,36 @@ fn missing_imports(component: &Component, mut linker: Linker<WorkerState>) -> Ve
             missing.push(message);
             break;
         };
-        // A name the real linker defines but with another shape is a type
-        // mismatch: say why, rather than only naming it.
-        let detail = error
-            .chain()
-            .skip(1)
-            .map(|c| c.to_string())
-            .find(|c| !c.is_empty());
-        missing.push(match detail {
-            Some(detail) if !detail.contains("was not found") && detail != *name => {
-                format!("{name} ({detail})")
-            }
-            _ => name.clone(),
+        let causes: Vec<String> = error.chain().skip(1).map(|c| c.to_string()).collect();
+        missing.push(if causes.is_empty() || is_absent(&error, &engine, item) {
+            name.clone()
+        } else {
+            format!("{name} ({})", causes.join(": "))
         });
         if stub(&mut linker, name, item).is_err() {
             break;
         }
     }
-    missing
+    Ok(missing)
+}
+
+/// Whether a linking error says the import is absent altogether rather than
+/// present with another shape: wasmtime checks an absent instance export by
+/// export and fails on the first one with "... implementation is missing".
+fn is_absent(error: &wasmtime::Error, engine: &Engine, item: &ComponentItem) -> bool {
+    let causes: Vec<String> = error.chain().map(|c| c.to_string()).collect();
+    let missing = causes
+        .last()
+        .is_some_and(|root| root.ends_with("implementation is missing"));
+    match item {
+        ComponentItem::ComponentInstance(instance) => {
+            let first = instance.exports(engine).next().map(|(name, _)| name);
+            missing
+                && first
+                    .is_none_or(|first| causes.iter().any(|c| c.contains(&format!("`{first}`"))))
+        }
+        _ => missing,
+    }
 }
 
 fn stub(

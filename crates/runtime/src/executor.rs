@@ -383,20 +383,16 @@ impl Executor {
     /// The parameter and result types of an export, for converting values
     /// from other encodings (JSON, WAVE text) before invoking it.
     pub fn function_type(&self, component: ComponentId, function: &str) -> Result<FunctionType> {
-        let export = self
-            .loaded(component)?
-            .export(function)
-            .ok_or_else(|| Error::FunctionNotFound {
-                component,
-                function: function.to_owned(),
-            })?;
+        let export =
+            self.loaded(component)?
+                .export(function)
+                .ok_or_else(|| Error::FunctionNotFound {
+                    component,
+                    function: function.to_owned(),
+                })?;
         Ok(FunctionType {
             name: export.name.clone(),
-            params: export
-                .ty
-                .params()
-                .map(|(n, t)| (n.to_owned(), t))
-                .collect(),
+            params: export.ty.params().map(|(n, t)| (n.to_owned(), t)).collect(),
             results: export.ty.results().collect(),
         })
     }

@@ -1,0 +1,13 @@
+//! End-to-end tests of vow-runtime over real guest components.
+//!
+//! One test binary (link time); modules by concern. Guests are built from
+//! `tests/guests` and `guest-examples/rust` on first use.
+
+mod support;
+
+mod components;
+mod host_api;
+mod isolation;
+mod promises;
+mod scale;
+mod workers;

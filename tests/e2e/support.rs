@@ -1,0 +1,180 @@
+//! Shared helpers: executors, workers and promise-id values.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, anyhow};
+use vow_runtime::{
+    ComponentId, Executor, ExecutorBuilder, PromiseFilter, PromiseId, PromiseInfo, Val,
+    WorkerConfig, WorkerId,
+};
+
+/// A compilation cache shared by the tests of this binary, so each guest is
+/// compiled once per run rather than once per test.
+pub fn cache_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| vow_tests::guest_target_dir().join("e2e-compile-cache"))
+        .clone()
+}
+
+pub fn builder() -> ExecutorBuilder {
+    Executor::builder().cache_dir(cache_dir())
+}
+
+pub async fn executor_with(
+    builder: ExecutorBuilder,
+    guest: &str,
+) -> Result<(Executor, ComponentId)> {
+    let executor = builder.build()?;
+    let path = vow_tests::guest(guest)?;
+    let component = executor
+        .add_component_file(&path)
+        .await
+        .with_context(|| format!("adding {}", path.display()))?;
+    Ok((executor, component))
+}
+
+pub async fn harness() -> Result<(Executor, ComponentId)> {
+    executor_with(builder(), "harness").await
+}
+
+pub async fn start(executor: &Executor, component: ComponentId, name: &str) -> Result<WorkerId> {
+    Ok(executor
+        .start_worker(component, name, WorkerConfig::default())
+        .await?)
+}
+
+/// Polls `probe` until it yields a value. A guard against hangs: gives up
+/// after a generous 60 s with `what` in the error; no timing is asserted.
+pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(value) = probe().await {
+            return Ok(value);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(anyhow!("gave up waiting for {what}"));
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// The awaited pending promise of `worker`, once the worker is parked on it.
+pub async fn parked_on(executor: &Executor, worker: &WorkerId) -> Result<PromiseInfo> {
+    eventually(&format!("{worker} to park on a promise"), || async {
+        let filter = PromiseFilter {
+            worker: Some(worker.clone()),
+            ..PromiseFilter::pending()
+        };
+        executor
+            .promises(filter)
+            .await
+            .ok()?
+            .into_iter()
+            .find(|p| p.awaited)
+    })
+    .await
+}
+
+fn record(fields: Vec<(&str, Val)>) -> Val {
+    Val::Record(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+}
+
+pub fn worker_val(id: &WorkerId) -> Val {
+    let (high, low) = id.component_id.as_u64_pair();
+    record(vec![
+        ("component-id", component_val_pair(high, low)),
+        ("worker-name", Val::String(id.worker_name.clone())),
+    ])
+}
+
+pub fn component_val(id: ComponentId) -> Val {
+    let (high, low) = id.as_u64_pair();
+    component_val_pair(high, low)
+}
+
+fn component_val_pair(high: u64, low: u64) -> Val {
+    record(vec![(
+        "uuid",
+        record(vec![
+            ("high-bits", Val::U64(high)),
+            ("low-bits", Val::U64(low)),
+        ]),
+    )])
+}
+
+pub fn promise_val(id: &PromiseId) -> Val {
+    record(vec![
+        ("worker-id", worker_val(&id.worker_id)),
+        ("oplog-idx", Val::U64(id.oplog_idx)),
+    ])
+}
+
+pub fn field<'a>(val: &'a Val, name: &str) -> Result<&'a Val> {
+    match val {
+        Val::Record(fields) => fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
+            .ok_or_else(|| anyhow!("no field {name} in {val:?}")),
+        other => Err(anyhow!("expected a record, got {other:?}")),
+    }
+}
+
+pub fn u64_of(val: &Val) -> Result<u64> {
+    match val {
+        Val::U64(v) => Ok(*v),
+        other => Err(anyhow!("expected u64, got {other:?}")),
+    }
+}
+
+pub fn promise_from_val(val: &Val) -> Result<PromiseId> {
+    let worker = field(val, "worker-id")?;
+    let uuid = field(field(worker, "component-id")?, "uuid")?;
+    let name = match field(worker, "worker-name")? {
+        Val::String(s) => s.clone(),
+        other => return Err(anyhow!("expected a string, got {other:?}")),
+    };
+    Ok(PromiseId {
+        worker_id: WorkerId::new(
+            ComponentId::from_u64_pair(
+                u64_of(field(uuid, "high-bits")?)?,
+                u64_of(field(uuid, "low-bits")?)?,
+            ),
+            name,
+        ),
+        oplog_idx: u64_of(field(val, "oplog-idx")?)?,
+    })
+}
+
+pub fn bytes_val(bytes: &[u8]) -> Val {
+    Val::List(bytes.iter().map(|b| Val::U8(*b)).collect())
+}
+
+pub fn bytes_of(val: &Val) -> Result<Vec<u8>> {
+    match val {
+        Val::List(items) => items
+            .iter()
+            .map(|v| match v {
+                Val::U8(b) => Ok(*b),
+                other => Err(anyhow!("expected u8, got {other:?}")),
+            })
+            .collect(),
+        other => Err(anyhow!("expected list<u8>, got {other:?}")),
+    }
+}
+
+/// The single result of an invocation.
+pub fn single(results: Vec<Val>) -> Result<Val> {
+    let mut results = results.into_iter();
+    match (results.next(), results.next()) {
+        (Some(v), None) => Ok(v),
+        _ => Err(anyhow!("expected exactly one result")),
+    }
+}
