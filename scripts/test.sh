@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs Vow's whole test suite from a fresh clone: installs what the tests need
+# (the wasm32-wasip2 target, a venv with componentize-py for the Python
+# guests), builds the guest components, then runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+  echo "== installing the wasm32-wasip2 target"
+  rustup target add wasm32-wasip2
+fi
+
+echo "== building the Python guest examples"
+bash guest-examples/python/build.sh
+
+echo "== running the tests"
+cargo test --workspace "$@"
