@@ -64,6 +64,27 @@ async fn invocations_queue_behind_a_parked_one_and_run_in_order() -> Result<()> 
 }
 
 #[tokio::test]
+async fn enqueued_invocations_run_without_anyone_waiting() -> Result<()> {
+    let (executor, component) = harness().await?;
+    let worker = start(&executor, component, "fire").await?;
+    let print = |text: &str| {
+        Invocation::new(
+            "print",
+            vec![Val::String(text.into()), Val::String(String::new())],
+        )
+    };
+    executor.enqueue(&worker, print("first\n"))?;
+    executor.enqueue(&worker, print("second\n"))?;
+    let stdout = eventually("both prints", || async {
+        let out = executor.worker_output(&worker).ok()?.stdout;
+        (out.len() == "first\nsecond\n".len()).then_some(out)
+    })
+    .await?;
+    assert_eq!(stdout, b"first\nsecond\n");
+    Ok(())
+}
+
+#[tokio::test]
 async fn an_idempotency_key_runs_the_invocation_once() -> Result<()> {
     let (executor, component) = harness().await?;
     let worker = start(&executor, component, "once").await?;

@@ -520,6 +520,12 @@ impl Executor {
         })
     }
 
+    /// Queues an invocation and forgets it (fire and forget). Its outcome
+    /// shows in the worker's status, last error and output.
+    pub fn enqueue(&self, worker: &WorkerId, invocation: Invocation) -> Result<()> {
+        self.submit(worker, invocation).map(drop)
+    }
+
     /// Invokes an exported function and waits for its results.
     pub async fn invoke(
         &self,
