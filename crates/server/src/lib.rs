@@ -1,1 +1,107 @@
-//! placeholder
+//! # vow-server
+//!
+//! The HTTP API of the Vow runtime, shaped like Golem's worker API: upload
+//! components, start workers, invoke their exports with arguments in Golem's
+//! JSON encoding (or WAVE text), and list and complete the promises they wait
+//! on. `docs/rest-api.md` is the contract; the server also describes itself
+//! at `GET /openapi.json`.
+//!
+//! ## Serving
+//!
+//! 1. Build a [`vow_runtime::Executor`] inside a tokio runtime.
+//! 2. Make the routes with [`router`]; it needs no socket, so tests can call
+//!    it with `tower::ServiceExt::oneshot`.
+//! 3. Bind a [`tokio::net::TcpListener`] and run [`serve`] until a shutdown
+//!    future, such as [`shutdown_signal`], resolves.
+//!
+//! ```no_run
+//! use vow_runtime::Executor;
+//! use vow_server::{ServerConfig, router, serve, shutdown_signal};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let executor = Executor::builder().build()?;
+//! let routes = router(executor, ServerConfig::default());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9881").await?;
+//! serve(listener, routes, shutdown_signal()).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [`json`] converts between Golem's JSON encoding and component values, for
+//! clients that build requests or read results.
+
+mod error;
+mod extract;
+pub mod json;
+mod openapi;
+mod routes;
+mod serve;
+mod time;
+
+use std::any::Any;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tracing::Level;
+use vow_runtime::Executor;
+
+use crate::error::ApiError;
+use crate::routes::AppState;
+
+pub use crate::serve::{SHUTDOWN_GRACE, serve, serve_with_grace, shutdown_signal};
+
+/// Limits of the HTTP API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Largest JSON request body, in bytes (default 16 MiB). Larger bodies
+    /// are answered with 413.
+    pub max_body_bytes: usize,
+    /// Largest component upload, in bytes (default 512 MiB).
+    pub max_component_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 16 << 20,
+            max_component_bytes: 512 << 20,
+        }
+    }
+}
+
+/// The routes of the API over `executor`, with request tracing, body limits,
+/// and JSON errors for unknown paths and methods.
+pub fn router(executor: Executor, config: ServerConfig) -> Router {
+    let mut router = Router::new();
+    for route in routes::table(&config) {
+        router = router.route(route.path, route.handler);
+    }
+    router
+        // After the routes: it applies to the routes present.
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .fallback(routes::not_found)
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
+        )
+        .layer(CatchPanicLayer::custom(panic_response))
+        .with_state(AppState { executor, config })
+}
+
+/// A handler panicked: a bug, answered as a host fault rather than by
+/// dropping the connection.
+fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    tracing::error!(panic = message, "request handler panicked");
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+}

@@ -1,0 +1,182 @@
+//! [`ApiError`]: the one error type of every handler and extractor.
+//!
+//! Every failure answers with JSON: `400` with `{"errors": [...]}` (one
+//! message per problem) and every other status with `{"error": "..."}`.
+//! Framework rejections go through here too, so a client never sees axum's
+//! plain-text bodies.
+
+use axum::Json;
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use vow_runtime::Error;
+
+/// An HTTP error response: a status and what went wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    messages: Vec<String>,
+}
+
+impl ApiError {
+    /// An error with this status and message.
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            messages: vec![message.into()],
+        }
+    }
+
+    /// `400 Bad Request` with one message per problem.
+    pub(crate) fn bad_request(messages: Vec<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            messages,
+        }
+    }
+
+    /// `400 Bad Request` with one message.
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// The status this error answers with.
+    #[cfg(test)]
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Turns a rejection's text into a message: lower case first letter, as
+    /// every other message.
+    fn rejection(status: StatusCode, text: String) -> Self {
+        let mut chars = text.chars();
+        let message = match chars.next() {
+            Some(first) => first.to_lowercase().chain(chars).collect(),
+            None => status
+                .canonical_reason()
+                .unwrap_or("bad request")
+                .to_owned(),
+        };
+        Self::new(status, message)
+    }
+
+    /// A body rejection; `limit` is named when the body was too large.
+    pub(crate) fn from_bytes_rejection(rejection: BytesRejection, limit: usize) -> Self {
+        Self::from_body_status(rejection.status(), rejection.body_text(), limit)
+    }
+
+    /// A JSON body rejection; `limit` is named when the body was too large.
+    pub(crate) fn from_json_rejection(rejection: JsonRejection, limit: usize) -> Self {
+        Self::from_body_status(rejection.status(), rejection.body_text(), limit)
+    }
+
+    fn from_body_status(status: StatusCode, text: String, limit: usize) -> Self {
+        match status {
+            StatusCode::PAYLOAD_TOO_LARGE => Self::new(
+                status,
+                format!("request body is larger than the limit of {limit} bytes"),
+            ),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::new(
+                status,
+                "expected a request with `Content-Type: application/json`",
+            ),
+            // Syntax and data errors (axum answers the latter with 422) are
+            // bad input like any other.
+            s if s.is_client_error() => Self::rejection(StatusCode::BAD_REQUEST, text),
+            s => Self::rejection(s, text),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::rejection(StatusCode::BAD_REQUEST, rejection.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        let status = rejection.status();
+        if status.is_server_error() {
+            // A route whose pattern does not match its extractor: our bug.
+            tracing::error!(error = %rejection.body_text(), "path extraction failed");
+            return Self::rejection(status, rejection.body_text());
+        }
+        Self::rejection(StatusCode::BAD_REQUEST, rejection.body_text())
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        let status = match &error {
+            Error::InvalidComponent { .. }
+            | Error::InvalidWorkerName { .. }
+            | Error::InvalidArguments { .. }
+            | Error::InvalidPromiseId { .. } => StatusCode::BAD_REQUEST,
+            Error::ComponentNotFound(_)
+            | Error::WorkerNotFound(_)
+            | Error::FunctionNotFound { .. }
+            | Error::PromiseNotFound(_) => StatusCode::NOT_FOUND,
+            Error::WorkerExists(_) | Error::WorkerFailed { .. } | Error::WorkerDeleted(_) => {
+                StatusCode::CONFLICT
+            }
+            Error::MissingImports { .. } | Error::Trap { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Error::Instantiation { .. } | Error::ShutDown => StatusCode::SERVICE_UNAVAILABLE,
+            // Config, Io and whatever a newer runtime adds: host faults.
+            _ => {
+                tracing::error!(%error, "host fault");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        Self::new(status, error.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = if self.status == StatusCode::BAD_REQUEST {
+            json!({ "errors": self.messages })
+        } else {
+            json!({ "error": self.messages.join("; ") })
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vow_runtime::{ComponentId, WorkerId};
+
+    #[test]
+    fn runtime_errors_map_to_the_contract_statuses() {
+        let worker = WorkerId::new(ComponentId::from_u64_pair(1, 2), "w");
+        let cases = [
+            (Error::WorkerExists(worker.clone()), StatusCode::CONFLICT),
+            (Error::WorkerNotFound(worker.clone()), StatusCode::NOT_FOUND),
+            (
+                Error::MissingImports {
+                    imports: vec!["x:y/z".into()],
+                },
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            (Error::ShutDown, StatusCode::SERVICE_UNAVAILABLE),
+            (
+                Error::Config("bad".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+            (Error::WorkerDeleted(worker), StatusCode::CONFLICT),
+        ];
+        for (error, status) in cases {
+            assert_eq!(ApiError::from(error).status(), status);
+        }
+    }
+
+    #[test]
+    fn rejection_text_starts_lower_case() {
+        let error = ApiError::rejection(StatusCode::BAD_REQUEST, "Failed to parse".into());
+        assert_eq!(error.messages, vec!["failed to parse".to_owned()]);
+    }
+}

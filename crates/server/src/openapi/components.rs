@@ -1,0 +1,107 @@
+//! The reusable parts of the OpenAPI document: parameters, error responses
+//! and the schemas of every body.
+
+use serde_json::{Value, json};
+
+use super::{json_content, schema};
+
+/// Path, query and header parameters, by the names operations use.
+pub(super) fn parameters() -> Value {
+    let path = |name: &str, description: &str, format: Option<&str>| {
+        let mut schema = json!({ "type": "string" });
+        if let Some(format) = format {
+            schema["format"] = json!(format);
+        }
+        json!({ "name": name, "in": "path", "required": true, "description": description, "schema": schema })
+    };
+    let query = |name: &str, required: bool, description: &str, schema: Value| json!({ "name": name, "in": "query", "required": required, "description": description, "schema": schema });
+    json!({
+        "cid": path("cid", "Component id", Some("uuid")),
+        "name": path("name", "Worker name (1-256 bytes, no `/`, no control characters)", None),
+        "componentName": query("name", true, "Name of the component", json!({ "type": "string" })),
+        "function": query("function", true, "Export to invoke, as listed in the component's exports",
+            json!({ "type": "string" })),
+        "idempotencyKey": { "name": "Idempotency-Key", "in": "header", "required": false,
+            "description": "A repeated key runs nothing new: `invoke` answers 202, `invoke-and-await` the first outcome",
+            "schema": { "type": "string" } },
+        "status": query("status", false, "Only promises with this status",
+            json!({ "type": "string", "enum": ["pending", "completed"] })),
+        "component": query("component", false, "Only promises of this component's workers",
+            json!({ "type": "string", "format": "uuid" })),
+        "worker": query("worker", false, "Only promises of this worker (needs `component`)",
+            json!({ "type": "string" })),
+    })
+}
+
+/// One error response per status, `E{status}`.
+pub(super) fn responses() -> Value {
+    let error = |description: &str| json!({ "description": description, "content": json_content(schema("Error")) });
+    json!({
+        "E400": { "description": "Bad input, one message per problem", "content": json_content(schema("Errors")) },
+        "E404": error("Unknown component, worker, function or promise"),
+        "E409": error("Worker name taken, worker failed or deleted"),
+        "E413": error("Body larger than the limit"),
+        "E415": error("Body is not `application/json`"),
+        "E422": error("Component imports what Vow does not provide, or the invocation trapped"),
+        "E500": error("Host fault"),
+        "E503": error("Runtime shutting down or out of instance slots"),
+        "E504": error("Invocation timed out"),
+    })
+}
+
+/// Request and response bodies.
+pub(super) fn schemas() -> Value {
+    let string = json!({ "type": "string" });
+    let time = json!({ "type": "string", "format": "date-time" });
+    let count = json!({ "type": "integer", "minimum": 0 });
+    json!({
+        "Error": { "type": "object", "required": ["error"], "properties": { "error": string } },
+        "Errors": { "type": "object", "required": ["errors"],
+            "properties": { "errors": { "type": "array", "items": string } } },
+        "Empty": { "type": "object" },
+        "ComponentInfo": { "type": "object", "required": ["componentId", "name", "size", "sha256", "exports"],
+            "properties": { "componentId": { "type": "string", "format": "uuid" }, "name": string, "size": count,
+                "sha256": string, "exports": { "type": "array", "items": schema("Export") } } },
+        "Export": { "type": "object", "required": ["name", "params", "results"], "properties": {
+            "name": string,
+            "params": { "type": "array", "items": { "type": "object", "required": ["name", "type"],
+                "properties": { "name": string, "type": { "type": "string", "description": "WIT type" } } } },
+            "results": { "type": "array", "items": { "type": "string", "description": "WIT type" } } } },
+        "ComponentList": { "type": "object", "required": ["components"],
+            "properties": { "components": { "type": "array", "items": schema("ComponentInfo") } } },
+        "WorkerId": { "type": "object", "required": ["componentId", "workerName"],
+            "properties": { "componentId": { "type": "string", "format": "uuid" }, "workerName": string } },
+        "CreateWorker": { "type": "object", "required": ["name"], "properties": {
+            "name": string, "args": { "type": "array", "items": string },
+            "env": { "type": "object", "additionalProperties": string } } },
+        "WorkerCreated": { "type": "object", "required": ["workerId", "componentVersion"],
+            "properties": { "workerId": schema("WorkerId"), "componentVersion": count } },
+        "WorkerMetadata": { "type": "object", "required": ["workerId", "args", "env", "status", "componentVersion",
+                "retryCount", "createdAt", "lastError", "pendingInvocationCount"], "properties": {
+            "workerId": schema("WorkerId"), "args": { "type": "array", "items": string },
+            "env": { "type": "object", "additionalProperties": string },
+            "status": { "type": "string", "enum": ["running", "idle", "suspended", "interrupted", "retrying", "failed", "exited"] },
+            "componentVersion": count, "retryCount": count, "createdAt": time,
+            "lastError": { "type": ["string", "null"] }, "pendingInvocationCount": count } },
+        "WorkerList": { "type": "object", "required": ["workers"],
+            "properties": { "workers": { "type": "array", "items": schema("WorkerMetadata") } } },
+        "InvokeParameters": { "type": "object",
+            "description": "Either `params` (Golem's JSON encoding, typed by the export) or `params_wave` (WAVE text)",
+            "properties": { "params": { "type": "array", "items": {} },
+                "params_wave": { "type": "array", "items": string } } },
+        "InvokeResult": { "type": "object", "required": ["result"],
+            "properties": { "result": { "description": "The result in Golem's JSON encoding, null without one" } } },
+        "WorkerLogs": { "type": "object", "required": ["stdout", "stderr", "stdoutDropped", "stderrDropped"],
+            "properties": { "stdout": string, "stderr": string, "stdoutDropped": count, "stderrDropped": count } },
+        "PromiseInfo": { "type": "object", "required": ["promiseId", "componentId", "workerName", "oplogIdx", "status",
+                "createdAt", "completedAt", "awaited"], "properties": {
+            "promiseId": { "type": "string", "description": "{cid}/{name}/{oplogIdx}" },
+            "componentId": { "type": "string", "format": "uuid" }, "workerName": string, "oplogIdx": count,
+            "status": { "type": "string", "enum": ["pending", "completed"] }, "createdAt": time,
+            "completedAt": { "type": ["string", "null"], "format": "date-time" }, "awaited": { "type": "boolean" } } },
+        "PromiseList": { "type": "object", "required": ["promises"],
+            "properties": { "promises": { "type": "array", "items": schema("PromiseInfo") } } },
+        "Completion": { "type": "object", "required": ["oplogIdx", "data"], "properties": {
+            "oplogIdx": count, "data": { "type": "array", "items": { "type": "integer", "minimum": 0, "maximum": 255 } } } },
+    })
+}

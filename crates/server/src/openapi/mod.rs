@@ -1,0 +1,363 @@
+//! The OpenAPI 3.1 document served at `GET /openapi.json`, written by hand
+//! to match `docs/rest-api.md`. A test checks that it lists exactly the
+//! routes of the route table.
+
+mod components;
+
+use std::sync::LazyLock;
+
+use axum::Json;
+use serde_json::{Map, Value, json};
+
+use self::components::{parameters, responses, schemas};
+
+/// The document, built once.
+static DOCUMENT: LazyLock<Value> = LazyLock::new(document);
+
+/// `GET /openapi.json`.
+pub(crate) async fn serve() -> Json<Value> {
+    Json(DOCUMENT.clone())
+}
+
+fn schema(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn json_content(schema: Value) -> Value {
+    json!({ "application/json": { "schema": schema } })
+}
+
+/// One operation: its id, summary, parameters (names in
+/// `#/components/parameters`), request body, success status and schema, and
+/// the error statuses it can answer with.
+struct Op {
+    id: &'static str,
+    summary: &'static str,
+    params: &'static [&'static str],
+    body: Option<Value>,
+    ok: (&'static str, Value),
+    errors: &'static [&'static str],
+}
+
+impl Op {
+    fn build(self) -> Value {
+        let mut responses = Map::new();
+        responses.insert(
+            self.ok.0.to_owned(),
+            json!({ "description": "success", "content": json_content(self.ok.1) }),
+        );
+        for status in self.errors {
+            responses.insert(
+                (*status).to_owned(),
+                json!({ "$ref": format!("#/components/responses/E{status}") }),
+            );
+        }
+        let params: Vec<Value> = self
+            .params
+            .iter()
+            .map(|p| json!({ "$ref": format!("#/components/parameters/{p}") }))
+            .collect();
+        let mut op = json!({
+            "operationId": self.id,
+            "summary": self.summary,
+            "parameters": params,
+            "responses": responses,
+        });
+        if let Some(body) = self.body {
+            op["requestBody"] = body;
+        }
+        op
+    }
+}
+
+fn json_body(name: &str) -> Option<Value> {
+    Some(json!({ "required": true, "content": json_content(schema(name)) }))
+}
+
+const WORKER_PARAMS: &[&str] = &["cid", "name"];
+const INVOKE_PARAMS: &[&str] = &["cid", "name", "function", "idempotencyKey"];
+
+fn paths() -> Value {
+    let w = |suffix: &str| format!("/v1/components/{{cid}}/workers/{{name}}{suffix}");
+    let mut paths = Map::new();
+    let mut add = |path: String, ops: Vec<(&str, Op)>| {
+        let ops: Map<String, Value> = ops
+            .into_iter()
+            .map(|(m, op)| (m.to_owned(), op.build()))
+            .collect();
+        paths.insert(path, Value::Object(ops));
+    };
+    add(
+        "/v1/components".into(),
+        vec![
+            (
+                "post",
+                Op {
+                    id: "uploadComponent",
+                    summary: "Compile and add a component",
+                    params: &["componentName"],
+                    body: Some(
+                        json!({ "required": true, "content": { "application/wasm": { "schema": { "type": "string", "format": "binary" } },
+                "*/*": { "schema": { "type": "string", "format": "binary" } } } }),
+                    ),
+                    ok: ("201", schema("ComponentInfo")),
+                    errors: &["400", "413", "422", "500"],
+                },
+            ),
+            (
+                "get",
+                Op {
+                    id: "listComponents",
+                    summary: "Every component, by name",
+                    params: &[],
+                    body: None,
+                    ok: ("200", schema("ComponentList")),
+                    errors: &[],
+                },
+            ),
+        ],
+    );
+    add(
+        "/v1/components/{cid}".into(),
+        vec![(
+            "get",
+            Op {
+                id: "getComponent",
+                summary: "One component and its exports",
+                params: &["cid"],
+                body: None,
+                ok: ("200", schema("ComponentInfo")),
+                errors: &["400", "404"],
+            },
+        )],
+    );
+    add(
+        "/v1/components/{cid}/workers".into(),
+        vec![
+            (
+                "post",
+                Op {
+                    id: "createWorker",
+                    summary: "Start a worker",
+                    params: &["cid"],
+                    body: json_body("CreateWorker"),
+                    ok: ("201", schema("WorkerCreated")),
+                    errors: &["400", "404", "409", "413", "415", "503"],
+                },
+            ),
+            (
+                "get",
+                Op {
+                    id: "listWorkers",
+                    summary: "The component's workers",
+                    params: &["cid"],
+                    body: None,
+                    ok: ("200", schema("WorkerList")),
+                    errors: &["400", "404"],
+                },
+            ),
+        ],
+    );
+    add(
+        w(""),
+        vec![
+            (
+                "get",
+                Op {
+                    id: "getWorker",
+                    summary: "A worker's metadata",
+                    params: WORKER_PARAMS,
+                    body: None,
+                    ok: ("200", schema("WorkerMetadata")),
+                    errors: &["400", "404"],
+                },
+            ),
+            (
+                "delete",
+                Op {
+                    id: "deleteWorker",
+                    summary: "Stop and remove a worker",
+                    params: WORKER_PARAMS,
+                    body: None,
+                    ok: ("200", schema("Empty")),
+                    errors: &["400", "404"],
+                },
+            ),
+        ],
+    );
+    add(
+        w("/invoke-and-await"),
+        vec![(
+            "post",
+            Op {
+                id: "invokeAndAwait",
+                summary: "Invoke an export and wait for its result",
+                params: INVOKE_PARAMS,
+                body: json_body("InvokeParameters"),
+                ok: ("200", schema("InvokeResult")),
+                errors: &["400", "404", "409", "413", "415", "422", "503", "504"],
+            },
+        )],
+    );
+    add(
+        w("/invoke"),
+        vec![(
+            "post",
+            Op {
+                id: "invoke",
+                summary: "Queue an invocation and return at once",
+                params: INVOKE_PARAMS,
+                body: json_body("InvokeParameters"),
+                ok: ("202", schema("Empty")),
+                errors: &["400", "404", "409", "413", "415"],
+            },
+        )],
+    );
+    add(
+        w("/logs"),
+        vec![(
+            "get",
+            Op {
+                id: "getWorkerLogs",
+                summary: "What the worker wrote to stdout and stderr",
+                params: WORKER_PARAMS,
+                body: None,
+                ok: ("200", schema("WorkerLogs")),
+                errors: &["400", "404"],
+            },
+        )],
+    );
+    add(
+        w("/promises"),
+        vec![(
+            "get",
+            Op {
+                id: "listWorkerPromises",
+                summary: "The worker's promises",
+                params: WORKER_PARAMS,
+                body: None,
+                ok: ("200", schema("PromiseList")),
+                errors: &["400", "404"],
+            },
+        )],
+    );
+    add(
+        w("/complete"),
+        vec![(
+            "post",
+            Op {
+                id: "completePromise",
+                summary: "Complete one of the worker's promises",
+                params: WORKER_PARAMS,
+                body: json_body("Completion"),
+                ok: ("200", json!({ "type": "boolean" })),
+                errors: &["400", "404", "413", "415"],
+            },
+        )],
+    );
+    add(
+        "/v1/promises".into(),
+        vec![(
+            "get",
+            Op {
+                id: "listPromises",
+                summary: "Promises of every worker, filtered",
+                params: &["status", "component", "worker"],
+                body: None,
+                ok: ("200", schema("PromiseList")),
+                errors: &["400"],
+            },
+        )],
+    );
+    add(
+        "/openapi.json".into(),
+        vec![(
+            "get",
+            Op {
+                id: "openapi",
+                summary: "This document",
+                params: &[],
+                body: None,
+                ok: ("200", json!({ "type": "object" })),
+                errors: &[],
+            },
+        )],
+    );
+    Value::Object(paths)
+}
+
+/// Builds the whole document.
+fn document() -> Value {
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Vow",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Runs WebAssembly components that import golem:api/host@1.1.0. \
+                Every error answers with JSON: 400 with {\"errors\": [...]}, others with {\"error\": \"...\"}.",
+        },
+        "paths": paths(),
+        "components": {
+            "schemas": schemas(),
+            "parameters": parameters(),
+            "responses": responses(),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ServerConfig;
+    use crate::routes::table;
+
+    #[test]
+    fn every_route_is_documented_and_nothing_else() {
+        let doc = document();
+        let Some(paths) = doc["paths"].as_object() else {
+            panic!("no paths in the document");
+        };
+        let routes: Vec<(String, String)> = table(&ServerConfig::default())
+            .iter()
+            .map(|r| (r.path.to_owned(), r.verb.lower().to_owned()))
+            .collect();
+        for (path, method) in &routes {
+            assert!(
+                paths.get(path).and_then(|p| p.get(method)).is_some(),
+                "{method} {path} is routed but not documented"
+            );
+        }
+        for (path, ops) in paths {
+            for method in ops.as_object().into_iter().flat_map(|o| o.keys()) {
+                assert!(
+                    routes.contains(&(path.clone(), method.clone())),
+                    "{method} {path} is documented but not routed"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_reference_resolves() {
+        fn refs(value: &Value, out: &mut Vec<String>) {
+            match value {
+                Value::Object(map) => {
+                    if let Some(Value::String(r)) = map.get("$ref") {
+                        out.push(r.clone());
+                    }
+                    map.values().for_each(|v| refs(v, out));
+                }
+                Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+                _ => {}
+            }
+        }
+        let doc = document();
+        let mut found = Vec::new();
+        refs(&doc, &mut found);
+        assert!(!found.is_empty());
+        for r in found {
+            let pointer = r.trim_start_matches('#');
+            assert!(doc.pointer(pointer).is_some(), "{r} does not resolve");
+        }
+    }
+}

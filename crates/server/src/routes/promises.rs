@@ -1,0 +1,154 @@
+//! Promises: listing them and completing them from outside.
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use vow_runtime::{PromiseFilter, PromiseId, PromiseInfo, PromiseStatus, WorkerId};
+
+use crate::error::ApiError;
+use crate::extract::{ApiQuery, JsonBody, WorkerPath, parse_component_id};
+use crate::routes::AppState;
+use crate::time::rfc3339;
+
+/// A promise as the API shows it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct PromiseBody {
+    promise_id: String,
+    component_id: String,
+    worker_name: String,
+    oplog_idx: u64,
+    status: &'static str,
+    created_at: String,
+    completed_at: Option<String>,
+    awaited: bool,
+}
+
+impl From<PromiseInfo> for PromiseBody {
+    fn from(info: PromiseInfo) -> Self {
+        Self {
+            promise_id: info.id.to_string(),
+            component_id: info.id.worker_id.component_id.to_string(),
+            worker_name: info.id.worker_id.worker_name,
+            oplog_idx: info.id.oplog_idx,
+            status: match info.status {
+                PromiseStatus::Pending => "pending",
+                PromiseStatus::Completed => "completed",
+            },
+            created_at: rfc3339(info.created_at),
+            completed_at: info.completed_at.map(rfc3339),
+            awaited: info.awaited,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub(crate) struct PromiseList {
+    promises: Vec<PromiseBody>,
+}
+
+impl PromiseList {
+    fn of(promises: Vec<PromiseInfo>) -> Json<Self> {
+        Json(Self {
+            promises: promises.into_iter().map(PromiseBody::from).collect(),
+        })
+    }
+}
+
+/// `?status=&component=&worker=`, all optional.
+#[derive(Deserialize)]
+pub(crate) struct ListQuery {
+    status: Option<String>,
+    component: Option<String>,
+    worker: Option<String>,
+}
+
+impl ListQuery {
+    /// The filter, or one message per bad parameter.
+    fn filter(self) -> Result<PromiseFilter, ApiError> {
+        let mut errors = Vec::new();
+        let status = match self.status.as_deref() {
+            None => None,
+            Some("pending") => Some(PromiseStatus::Pending),
+            Some("completed") => Some(PromiseStatus::Completed),
+            Some(other) => {
+                errors.push(format!(
+                    "status must be \"pending\" or \"completed\", got {other:?}"
+                ));
+                None
+            }
+        };
+        let component = match self.component.as_deref().map(parse_component_id) {
+            Some(Err(e)) => {
+                errors.push(e);
+                None
+            }
+            Some(Ok(c)) => Some(c),
+            None => None,
+        };
+        let worker = match (self.worker, &self.component) {
+            // None when the component id was invalid, which is reported.
+            (Some(name), Some(_)) => component.map(|c| WorkerId::new(c, name)),
+            (Some(_), None) => {
+                errors.push("worker= needs component=".to_owned());
+                None
+            }
+            (None, _) => None,
+        };
+        if !errors.is_empty() {
+            return Err(ApiError::bad_request(errors));
+        }
+        Ok(PromiseFilter {
+            status,
+            component,
+            worker,
+        })
+    }
+}
+
+/// `GET /v1/promises`: promises of every worker, filtered.
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<PromiseList>, ApiError> {
+    let filter = query.filter()?;
+    Ok(PromiseList::of(state.executor.promises(filter).await?))
+}
+
+/// `GET .../workers/{name}/promises`: one worker's promises.
+pub(crate) async fn of_worker(
+    State(state): State<AppState>,
+    WorkerPath(worker): WorkerPath,
+) -> Result<Json<PromiseList>, ApiError> {
+    state.executor.worker_status(&worker)?;
+    let filter = PromiseFilter {
+        worker: Some(worker),
+        ..PromiseFilter::default()
+    };
+    Ok(PromiseList::of(state.executor.promises(filter).await?))
+}
+
+/// The body of `complete`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Completion {
+    oplog_idx: u64,
+    data: Vec<u8>,
+}
+
+/// `POST .../workers/{name}/complete`: completes one of the worker's
+/// promises. `true` if this request completed it, `false` if it already was.
+#[tracing::instrument(skip_all, fields(worker = %worker, oplog_idx = body.oplog_idx))]
+pub(crate) async fn complete(
+    State(state): State<AppState>,
+    WorkerPath(worker): WorkerPath,
+    JsonBody(body): JsonBody<Completion>,
+) -> Result<Json<bool>, ApiError> {
+    // An unknown worker is named as such, not as an unknown promise.
+    state.executor.worker_status(&worker)?;
+    let id = PromiseId {
+        worker_id: worker,
+        oplog_idx: body.oplog_idx,
+    };
+    Ok(Json(state.executor.complete_promise(&id, body.data).await?))
+}

@@ -1,0 +1,164 @@
+//! `/v1/components/{cid}/workers`: start, list, describe and delete workers,
+//! and read their output.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use vow_runtime::{WorkerConfig, WorkerId, WorkerMetadata};
+
+use crate::error::ApiError;
+use crate::extract::{ComponentPath, JsonBody, WorkerPath};
+use crate::routes::AppState;
+use crate::time::rfc3339;
+
+/// A worker id as the API shows it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct WorkerIdBody {
+    component_id: String,
+    worker_name: String,
+}
+
+impl From<&WorkerId> for WorkerIdBody {
+    fn from(id: &WorkerId) -> Self {
+        Self {
+            component_id: id.component_id.to_string(),
+            worker_name: id.worker_name.clone(),
+        }
+    }
+}
+
+/// A worker's metadata as the API shows it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct WorkerBody {
+    worker_id: WorkerIdBody,
+    args: Vec<String>,
+    env: BTreeMap<String, String>,
+    status: &'static str,
+    component_version: u64,
+    retry_count: u64,
+    created_at: String,
+    last_error: Option<String>,
+    pending_invocation_count: usize,
+}
+
+impl From<WorkerMetadata> for WorkerBody {
+    fn from(meta: WorkerMetadata) -> Self {
+        Self {
+            worker_id: WorkerIdBody::from(&meta.id),
+            args: meta.args,
+            env: meta.env.into_iter().collect(),
+            status: meta.status.as_str(),
+            component_version: meta.component_version,
+            retry_count: meta.retry_count,
+            created_at: rfc3339(meta.created_at),
+            last_error: meta.last_error,
+            pending_invocation_count: meta.pending_invocations,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CreateWorker {
+    name: String,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Created {
+    worker_id: WorkerIdBody,
+    component_version: u64,
+}
+
+/// `POST /v1/components/{cid}/workers`: starts a worker.
+#[tracing::instrument(skip_all, fields(component = %component, worker = %body.name))]
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    ComponentPath(component): ComponentPath,
+    JsonBody(body): JsonBody<CreateWorker>,
+) -> Result<(StatusCode, Json<Created>), ApiError> {
+    let config = WorkerConfig {
+        args: body.args,
+        env: body.env.into_iter().collect(),
+    };
+    let id = state
+        .executor
+        .start_worker(component, &body.name, config)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Created {
+            worker_id: WorkerIdBody::from(&id),
+            component_version: 0,
+        }),
+    ))
+}
+
+#[derive(Serialize)]
+pub(crate) struct WorkerList {
+    workers: Vec<WorkerBody>,
+}
+
+/// `GET /v1/components/{cid}/workers`: the component's workers, by name.
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    ComponentPath(component): ComponentPath,
+) -> Result<Json<WorkerList>, ApiError> {
+    // An unknown component is a 404, not an empty list.
+    state.executor.component(component)?;
+    let workers = state.executor.workers(Some(component));
+    Ok(Json(WorkerList {
+        workers: workers.into_iter().map(WorkerBody::from).collect(),
+    }))
+}
+
+/// `GET /v1/components/{cid}/workers/{name}`: one worker's metadata.
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    WorkerPath(worker): WorkerPath,
+) -> Result<Json<WorkerBody>, ApiError> {
+    Ok(Json(state.executor.worker_metadata(&worker)?.into()))
+}
+
+/// `DELETE /v1/components/{cid}/workers/{name}`: stops and removes a worker.
+#[tracing::instrument(skip_all, fields(worker = %worker))]
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    WorkerPath(worker): WorkerPath,
+) -> Result<Json<Value>, ApiError> {
+    state.executor.delete_worker(&worker)?;
+    Ok(Json(json!({})))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Logs {
+    stdout: String,
+    stderr: String,
+    stdout_dropped: u64,
+    stderr_dropped: u64,
+}
+
+/// `GET /v1/components/{cid}/workers/{name}/logs`: captured stdout and
+/// stderr, decoded as UTF-8 with invalid bytes replaced.
+pub(crate) async fn logs(
+    State(state): State<AppState>,
+    WorkerPath(worker): WorkerPath,
+) -> Result<Json<Logs>, ApiError> {
+    let output = state.executor.worker_output(&worker)?;
+    Ok(Json(Logs {
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        stdout_dropped: output.stdout_dropped,
+        stderr_dropped: output.stderr_dropped,
+    }))
+}

@@ -1,0 +1,11 @@
+//! The HTTP API over real guest components: one test binary, a module per
+//! resource.
+
+mod components;
+mod invoke;
+mod json;
+mod promises;
+mod rejections;
+mod serve;
+mod support;
+mod workers;

@@ -1,0 +1,296 @@
+//! The human-in-the-loop flow, promise listings and completion errors.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, ensure};
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use crate::support::{App, guest_bytes, invoke_uri};
+
+const PAYLOAD: &[u8] = b"approved by ana";
+const EXPECTED: &str = "\"deploy\": approved by ana";
+
+#[tokio::test]
+async fn approval_flow_through_the_router() -> Result<()> {
+    let app = App::new()?;
+    let cid = app.upload("approval").await?;
+    app.create_worker(&cid, "approver").await?;
+
+    let call = {
+        let app = app.clone();
+        let cid = cid.clone();
+        tokio::spawn(async move {
+            app.invoke(&cid, "approver", "request-approval", json!(["deploy"]))
+                .await
+        })
+    };
+    let idx = app.awaited_promise(&cid, "approver").await?;
+    let promise_id = format!("{cid}/approver/{idx}");
+
+    // While parked, the worker is suspended and the promise is listed
+    // everywhere it should be.
+    let (_, meta) = app
+        .get(&format!("/v1/components/{cid}/workers/approver"))
+        .await?;
+    assert_eq!(meta["status"], "suspended");
+    let (status, listed) = app
+        .get(&format!("/v1/components/{cid}/workers/approver/promises"))
+        .await?;
+    assert_eq!(status, StatusCode::OK);
+    let promise = &listed["promises"][0];
+    assert_eq!(promise["promiseId"], json!(promise_id));
+    assert_eq!(promise["componentId"], json!(cid));
+    assert_eq!(promise["workerName"], "approver");
+    assert_eq!(promise["oplogIdx"], json!(idx));
+    assert_eq!(promise["status"], "pending");
+    assert_eq!(promise["completedAt"], json!(null));
+    assert_eq!(promise["awaited"], json!(true));
+    let (_, logs) = app
+        .get(&format!("/v1/components/{cid}/workers/approver/logs"))
+        .await?;
+    assert_eq!(
+        logs["stdout"],
+        json!(format!(
+            "approval needed for \"deploy\": complete promise {promise_id}\n"
+        ))
+    );
+
+    let complete = format!("/v1/components/{cid}/workers/approver/complete");
+    let body = json!({ "oplogIdx": idx, "data": PAYLOAD });
+    assert_eq!(
+        app.post(&complete, &body).await?,
+        (StatusCode::OK, json!(true))
+    );
+    let (status, result) = tokio::time::timeout(Duration::from_secs(20), call).await???;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(result, json!({ "result": EXPECTED }));
+
+    // First writer wins.
+    let late = json!({ "oplogIdx": idx, "data": b"rejected" });
+    assert_eq!(
+        app.post(&complete, &late).await?,
+        (StatusCode::OK, json!(false))
+    );
+
+    let (_, pending) = app.get("/v1/promises?status=pending").await?;
+    assert_eq!(pending, json!({ "promises": [] }));
+    let (_, completed) = app
+        .get(&format!("/v1/promises?status=completed&component={cid}"))
+        .await?;
+    assert_eq!(completed["promises"][0]["promiseId"], json!(promise_id));
+    assert_eq!(completed["promises"][0]["status"], "completed");
+    assert_eq!(completed["promises"][0]["awaited"], json!(false));
+    assert!(
+        completed["promises"][0]["completedAt"].is_string(),
+        "{completed}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn approval_flow_over_a_real_socket() -> Result<()> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let app = App::new()?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(vow_server::serve(listener, app.router, async {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::new();
+
+    let uploaded: Value = client
+        .post(format!("{base}/v1/components?name=approval"))
+        .header("content-type", "application/wasm")
+        .body(guest_bytes("approval")?)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let cid = uploaded["componentId"]
+        .as_str()
+        .context("no component id")?
+        .to_owned();
+    let created = client
+        .post(format!("{base}/v1/components/{cid}/workers"))
+        .json(&json!({ "name": "approver" }))
+        .send()
+        .await?;
+    assert_eq!(created.status(), reqwest::StatusCode::CREATED);
+
+    let call = tokio::spawn(
+        client
+            .post(format!(
+                "{base}{}",
+                invoke_uri(&cid, "approver", "request-approval")
+            ))
+            .json(&json!({ "params": ["deploy"] }))
+            .send(),
+    );
+
+    let idx = loop {
+        let pending: Value = client
+            .get(format!("{base}/v1/promises?status=pending"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let awaited = pending["promises"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["awaited"] == json!(true) && p["workerName"] == "approver");
+        if let Some(p) = awaited {
+            break p["oplogIdx"].as_u64().context("no oplogIdx")?;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+
+    let complete = format!("{base}/v1/components/{cid}/workers/approver/complete");
+    let first = client
+        .post(&complete)
+        .json(&json!({ "oplogIdx": idx, "data": PAYLOAD }))
+        .send()
+        .await?;
+    assert_eq!(first.status(), reqwest::StatusCode::OK);
+    assert_eq!(first.json::<Value>().await?, json!(true));
+
+    let response = tokio::time::timeout(Duration::from_secs(20), call).await???;
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    assert_eq!(
+        response.json::<Value>().await?,
+        json!({ "result": EXPECTED })
+    );
+
+    let second = client
+        .post(&complete)
+        .json(&json!({ "oplogIdx": idx, "data": b"no" }))
+        .send()
+        .await?;
+    assert_eq!(second.json::<Value>().await?, json!(false));
+
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), server).await???;
+    ensure!(
+        client
+            .get(format!("{base}/v1/components"))
+            .send()
+            .await
+            .is_err(),
+        "still serving"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn completing_unknown_promises_and_workers_is_404() -> Result<()> {
+    let app = App::new()?;
+    let cid = app.upload("harness").await?;
+    app.create_worker(&cid, "w").await?;
+    let body = json!({ "oplogIdx": 999, "data": [1] });
+
+    let (status, reply) = app
+        .post(
+            &format!("/v1/components/{cid}/workers/ghost/complete"),
+            &body,
+        )
+        .await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        reply,
+        json!({ "error": format!("worker {cid}/ghost not found") })
+    );
+
+    let (status, reply) = app
+        .post(&format!("/v1/components/{cid}/workers/w/complete"), &body)
+        .await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        reply,
+        json!({ "error": format!("promise {cid}/w/999 not found") })
+    );
+
+    let (status, reply) = app
+        .get(&format!("/v1/components/{cid}/workers/ghost/promises"))
+        .await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        reply,
+        json!({ "error": format!("worker {cid}/ghost not found") })
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn listings_filter_and_refuse_bad_filters() -> Result<()> {
+    let app = App::new()?;
+    let cid = app.upload("harness").await?;
+    app.create_worker(&cid, "a").await?;
+    app.create_worker(&cid, "b").await?;
+    // One completed promise on `a`, one pending on `b`.
+    let (status, made) = app.invoke(&cid, "a", "new-promise", json!([])).await?;
+    assert_eq!(status, StatusCode::OK);
+    let a_idx = made["result"]["oplog-idx"]
+        .as_u64()
+        .context("no oplog-idx")?;
+    assert_eq!(made["result"]["worker-id"]["worker-name"], "a");
+    let complete = format!("/v1/components/{cid}/workers/a/complete");
+    assert_eq!(
+        app.post(&complete, &json!({ "oplogIdx": a_idx, "data": [] }))
+            .await?,
+        (StatusCode::OK, json!(true))
+    );
+    let (_, made) = app.invoke(&cid, "b", "new-promise", json!([])).await?;
+    let b_idx = made["result"]["oplog-idx"]
+        .as_u64()
+        .context("no oplog-idx")?;
+
+    let ids = |body: &Value| -> Vec<String> {
+        body["promises"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["promiseId"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let a = format!("{cid}/a/{a_idx}");
+    let b = format!("{cid}/b/{b_idx}");
+    let (_, all) = app.get("/v1/promises").await?;
+    assert_eq!(ids(&all), vec![a.clone(), b.clone()]);
+    let (_, pending) = app.get("/v1/promises?status=pending").await?;
+    assert_eq!(ids(&pending), vec![b.clone()]);
+    assert_eq!(pending["promises"][0]["awaited"], json!(false));
+    let (_, completed) = app.get("/v1/promises?status=completed").await?;
+    assert_eq!(ids(&completed), vec![a.clone()]);
+    let (_, of_b) = app
+        .get(&format!("/v1/promises?component={cid}&worker=b"))
+        .await?;
+    assert_eq!(ids(&of_b), vec![b.clone()]);
+    let (_, of_a) = app
+        .get(&format!("/v1/components/{cid}/workers/a/promises"))
+        .await?;
+    assert_eq!(ids(&of_a), vec![a]);
+    let other = "00000000-0000-0000-0000-000000000003";
+    let (_, none) = app.get(&format!("/v1/promises?component={other}")).await?;
+    assert_eq!(none, json!({ "promises": [] }));
+
+    let (status, body) = app.get("/v1/promises?status=done&worker=b").await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body,
+        json!({ "errors": [
+            "status must be \"pending\" or \"completed\", got \"done\"",
+            "worker= needs component=",
+        ] })
+    );
+    let (status, body) = app.get("/v1/promises?component=xyz").await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let message = body["errors"][0].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("invalid component id \"xyz\": "),
+        "{body}"
+    );
+    Ok(())
+}

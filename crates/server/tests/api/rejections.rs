@@ -1,0 +1,172 @@
+//! Framework rejections answer in the contract's JSON error shape.
+
+use anyhow::Result;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use serde_json::json;
+use vow_server::ServerConfig;
+
+use crate::support::{App, json_request};
+
+fn first_error(body: &serde_json::Value) -> String {
+    body["errors"][0].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn malformed_json_bodies_are_400() -> Result<()> {
+    let app = App::new()?;
+    let cid = app.upload("harness").await?;
+    let uri = format!("/v1/components/{cid}/workers");
+    let request = Request::post(&uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{\"name\": "))?;
+    let (status, body) = app.send(request).await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        first_error(&body).starts_with("failed to parse the request body as JSON: "),
+        "{body}"
+    );
+
+    let (status, body) = app.post(&uri, &json!({ "args": [] })).await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        first_error(&body).contains("missing field `name`"),
+        "{body}"
+    );
+
+    app.create_worker(&cid, "w").await?;
+    let complete = format!("/v1/components/{cid}/workers/w/complete");
+    let (status, body) = app
+        .post(&complete, &json!({ "oplogIdx": 1, "data": [256] }))
+        .await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(first_error(&body).contains("256"), "{body}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_json_body_needs_the_json_content_type() -> Result<()> {
+    let app = App::new()?;
+    let cid = app.upload("harness").await?;
+    let request = Request::post(format!("/v1/components/{cid}/workers"))
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from("{\"name\": \"w\"}"))?;
+    let (status, body) = app.send(request).await?;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(
+        body,
+        json!({ "error": "expected a request with `Content-Type: application/json`" })
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn missing_queries_and_bad_paths_are_400() -> Result<()> {
+    let app = App::new()?;
+    let cid = app.upload("harness").await?;
+    app.create_worker(&cid, "w").await?;
+    let (status, body) = app
+        .post(
+            &format!("/v1/components/{cid}/workers/w/invoke-and-await"),
+            &json!({ "params": [] }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body,
+        json!({ "errors": ["failed to deserialize query string: missing field `function`"] })
+    );
+    let (status, body) = app.get("/v1/components/1234/workers/w").await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        first_error(&body).starts_with("invalid component id \"1234\": "),
+        "{body}"
+    );
+    let (status, body) = app
+        .post(
+            "/v1/components/zzz/workers/w/complete",
+            &json!({ "oplogIdx": 1, "data": [] }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        first_error(&body).starts_with("invalid component id \"zzz\": "),
+        "{body}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_413() -> Result<()> {
+    let app = App::with_config(ServerConfig {
+        max_body_bytes: 1024,
+        max_component_bytes: 4096,
+    })?;
+    let request = Request::post("/v1/components?name=big").body(Body::from(vec![0u8; 5000]))?;
+    let (status, body) = app.send(request).await?;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        body,
+        json!({ "error": "request body is larger than the limit of 4096 bytes" })
+    );
+
+    // A JSON body between the two limits: the JSON limit applies.
+    let cid = "00000000-0000-0000-0000-000000000004";
+    let big = json!({ "name": "w", "args": ["x".repeat(2000)] });
+    let (status, body) = app
+        .send(json_request(
+            Method::POST,
+            &format!("/v1/components/{cid}/workers"),
+            &big,
+        )?)
+        .await?;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        body,
+        json!({ "error": "request body is larger than the limit of 1024 bytes" })
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_json() -> Result<()> {
+    let app = App::new()?;
+    let (status, body) = app.get("/v2/nothing").await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body, json!({ "error": "no route for GET /v2/nothing" }));
+
+    let response = tower::ServiceExt::oneshot(
+        app.router.clone(),
+        Request::put("/v1/components").body(Body::empty())?,
+    )
+    .await?;
+    let allow = response.headers().get(header::ALLOW).cloned();
+    assert_eq!(
+        allow.as_ref().and_then(|v| v.to_str().ok()),
+        Some("POST,GET,HEAD")
+    );
+    let (status, body) = app
+        .send(Request::put("/v1/components").body(Body::empty())?)
+        .await?;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        body,
+        json!({ "error": "method PUT is not allowed on /v1/components" })
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_served() -> Result<()> {
+    let app = App::new()?;
+    let (status, doc) = app.get("/openapi.json").await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"]
+        .as_object()
+        .map(|p| p.len())
+        .unwrap_or_default();
+    assert_eq!(paths, 11, "{doc}");
+    assert!(doc["paths"]["/v1/components/{cid}/workers/{name}/complete"]["post"].is_object());
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! Starting, describing, listing and deleting workers, and their output.
+
+use anyhow::Result;
+use axum::http::StatusCode;
+use serde_json::json;
+
+use crate::support::App;
+
+#[tokio::test]
+async fn a_worker_is_created_described_listed_and_deleted() -> Result<()> {
+    let app = App::new()?;
+    let cid = app.upload("harness").await?;
+    let workers = format!("/v1/components/{cid}/workers");
+    let (status, body) = app
+        .post(
+            &workers,
+            &json!({ "name": "w1", "args": ["--fast"], "env": { "COLOR": "blue", "A": "1" } }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        body,
+        json!({ "workerId": { "componentId": cid, "workerName": "w1" }, "componentVersion": 0 })
+    );
+
+    let (status, meta) = app.get(&format!("{workers}/w1")).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        meta["workerId"],
+        json!({ "componentId": cid, "workerName": "w1" })
+    );
+    assert_eq!(meta["args"], json!(["--fast"]));
+    assert_eq!(meta["env"], json!({ "A": "1", "COLOR": "blue" }));
+    assert_eq!(meta["status"], "idle");
+    assert_eq!(meta["componentVersion"], 0);
+    assert_eq!(meta["retryCount"], 0);
+    assert_eq!(meta["lastError"], json!(null));
+    assert_eq!(meta["pendingInvocationCount"], 0);
+    let created = meta["createdAt"].as_str().unwrap_or_default();
+    assert!(
+        created.len() == 24 && created.ends_with('Z') && created.as_bytes()[10] == b'T',
+        "{created}"
+    );
+
+    // The guest sees what the request gave it.
+    let (status, env) = app.invoke(&cid, "w1", "get-env", json!([])).await?;
+    assert_eq!(status, StatusCode::OK);
+    let env = env["result"].as_array().cloned().unwrap_or_default();
+    assert!(env.contains(&json!(["COLOR", "blue"])), "{env:?}");
+    let (_, args) = app.invoke(&cid, "w1", "get-args", json!([])).await?;
+    assert!(
+        args["result"]
+            .as_array()
+            .is_some_and(|a| a.contains(&json!("--fast"))),
+        "{args}"
+    );
+
+    app.create_worker(&cid, "w0").await?;
+    let (status, list) = app.get(&workers).await?;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<_> = list["workers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|w| w["workerId"]["workerName"].clone())
+        .collect();
+    assert_eq!(names, vec![json!("w0"), json!("w1")]);
+
+    let (status, body) = app.delete(&format!("{workers}/w1")).await?;
+    assert_eq!((status, body), (StatusCode::OK, json!({})));
+    let gone = json!({ "error": format!("worker {cid}/w1 not found") });
+    let (status, body) = app.get(&format!("{workers}/w1")).await?;
+    assert_eq!((status, body), (StatusCode::NOT_FOUND, gone.clone()));
+    let (status, body) = app.delete(&format!("{workers}/w1")).await?;
+    assert_eq!((status, body), (StatusCode::NOT_FOUND, gone.clone()));
+    let (status, body) = app.invoke(&cid, "w1", "ping", json!([1])).await?;
+    assert_eq!((status, body), (StatusCode::NOT_FOUND, gone));
+    let (_, list) = app.get(&workers).await?;
+    assert_eq!(list["workers"].as_array().map(Vec::len), Some(1));
+    Ok(())
+}
+
+#[tokio::test]
+async fn taken_and_invalid_names_are_refused() -> Result<()> {
+    let app = App::new()?;
+    let cid = app.upload("harness").await?;
+    let workers = format!("/v1/components/{cid}/workers");
+    app.create_worker(&cid, "dup").await?;
+    let (status, body) = app.post(&workers, &json!({ "name": "dup" })).await?;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(
+        body,
+        json!({ "error": format!("worker {cid}/dup already exists") })
+    );
+
+    let (status, body) = app.post(&workers, &json!({ "name": "a/b" })).await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body,
+        json!({ "errors": ["invalid worker name \"a/b\": it contains '/'"] })
+    );
+    let (status, body) = app.post(&workers, &json!({ "name": "" })).await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body,
+        json!({ "errors": ["invalid worker name \"\": it is empty"] })
+    );
+
+    let unknown = "00000000-0000-0000-0000-000000000002";
+    let (status, body) = app
+        .post(
+            &format!("/v1/components/{unknown}/workers"),
+            &json!({ "name": "x" }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        body,
+        json!({ "error": format!("component {unknown} not found") })
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn logs_return_what_the_guest_printed() -> Result<()> {
+    let app = App::new()?;
+    let cid = app.upload("harness").await?;
+    app.create_worker(&cid, "printer").await?;
+    let (status, body) = app
+        .invoke(
+            &cid,
+            "printer",
+            "print",
+            json!(["hello\nworld ✓\n", "oops"]),
+        )
+        .await?;
+    assert_eq!((status, body), (StatusCode::OK, json!({ "result": null })));
+    let (status, logs) = app
+        .get(&format!("/v1/components/{cid}/workers/printer/logs"))
+        .await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        logs,
+        json!({ "stdout": "hello\nworld ✓\n", "stderr": "oops", "stdoutDropped": 0, "stderrDropped": 0 })
+    );
+    let (status, body) = app
+        .get(&format!("/v1/components/{cid}/workers/nobody/logs"))
+        .await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        body,
+        json!({ "error": format!("worker {cid}/nobody not found") })
+    );
+    Ok(())
+}
