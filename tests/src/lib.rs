@@ -14,6 +14,17 @@
 //! ```
 //!
 //! Building needs the `wasm32-wasip2` target: `rustup target add wasm32-wasip2`.
+//!
+//! The Python examples in `guest-examples/python` are built by that folder's
+//! `build.sh` (componentize-py in a virtualenv at `.venv`, which needs
+//! `python3` with `venv` and access to PyPI the first time); [`python_guest`]
+//! runs it once per process and returns the path of the requested component:
+//!
+//! ```no_run
+//! let wasm = vow_tests::python_guest("seed")?;
+//! assert!(wasm.ends_with("target/guests/python/seed.wasm"));
+//! # Ok::<(), anyhow::Error>(())
+//! ```
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -164,6 +175,62 @@ fn build_workspace(manifest: &Path, target_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The script that builds the Python guest examples, relative to
+/// [`workspace_root`].
+pub const PYTHON_BUILD_SCRIPT: &str = "guest-examples/python/build.sh";
+
+/// Where [`python_guest`] components are built.
+pub fn python_guest_dir() -> PathBuf {
+    guest_target_dir().join("python")
+}
+
+/// The path of the component built from the Python example `name` (`seed`,
+/// `self-complete`, `approval`), a folder of `guest-examples/python`.
+///
+/// The first call in a process runs [`PYTHON_BUILD_SCRIPT`], which builds
+/// every example that is out of date (the first run also creates `.venv`
+/// and installs componentize-py into it); later callers reuse its outcome,
+/// and the script's own lock keeps concurrent processes apart. Fails with
+/// the script's output if it fails, or if it built no component `name`.
+pub fn python_guest(name: &str) -> anyhow::Result<PathBuf> {
+    static BUILD: OnceLock<Result<(), String>> = OnceLock::new();
+    if let Err(message) =
+        BUILD.get_or_init(|| build_python_guests().map_err(|error| format!("{error:#}")))
+    {
+        bail!("{message}");
+    }
+    let path = python_guest_dir().join(format!("{name}.wasm"));
+    if !path.is_file() {
+        bail!(
+            "python guest {} was not built: is `{name}` a folder of guest-examples/python \
+             with app.py and wit/{name}.wit?",
+            path.display(),
+        );
+    }
+    Ok(path)
+}
+
+/// Runs the Python build script with no stdin, as CI does.
+fn build_python_guests() -> anyhow::Result<()> {
+    let script = workspace_root().join(PYTHON_BUILD_SCRIPT);
+    let output = Command::new("bash")
+        .arg(&script)
+        .stdin(std::process::Stdio::null())
+        .current_dir(workspace_root())
+        .output()
+        .with_context(|| format!("could not run bash {}", script.display()))?;
+    if !output.status.success() {
+        bail!(
+            "building the python guests with {} failed ({}):\n{}{}",
+            script.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr).trim_end(),
+        );
+    }
+    Ok(())
+}
+
 /// Whether the environment variable `key` belongs to the outer build.
 fn is_cleared(key: &OsStr) -> bool {
     let Some(key) = key.to_str() else {
@@ -186,6 +253,35 @@ mod tests {
         for manifest in GUEST_WORKSPACES {
             assert!(root.join(manifest).is_file(), "{manifest}");
         }
+    }
+
+    #[test]
+    fn python_examples_link_the_repository_wit() -> anyhow::Result<()> {
+        let root = workspace_root();
+        let wit_deps = std::fs::canonicalize(root.join("wit").join("deps"))?;
+        let mut examples = 0;
+        for entry in std::fs::read_dir(root.join("guest-examples").join("python"))? {
+            let dir = entry?.path();
+            if !dir.join("app.py").is_file() {
+                continue;
+            }
+            examples += 1;
+            // One source of WIT: `deps` is a symlink, never a copy.
+            let deps = dir.join("wit").join("deps");
+            assert!(
+                std::fs::symlink_metadata(&deps)?.file_type().is_symlink(),
+                "{} is not a symlink",
+                deps.display()
+            );
+            assert_eq!(
+                std::fs::canonicalize(&deps)?,
+                wit_deps,
+                "{}",
+                deps.display()
+            );
+        }
+        assert!(examples >= 3, "found {examples} python examples");
+        Ok(())
     }
 
     #[test]

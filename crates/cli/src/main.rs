@@ -1,2 +1,460 @@
-//! placeholder
-fn main() {}
+//! The `vow` command: runs WebAssembly components that import
+//! `golem:api/host@1.1.0`, serves Vow's HTTP API, and talks to a running
+//! server.
+//!
+//! This file holds the command-line tree and the top-level error handling;
+//! each command lives in its own module:
+//!
+//! - `run`: `vow run`, one invocation in this process,
+//! - `serve`: `vow serve`, the HTTP API,
+//! - `remote`: `vow component|worker|promise ...`, through `client`,
+//! - `local`: building an executor and loading components, shared by the two
+//!   in-process commands,
+//! - `output`: tables, signatures and writing to stdout/stderr.
+
+mod client;
+mod local;
+mod output;
+mod remote;
+mod run;
+mod serve;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use vow_server::ServerConfig;
+
+/// Where the client commands look for a server when neither `--server` nor
+/// `VOW_SERVER` says otherwise; the same address `vow serve` listens on.
+const DEFAULT_SERVER: &str = "http://127.0.0.1:9881";
+
+const EXAMPLES: &str = "\
+Examples:
+  Run one function in this process and answer its promise from the keyboard:
+    vow run approval.wasm --invoke 'request-approval(\"deploy\")'
+  See what a component exports:
+    vow run approval.wasm --list
+  Serve the HTTP API, then drive it from another terminal:
+    vow serve --component approval.wasm
+    vow worker start <COMPONENT-ID> approver-1
+    vow worker invoke <COMPONENT-ID> approver-1 request-approval '\"deploy\"' --no-wait
+    vow promise list --status pending
+    vow promise complete <PROMISE-ID> --data approved
+
+Exit status: 0 on success, 1 on an error, 2 on a malformed command line.
+Log output goes to stderr: -v, -vv, -vvv, or RUST_LOG=<filter> for full control.";
+
+/// Runs WebAssembly components that use Golem's durable promises
+/// (golem:api/host@1.1.0).
+///
+/// A component's worker can create a promise, hand its id to someone and wait
+/// in `await-promise` until that someone completes it. `vow run` does this in
+/// one process; `vow serve` offers it over HTTP, and the `component`, `worker`
+/// and `promise` commands are a client for that server.
+#[derive(Debug, Parser)]
+#[command(name = "vow", version, after_help = EXAMPLES)]
+struct Cli {
+    /// Log more to stderr (-v: info, -vv: debug, -vvv: trace); RUST_LOG overrides
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one function of a component in this process and print its result
+    Run(RunArgs),
+    /// Serve the HTTP API (see docs/rest-api.md) until Ctrl-C or SIGTERM
+    Serve(ServeArgs),
+    /// Upload and list components on a server
+    Component {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(subcommand)]
+        command: ComponentCommand,
+    },
+    /// Start, invoke, inspect and delete workers on a server
+    Worker {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(subcommand)]
+        command: WorkerCommand,
+    },
+    /// List and complete promises on a server
+    Promise {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(subcommand)]
+        command: PromiseCommand,
+    },
+}
+
+/// Arguments of `vow run`.
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("action").required(true))]
+struct RunArgs {
+    /// The component file (.wasm)
+    component: PathBuf,
+
+    /// The call to make: an export's name and its arguments in WAVE text,
+    /// e.g. 'run()' or 'request-approval("deploy")'
+    ///
+    /// Arguments are parsed against the export's parameter types: strings in
+    /// double quotes, records as {field: value}, lists as [a, b], variants and
+    /// enums by case name, options as some(x) / none, results as ok(x) / err(x).
+    #[arg(long, value_name = "CALL", group = "action")]
+    invoke: Option<String>,
+
+    /// Print the component's exports with their WIT signatures and exit
+    #[arg(long, group = "action")]
+    list: bool,
+
+    /// With --list: print the exports as JSON
+    #[arg(long, requires = "list")]
+    json: bool,
+
+    /// Name of the worker that runs the call (it appears in promise ids)
+    #[arg(long, value_name = "NAME", default_value = "main")]
+    worker: String,
+
+    /// A command-line argument for the guest (repeat for more)
+    #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
+    args: Vec<String>,
+
+    /// An environment variable for the guest (repeat for more)
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    env: Vec<(String, String)>,
+
+    #[command(flatten)]
+    cache: CacheArgs,
+}
+
+/// Arguments of `vow serve`.
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (the real address is printed)
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9881")]
+    addr: SocketAddr,
+
+    /// A component file to load at start (repeat for more); more can be
+    /// uploaded later with `vow component add`
+    #[arg(long = "component", value_name = "FILE")]
+    components: Vec<PathBuf>,
+
+    /// Largest accepted JSON request body, in bytes (larger ones get 413)
+    #[arg(long, value_name = "BYTES", default_value_t = ServerConfig::default().max_body_bytes)]
+    max_body: usize,
+
+    /// Largest accepted component upload, in bytes
+    #[arg(long, value_name = "BYTES", default_value_t = ServerConfig::default().max_component_bytes)]
+    max_component: usize,
+
+    /// Walk through the approval flow: start a worker of the `approval`
+    /// example (which must be among --component), have it wait on a promise,
+    /// and print the commands that complete it
+    #[arg(long)]
+    demo: bool,
+
+    #[command(flatten)]
+    cache: CacheArgs,
+}
+
+/// Where compiled components are cached.
+#[derive(Debug, Args)]
+struct CacheArgs {
+    /// Directory for compiled components, so each is compiled only once
+    /// [default: $XDG_CACHE_HOME/vow or ~/.cache/vow]
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    cache_dir: Option<PathBuf>,
+
+    /// Compile components every time instead of caching them
+    #[arg(long)]
+    no_cache: bool,
+}
+
+/// How the client commands reach the server.
+#[derive(Debug, Args)]
+struct ServerArgs {
+    /// URL of the vow server [default: http://127.0.0.1:9881]
+    // No `default_value`: clap would let the parent's default shadow a value
+    // given after the subcommand, so the default is applied in `url`.
+    #[arg(long, global = true, env = "VOW_SERVER", value_name = "URL")]
+    server: Option<String>,
+}
+
+impl ServerArgs {
+    /// The server's URL, or the default.
+    fn url(&self) -> &str {
+        self.server.as_deref().unwrap_or(DEFAULT_SERVER)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum ComponentCommand {
+    /// Upload a component file; prints its id and exports
+    Add {
+        /// The component file (.wasm)
+        file: PathBuf,
+        /// Name to register it under [default: the file name without .wasm]
+        #[arg(long)]
+        name: Option<String>,
+        /// Print the server's JSON answer
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the server's components
+    List {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum WorkerCommand {
+    /// Start a worker: a named instance of a component
+    Start {
+        /// Component id (from `vow component list`)
+        component: String,
+        /// Name of the new worker
+        name: String,
+        /// A command-line argument for the guest (repeat for more)
+        #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
+        args: Vec<String>,
+        /// An environment variable for the guest (repeat for more)
+        #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+        env: Vec<(String, String)>,
+        /// Print the server's JSON answer
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a component's workers
+    List {
+        /// Component id
+        component: String,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one worker's status and settings
+    Get {
+        /// Component id
+        component: String,
+        /// Worker name
+        name: String,
+        /// Print the server's JSON answer
+        #[arg(long)]
+        json: bool,
+    },
+    /// Call an exported function and print its result (as JSON)
+    Invoke(InvokeArgs),
+    /// Print what a worker wrote to stdout and stderr
+    Logs {
+        /// Component id
+        component: String,
+        /// Worker name
+        name: String,
+        /// Print the server's JSON answer
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop and remove a worker; promises it created are deleted
+    Delete {
+        /// Component id
+        component: String,
+        /// Worker name
+        name: String,
+    },
+}
+
+/// Arguments of `vow worker invoke`.
+#[derive(Debug, Args)]
+struct InvokeArgs {
+    /// Component id
+    component: String,
+    /// Worker name
+    name: String,
+    /// The exported function, as `vow component list` shows it
+    function: String,
+    /// Arguments in WAVE text, one per parameter: '"text"', 42, true, [1, 2], {a: 1}
+    #[arg(value_name = "ARG", allow_negative_numbers = true)]
+    args: Vec<String>,
+    /// Arguments as a JSON array in Golem's value encoding instead, e.g. '["deploy"]'
+    #[arg(long, value_name = "JSON", conflicts_with = "args")]
+    json_params: Option<String>,
+    /// Queue the invocation and return at once instead of waiting for the result
+    #[arg(long)]
+    no_wait: bool,
+    /// A key that makes repeating the request harmless: a second request
+    /// with the same key on this worker runs nothing again
+    #[arg(long, value_name = "KEY")]
+    idempotency_key: Option<String>,
+    /// Print the server's JSON answer
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum PromiseCommand {
+    /// List promises, optionally only some
+    List {
+        /// Only promises with this status
+        #[arg(long, value_enum)]
+        status: Option<PromiseStatusArg>,
+        /// Only promises of this component's workers
+        #[arg(long, value_name = "CID")]
+        component: Option<String>,
+        /// Only promises of this worker (needs --component)
+        #[arg(long, value_name = "NAME", requires = "component")]
+        worker: Option<String>,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Complete a promise with a payload; prints `completed`, or `already
+    /// completed` if someone was first (the first payload stays)
+    #[command(group = clap::ArgGroup::new("payload").required(true))]
+    Complete {
+        /// The promise id as listed or printed: COMPONENT-ID/WORKER-NAME/OPLOG-INDEX
+        promise_id: String,
+        /// The payload as text (sent as its UTF-8 bytes)
+        #[arg(
+            long,
+            value_name = "TEXT",
+            group = "payload",
+            allow_hyphen_values = true
+        )]
+        data: Option<String>,
+        /// The payload read from a file ("-" reads stdin)
+        #[arg(long, value_name = "FILE", group = "payload")]
+        data_file: Option<PathBuf>,
+        /// The payload as a JSON value (checked, then sent as compact JSON text)
+        #[arg(
+            long,
+            value_name = "VALUE",
+            group = "payload",
+            allow_hyphen_values = true
+        )]
+        json: Option<String>,
+    },
+}
+
+/// A promise status as typed on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum PromiseStatusArg {
+    /// Not completed yet
+    Pending,
+    /// Completed
+    Completed,
+}
+
+/// Parses `KEY=VALUE`.
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {text:?}")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return report(&anyhow::Error::new(error).context("cannot start tokio")),
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => report(&error),
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run(args) => run::run(args).await,
+        Command::Serve(args) => serve::serve(args).await,
+        Command::Component { server, command } => remote::component(server.url(), command).await,
+        Command::Worker { server, command } => remote::worker(server.url(), command).await,
+        Command::Promise { server, command } => remote::promise(server.url(), command).await,
+    }
+}
+
+/// Prints an error as one `error: ...` line and picks the exit code.
+fn report(error: &anyhow::Error) -> ExitCode {
+    // Output piped into `head` and closed early is not a failure worth a message.
+    let broken_pipe = error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    });
+    if broken_pipe {
+        return ExitCode::SUCCESS;
+    }
+    output::error_line(&format!("error: {}", one_line(error)));
+    ExitCode::FAILURE
+}
+
+/// The error and its causes joined by ": ", leaving out a cause whose text
+/// the line already holds (some errors print their source themselves).
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+/// Logs go to stderr, so they never mix with results on stdout.
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(filter) if !filter.is_empty() => EnvFilter::new(filter),
+        _ => EnvFilter::new(match verbose {
+            0 => "warn",
+            1 => "warn,vow=info,vow_runtime=info,vow_server=info",
+            2 => "info,vow=debug,vow_runtime=debug,vow_server=debug",
+            _ => "trace",
+        }),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn key_values_split_at_the_first_equals_sign() {
+        assert_eq!(
+            parse_key_value("A=b=c"),
+            Ok(("A".to_owned(), "b=c".to_owned()))
+        );
+        assert_eq!(parse_key_value("A="), Ok(("A".to_owned(), String::new())));
+        assert!(parse_key_value("=x").is_err());
+        assert!(parse_key_value("nothing").is_err());
+    }
+}

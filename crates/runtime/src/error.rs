@@ -113,14 +113,14 @@ pub enum Error {
     #[error("engine configuration: {0}")]
     Config(String),
     /// Reading or writing a file failed.
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}: {cause}")]
     Io {
         /// What was being done ("reading", "writing cache file", ...).
         action: &'static str,
         /// The file involved.
         path: std::path::PathBuf,
-        /// The underlying error.
-        source: std::sync::Arc<std::io::Error>,
+        /// The underlying error (part of the message, so not also a `source`).
+        cause: std::sync::Arc<std::io::Error>,
     },
 }
 

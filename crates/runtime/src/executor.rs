@@ -349,10 +349,10 @@ impl Executor {
     /// Reads a component file and adds it under the file's stem as name.
     pub async fn add_component_file(&self, path: impl AsRef<Path>) -> Result<ComponentId> {
         let path = path.as_ref();
-        let bytes = tokio::fs::read(path).await.map_err(|source| Error::Io {
+        let bytes = tokio::fs::read(path).await.map_err(|cause| Error::Io {
             action: "reading",
             path: path.to_owned(),
-            source: Arc::new(source),
+            cause: Arc::new(cause),
         })?;
         let name = path.file_stem().map_or_else(
             || "component".to_owned(),

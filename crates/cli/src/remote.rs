@@ -1,0 +1,492 @@
+//! `vow component|worker|promise ...`: the client side of the REST API.
+//!
+//! Each command makes one request. `--json` prints the server's answer as it
+//! came; otherwise the answer is shown for people (tables, one-line
+//! confirmations).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context as _, anyhow, bail};
+use reqwest::Method;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use vow_runtime::{ExportInfo, ParamInfo, PromiseId};
+
+use crate::client::{Client, Request};
+use crate::output;
+use crate::{ComponentCommand, InvokeArgs, PromiseCommand, PromiseStatusArg, WorkerCommand};
+
+/// `ComponentInfo` as the server sends it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Component {
+    component_id: String,
+    name: String,
+    size: u64,
+    #[serde(default)]
+    exports: Vec<Export>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Export {
+    name: String,
+    #[serde(default)]
+    params: Vec<Param>,
+    #[serde(default)]
+    results: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Param {
+    name: String,
+    #[serde(rename = "type")]
+    ty: String,
+}
+
+impl Export {
+    fn signature(&self) -> String {
+        output::signature(&ExportInfo {
+            name: self.name.clone(),
+            params: self
+                .params
+                .iter()
+                .map(|p| ParamInfo {
+                    name: p.name.clone(),
+                    ty: p.ty.clone(),
+                })
+                .collect(),
+            results: self.results.clone(),
+        })
+    }
+}
+
+/// `WorkerMetadata` as the server sends it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Worker {
+    worker_id: WorkerId,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    status: String,
+    #[serde(default)]
+    created_at: String,
+    #[serde(default)]
+    last_error: Option<String>,
+    #[serde(default)]
+    pending_invocation_count: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WorkerId {
+    component_id: String,
+    worker_name: String,
+}
+
+/// `PromiseInfo` as the server sends it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Promise {
+    promise_id: String,
+    status: String,
+    #[serde(default)]
+    awaited: bool,
+    #[serde(default)]
+    created_at: String,
+    #[serde(default)]
+    completed_at: Option<String>,
+}
+
+/// Worker logs as the server sends them.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Logs {
+    stdout: String,
+    stderr: String,
+    #[serde(default)]
+    stdout_dropped: u64,
+    #[serde(default)]
+    stderr_dropped: u64,
+}
+
+/// Reads one field of an answer as `T`, or says the answer was unexpected.
+fn parse<T: DeserializeOwned>(answer: &Value, field: Option<&str>) -> anyhow::Result<T> {
+    let value = match field {
+        Some(field) => answer.get(field).cloned().unwrap_or(Value::Null),
+        None => answer.clone(),
+    };
+    serde_json::from_value(value).map_err(|e| anyhow!("unexpected answer from the server: {e}"))
+}
+
+pub(crate) async fn component(server: &str, command: ComponentCommand) -> anyhow::Result<()> {
+    let client = Client::new(server)?;
+    match command {
+        ComponentCommand::Add { file, name, json } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let name = name.unwrap_or_else(|| stem(&file));
+            let request = Request::new(Method::POST, &["v1", "components"]).query("name", name);
+            let answer = client.call_bytes(request, bytes).await?;
+            if json {
+                return output::json(&answer);
+            }
+            let component: Component = parse(&answer, None)?;
+            output::line(&format!(
+                "added component {} {} ({})",
+                component.name,
+                component.component_id,
+                output::size(component.size)
+            ))?;
+            for export in &component.exports {
+                output::line(&format!("  {}", export.signature()))?;
+            }
+            Ok(())
+        }
+        ComponentCommand::List { json } => {
+            let answer = client
+                .call(Request::new(Method::GET, &["v1", "components"]))
+                .await?;
+            if json {
+                return output::json(&answer);
+            }
+            let components: Vec<Component> = parse(&answer, Some("components"))?;
+            let rows: Vec<Vec<String>> = components
+                .iter()
+                .map(|c| {
+                    let exports: Vec<&str> = c.exports.iter().map(|e| e.name.as_str()).collect();
+                    vec![
+                        c.component_id.clone(),
+                        c.name.clone(),
+                        output::size(c.size),
+                        exports.join(", "),
+                    ]
+                })
+                .collect();
+            output::line(&output::table(
+                &["COMPONENT ID", "NAME", "SIZE", "EXPORTS"],
+                &rows,
+            ))?;
+            Ok(())
+        }
+    }
+}
+
+fn stem(file: &Path) -> String {
+    file.file_stem().map_or_else(
+        || "component".to_owned(),
+        |s| s.to_string_lossy().into_owned(),
+    )
+}
+
+pub(crate) async fn worker(server: &str, command: WorkerCommand) -> anyhow::Result<()> {
+    let client = Client::new(server)?;
+    match command {
+        WorkerCommand::Start {
+            component,
+            name,
+            args,
+            env,
+            json,
+        } => {
+            let env: BTreeMap<String, String> = env.into_iter().collect();
+            let body = json!({ "name": name, "args": args, "env": env });
+            let path = ["v1", "components", &component, "workers"];
+            let answer = client
+                .call_json(Request::new(Method::POST, &path), &body)
+                .await?;
+            if json {
+                return output::json(&answer);
+            }
+            let id: WorkerId = parse(&answer, Some("workerId"))?;
+            output::line(&format!(
+                "started worker {}/{}",
+                id.component_id, id.worker_name
+            ))?;
+            Ok(())
+        }
+        WorkerCommand::List { component, json } => {
+            let path = ["v1", "components", &component, "workers"];
+            let answer = client.call(Request::new(Method::GET, &path)).await?;
+            if json {
+                return output::json(&answer);
+            }
+            let workers: Vec<Worker> = parse(&answer, Some("workers"))?;
+            let rows: Vec<Vec<String>> = workers
+                .iter()
+                .map(|w| {
+                    vec![
+                        w.worker_id.worker_name.clone(),
+                        w.status.clone(),
+                        w.pending_invocation_count.to_string(),
+                        w.created_at.clone(),
+                        w.last_error.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            output::line(&output::table(
+                &["NAME", "STATUS", "QUEUED", "CREATED", "LAST ERROR"],
+                &rows,
+            ))?;
+            Ok(())
+        }
+        WorkerCommand::Get {
+            component,
+            name,
+            json,
+        } => {
+            let path = ["v1", "components", &component, "workers", &name];
+            let answer = client.call(Request::new(Method::GET, &path)).await?;
+            if json {
+                return output::json(&answer);
+            }
+            let worker: Worker = parse(&answer, None)?;
+            show_worker(&worker)
+        }
+        WorkerCommand::Invoke(args) => invoke(&client, args).await,
+        WorkerCommand::Logs {
+            component,
+            name,
+            json,
+        } => {
+            let path = ["v1", "components", &component, "workers", &name, "logs"];
+            let answer = client.call(Request::new(Method::GET, &path)).await?;
+            if json {
+                return output::json(&answer);
+            }
+            let logs: Logs = parse(&answer, None)?;
+            for (dropped, stream) in [
+                (logs.stdout_dropped, "stdout"),
+                (logs.stderr_dropped, "stderr"),
+            ] {
+                if dropped > 0 {
+                    output::error_line(&format!(
+                        "({dropped} earlier bytes of {stream} were dropped)"
+                    ));
+                }
+            }
+            output::raw(logs.stdout.as_bytes())?;
+            output::raw_err(logs.stderr.as_bytes())?;
+            Ok(())
+        }
+        WorkerCommand::Delete { component, name } => {
+            let path = ["v1", "components", &component, "workers", &name];
+            client.call(Request::new(Method::DELETE, &path)).await?;
+            output::line(&format!("deleted worker {component}/{name}"))?;
+            Ok(())
+        }
+    }
+}
+
+fn show_worker(worker: &Worker) -> anyhow::Result<()> {
+    let env: Vec<String> = worker.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let or_dash = |s: String| if s.is_empty() { "-".to_owned() } else { s };
+    let rows = [
+        (
+            "worker",
+            format!(
+                "{}/{}",
+                worker.worker_id.component_id, worker.worker_id.worker_name
+            ),
+        ),
+        ("status", worker.status.clone()),
+        ("queued", worker.pending_invocation_count.to_string()),
+        ("created", or_dash(worker.created_at.clone())),
+        ("args", or_dash(worker.args.join(" "))),
+        ("env", or_dash(env.join(" "))),
+        (
+            "last error",
+            or_dash(worker.last_error.clone().unwrap_or_default()),
+        ),
+    ];
+    for (key, value) in rows {
+        output::line(&format!("{key:<11}{value}"))?;
+    }
+    Ok(())
+}
+
+async fn invoke(client: &Client, args: InvokeArgs) -> anyhow::Result<()> {
+    let body = match &args.json_params {
+        Some(text) => {
+            let params: Value = serde_json::from_str(text)
+                .map_err(|e| anyhow!("--json-params is not valid JSON: {e}"))?;
+            if !params.is_array() {
+                bail!("--json-params must be a JSON array with one value per parameter");
+            }
+            json!({ "params": params })
+        }
+        None => json!({ "params_wave": args.args }),
+    };
+    let endpoint = if args.no_wait {
+        "invoke"
+    } else {
+        "invoke-and-await"
+    };
+    let path = [
+        "v1",
+        "components",
+        &args.component,
+        "workers",
+        &args.name,
+        endpoint,
+    ];
+    let mut request = Request::new(Method::POST, &path).query("function", args.function.clone());
+    if let Some(key) = &args.idempotency_key {
+        request = request.header("idempotency-key", key)?;
+    }
+    let answer = client.call_json(request, &body).await?;
+    if args.json {
+        return output::json(&answer);
+    }
+    if args.no_wait {
+        output::line(&format!(
+            "queued {} on worker {}/{}",
+            args.function, args.component, args.name
+        ))?;
+    } else {
+        let result = answer.get("result").unwrap_or(&Value::Null);
+        output::line(&result.to_string())?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn promise(server: &str, command: PromiseCommand) -> anyhow::Result<()> {
+    let client = Client::new(server)?;
+    match command {
+        PromiseCommand::List {
+            status,
+            component,
+            worker,
+            json,
+        } => {
+            let mut request = Request::new(Method::GET, &["v1", "promises"]);
+            if let Some(status) = status {
+                let status = match status {
+                    PromiseStatusArg::Pending => "pending",
+                    PromiseStatusArg::Completed => "completed",
+                };
+                request = request.query("status", status);
+            }
+            if let Some(component) = component {
+                request = request.query("component", component);
+            }
+            if let Some(worker) = worker {
+                request = request.query("worker", worker);
+            }
+            let answer = client.call(request).await?;
+            if json {
+                return output::json(&answer);
+            }
+            let promises: Vec<Promise> = parse(&answer, Some("promises"))?;
+            let rows: Vec<Vec<String>> = promises
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.promise_id.clone(),
+                        p.status.clone(),
+                        if p.awaited { "yes" } else { "no" }.to_owned(),
+                        p.created_at.clone(),
+                        p.completed_at.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            output::line(&output::table(
+                &["PROMISE ID", "STATUS", "AWAITED", "CREATED", "COMPLETED"],
+                &rows,
+            ))?;
+            Ok(())
+        }
+        PromiseCommand::Complete {
+            promise_id,
+            data,
+            data_file,
+            json,
+        } => {
+            let id: PromiseId = promise_id.parse()?;
+            let payload = payload(data, data_file.as_deref(), json)?;
+            let component = id.worker_id.component_id.to_string();
+            let path = [
+                "v1",
+                "components",
+                &component,
+                "workers",
+                &id.worker_id.worker_name,
+                "complete",
+            ];
+            let body = json!({ "oplogIdx": id.oplog_idx, "data": payload });
+            let answer = client
+                .call_json(Request::new(Method::POST, &path), &body)
+                .await?;
+            match answer {
+                Value::Bool(true) => output::line("completed")?,
+                Value::Bool(false) => output::line("already completed")?,
+                other => bail!("unexpected answer from the server: {other}"),
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The completion payload from whichever of the three flags was given.
+fn payload(
+    data: Option<String>,
+    file: Option<&Path>,
+    json: Option<String>,
+) -> anyhow::Result<Vec<u8>> {
+    if let Some(text) = data {
+        return Ok(text.into_bytes());
+    }
+    if let Some(file) = file {
+        if file == Path::new("-") {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+                .context("cannot read the payload from stdin")?;
+            return Ok(bytes);
+        }
+        return std::fs::read(file).with_context(|| format!("cannot read {}", file.display()));
+    }
+    if let Some(text) = json {
+        let value: Value =
+            serde_json::from_str(&text).map_err(|e| anyhow!("--json is not valid JSON: {e}"))?;
+        return Ok(serde_json::to_vec(&value)?);
+    }
+    bail!("give the payload with --data, --data-file or --json")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_comes_from_the_flag_given() -> anyhow::Result<()> {
+        assert_eq!(payload(Some("yes".into()), None, None)?, b"yes");
+        assert_eq!(
+            payload(None, None, Some("{ \"ok\" : [1, 2] }".into()))?,
+            br#"{"ok":[1,2]}"#
+        );
+        assert!(payload(None, None, Some("{nope".into())).is_err());
+        let file = tempfile::NamedTempFile::new()?;
+        std::fs::write(file.path(), [0u8, 1, 255])?;
+        assert_eq!(payload(None, Some(file.path()), None)?, [0, 1, 255]);
+        Ok(())
+    }
+
+    #[test]
+    fn server_shapes_are_read() -> anyhow::Result<()> {
+        let answer = json!({"workers": [{
+            "workerId": {"componentId": "c", "workerName": "w"},
+            "args": [], "env": {"A": "1"}, "status": "suspended",
+            "componentVersion": 0, "retryCount": 0,
+            "createdAt": "2025-01-01T00:00:00Z", "lastError": null,
+            "pendingInvocationCount": 2
+        }]});
+        let workers: Vec<Worker> = parse(&answer, Some("workers"))?;
+        assert_eq!(workers[0].status, "suspended");
+        assert_eq!(workers[0].pending_invocation_count, 2);
+        assert_eq!(workers[0].env.get("A").map(String::as_str), Some("1"));
+        Ok(())
+    }
+}

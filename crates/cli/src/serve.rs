@@ -1,0 +1,170 @@
+//! `vow serve`: the HTTP API of `vow-server` on a socket.
+//!
+//! It binds first (so a taken port fails before any slow compilation),
+//! compiles the preloaded components, prints what they export with curl
+//! lines to try, and only then prints `listening on http://ADDR` with the
+//! address actually bound, which is what scripts and tests wait for.
+
+use anyhow::Context as _;
+use reqwest::Url;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use vow_runtime::{ComponentInfo, Executor, Type};
+use vow_server::ServerConfig;
+
+use crate::output;
+use crate::{DEFAULT_SERVER, ServeArgs, local};
+
+mod demo;
+
+pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = ServerConfig {
+        max_body_bytes: args.max_body,
+        max_component_bytes: args.max_component,
+    };
+    let executor = local::executor(&args.cache)?;
+    let listener = TcpListener::bind(args.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.addr))?;
+    let addr = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+    let mut components = Vec::new();
+    for path in &args.components {
+        components.push(local::load(&executor, path).await?);
+    }
+    let base = format!("http://{addr}");
+    for text in introduction(&executor, &components, &base) {
+        output::line(&text)?;
+    }
+    output::line(&format!("listening on {base}"))?;
+    if args.demo {
+        demo::start(&executor, &components, &base).await?;
+    }
+
+    let router = vow_server::router(executor, config);
+    vow_server::serve(listener, router, shutdown())
+        .await
+        .with_context(|| format!("serving on {addr} failed"))?;
+    output::error_line("stopped");
+    Ok(())
+}
+
+/// The first SIGINT/SIGTERM starts a graceful shutdown; a second one ends
+/// the process at once, for when requests parked on promises hold it up.
+async fn shutdown() {
+    vow_server::shutdown_signal().await;
+    output::error_line("shutting down; press Ctrl-C again to stop at once");
+    tokio::spawn(async {
+        vow_server::shutdown_signal().await;
+        std::process::exit(130);
+    });
+}
+
+/// What was loaded and how to try it, as lines to print.
+fn introduction(executor: &Executor, components: &[ComponentInfo], base: &str) -> Vec<String> {
+    let server_flag = if base == DEFAULT_SERVER {
+        String::new()
+    } else {
+        format!(" --server {base}")
+    };
+    let mut lines = Vec::new();
+    for component in components {
+        lines.push(format!(
+            "component {} {} ({})",
+            component.name,
+            component.id,
+            output::size(component.size as u64)
+        ));
+        for export in &component.exports {
+            lines.push(format!("  {}", output::signature(export)));
+        }
+    }
+    lines.push(String::new());
+    let Some(component) = components.first() else {
+        lines.push("no components yet; upload one with".to_owned());
+        lines.push(format!("  vow component add FILE.wasm{server_flag}"));
+        lines.push(format!(
+            "  curl --data-binary @FILE.wasm '{base}/v1/components?name=NAME'"
+        ));
+        lines.push(String::new());
+        return lines;
+    };
+    let cid = component.id.to_string();
+    let workers = format!("{base}/v1/components/{cid}/workers");
+    lines.push(format!("try it (worker \"w1\" of {}):", component.name));
+    lines.push(format!(
+        "  curl -X POST {workers} -H 'content-type: application/json' -d '{{\"name\":\"w1\"}}'"
+    ));
+    for export in &component.exports {
+        let params = executor
+            .function_type(component.id, &export.name)
+            .map(|ty| ty.params.iter().map(|(_, t)| sample(t)).collect::<Vec<_>>())
+            .unwrap_or_default();
+        let mut url = match Url::parse(&format!("{workers}/w1/invoke-and-await")) {
+            Ok(url) => url,
+            Err(_) => continue,
+        };
+        url.query_pairs_mut().append_pair("function", &export.name);
+        lines.push(format!(
+            "  curl -X POST '{url}' -H 'content-type: application/json' -d '{}'",
+            json!({ "params": params })
+        ));
+    }
+    lines.push(format!("  curl '{base}/v1/promises?status=pending'"));
+    lines.push(format!(
+        "  curl -X POST {workers}/w1/complete -H 'content-type: application/json' \
+         -d '{{\"oplogIdx\":OPLOG-INDEX,\"data\":[111,107]}}'"
+    ));
+    lines.push("or with the CLI:".to_owned());
+    lines.push(format!("  vow worker start {cid} w1{server_flag}"));
+    if let Some(export) = component.exports.first() {
+        lines.push(format!(
+            "  vow worker invoke {cid} w1 {} ARGS... --no-wait{server_flag}",
+            export.name
+        ));
+    }
+    lines.push(format!("  vow promise list --status pending{server_flag}"));
+    lines.push(format!(
+        "  vow promise complete PROMISE-ID --data ok{server_flag}"
+    ));
+    lines.push(String::new());
+    lines
+}
+
+/// A placeholder value of the type in Golem's JSON encoding, for examples.
+fn sample(ty: &Type) -> Value {
+    match ty {
+        Type::Bool => json!(false),
+        Type::S8
+        | Type::U8
+        | Type::S16
+        | Type::U16
+        | Type::S32
+        | Type::U32
+        | Type::S64
+        | Type::U64
+        | Type::Float32
+        | Type::Float64 => json!(0),
+        Type::Char => json!("a"),
+        Type::String => json!("text"),
+        Type::Record(record) => Value::Object(
+            record
+                .fields()
+                .map(|field| (field.name.to_owned(), sample(&field.ty)))
+                .collect(),
+        ),
+        Type::Tuple(tuple) => Value::Array(tuple.types().map(|t| sample(&t)).collect()),
+        Type::Variant(variant) => match variant.cases().next() {
+            Some(case) => match &case.ty {
+                Some(payload) => json!({ case.name: sample(payload) }),
+                None => json!(case.name),
+            },
+            None => Value::Null,
+        },
+        Type::Enum(cases) => cases.names().next().map_or(Value::Null, |name| json!(name)),
+        Type::Result(result) => json!({ "ok": result.ok().map_or(Value::Null, |t| sample(&t)) }),
+        Type::List(_) | Type::Flags(_) => json!([]),
+        _ => Value::Null,
+    }
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests of the `vow` binary: each test runs the real command as
+//! a subprocess against guest components built from `guest-examples/`.
+//!
+//! One test binary (this one) keeps link time down; the modules group the
+//! tests by command.
+
+mod python;
+mod run;
+mod serve;
+mod support;

@@ -1,0 +1,221 @@
+//! `vow serve` in the background, driven by the client commands.
+
+use anyhow::Context as _;
+
+use crate::run::is_uuid;
+use crate::support::{QUICK, Server, run};
+
+#[test]
+fn a_promise_is_completed_over_rest() -> anyhow::Result<()> {
+    let approval = vow_tests::guest("approval")?;
+    let server = Server::start(&[&approval])?;
+    assert!(
+        server.url.starts_with("http://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+    let cid = server.component_id("approval")?;
+    assert!(is_uuid(&cid), "{cid}");
+    assert!(
+        server
+            .banner
+            .contains("  request-approval: func(subject: string) -> string\n"),
+        "{}",
+        server.banner
+    );
+
+    let listed = server.client(&["component", "list", "--json"])?.success()?;
+    let json: serde_json::Value = serde_json::from_str(&listed.stdout)?;
+    assert_eq!(json["components"][0]["componentId"], cid.as_str());
+    assert_eq!(json["components"][0]["name"], "approval");
+
+    let started = server.client(&["worker", "start", &cid, "w1"])?.success()?;
+    assert_eq!(started.stdout, format!("started worker {cid}/w1\n"));
+
+    let queued = server
+        .client(&[
+            "worker",
+            "invoke",
+            &cid,
+            "w1",
+            "request-approval",
+            "\"deploy\"",
+            "--no-wait",
+        ])?
+        .success()?;
+    assert_eq!(
+        queued.stdout,
+        format!("queued request-approval on worker {cid}/w1\n")
+    );
+
+    let id = server.awaited_promise(&cid, "w1")?;
+    assert_eq!(id, format!("{cid}/w1/3"));
+    let table = server
+        .client(&["promise", "list", "--status", "pending"])?
+        .success()?;
+    let row = table
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&id))
+        .with_context(|| format!("{id} not listed: {}", table.stdout))?;
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells[..3], [id.as_str(), "pending", "yes"], "{row}");
+    server.wait_status(&cid, "w1", "suspended")?;
+
+    let completed = server
+        .client(&["promise", "complete", &id, "--data", "approved"])?
+        .success()?;
+    assert_eq!(completed.stdout, "completed\n");
+    server.wait_status(&cid, "w1", "idle")?;
+    let logs = server.client(&["worker", "logs", &cid, "w1"])?.success()?;
+    assert_eq!(
+        logs.stdout,
+        format!("approval needed for \"deploy\": complete promise {id}\n")
+    );
+
+    let again = server
+        .client(&["promise", "complete", &id, "--data", "denied"])?
+        .success()?;
+    assert_eq!(again.stdout, "already completed\n");
+
+    // A waiting invoke prints the result; completed with a JSON payload.
+    let mut waiting = server.spawn_client(&[
+        "worker",
+        "invoke",
+        &cid,
+        "w1",
+        "request-approval",
+        "\"rollback\"",
+    ])?;
+    let second = server.awaited_promise(&cid, "w1")?;
+    assert_ne!(second, id);
+    let completed = server
+        .client(&["promise", "complete", &second, "--json", "{\"ok\": true}"])?
+        .success()?;
+    assert_eq!(completed.stdout, "completed\n");
+    let result = waiting.finish(QUICK)?.success()?;
+    assert_eq!(result.stdout, "\"\\\"rollback\\\": {\\\"ok\\\":true}\"\n");
+
+    let unknown = format!("{cid}/w1/999");
+    let missing = server
+        .client(&["promise", "complete", &unknown, "--data", "x"])?
+        .code(1)?;
+    assert_eq!(
+        missing.stderr,
+        format!("error: promise {unknown} not found\n")
+    );
+
+    let listed = server.client(&["worker", "list", &cid])?.success()?;
+    let row = listed
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("w1 "))
+        .with_context(|| listed.stdout.clone())?;
+    assert_eq!(row.split_whitespace().nth(1), Some("idle"), "{row}");
+
+    let deleted = server
+        .client(&["worker", "delete", &cid, "w1"])?
+        .success()?;
+    assert_eq!(deleted.stdout, format!("deleted worker {cid}/w1\n"));
+    let gone = server.client(&["worker", "get", &cid, "w1"])?.code(1)?;
+    assert_eq!(gone.stderr, format!("error: worker {cid}/w1 not found\n"));
+    Ok(())
+}
+
+#[test]
+fn server_errors_are_shown_as_their_message() -> anyhow::Result<()> {
+    let server = Server::start(&[])?;
+    let bad = server
+        .client(&["worker", "start", "not-a-uuid", "w1"])?
+        .code(1)?;
+    assert!(
+        bad.stderr.starts_with("error: ") && bad.stderr.lines().count() == 1,
+        "{}",
+        bad.stderr
+    );
+    assert!(bad.stderr.contains("not-a-uuid"), "{}", bad.stderr);
+
+    let invalid = server
+        .client(&["promise", "complete", "nonsense", "--data", "x"])?
+        .code(1)?;
+    assert_eq!(
+        invalid.stderr,
+        "error: invalid promise id \"nonsense\": \
+         expected {component-id}/{worker-name}/{oplog-index}\n"
+    );
+    Ok(())
+}
+
+#[test]
+fn an_unreachable_server_is_a_one_line_error() -> anyhow::Result<()> {
+    // Port 9 (discard) on loopback is closed on any sane test machine.
+    let done = run(
+        &["component", "list", "--server", "http://127.0.0.1:9"],
+        QUICK,
+    )?
+    .code(1)?;
+    assert!(
+        done.stderr
+            .starts_with("error: cannot reach the vow server at http://127.0.0.1:9/: ")
+            && done.stderr.lines().count() == 1,
+        "{}",
+        done.stderr
+    );
+    Ok(())
+}
+
+#[test]
+fn the_demo_parks_a_worker_and_prints_the_command_that_resumes_it() -> anyhow::Result<()> {
+    use crate::support::{COMPILING, Running, cache_dir};
+
+    let approval = vow_tests::guest("approval")?;
+    let cache = cache_dir().display().to_string();
+    let approval = approval.display().to_string();
+    let args = [
+        "serve",
+        "--demo",
+        "--addr",
+        "127.0.0.1:0",
+        "--cache-dir",
+        &cache,
+        "--component",
+        &approval,
+    ];
+    let server = Running::spawn(&args)?;
+    let out = server.wait_stdout("--data approved", COMPILING)?;
+    let url = out
+        .split_once("listening on ")
+        .and_then(|(_, rest)| rest.lines().next())
+        .context("no address printed")?
+        .to_owned();
+    let id = out
+        .split_once("is waiting on promise ")
+        .and_then(|(_, rest)| rest.lines().next())
+        .context("no promise id printed")?
+        .to_owned();
+    assert!(id.ends_with("/approver/3"), "{id}");
+    assert!(
+        out.contains(&format!(
+            "demo: worker approver called request-approval(\"deploy to production\") \
+             and is waiting on promise {id}\n"
+        )),
+        "{out}"
+    );
+    let command =
+        format!("  cargo run -p vow-cli -- promise complete {id} --data approved --server {url}\n");
+    assert!(out.contains(&command), "{out}");
+
+    let completed = run(
+        &[
+            "promise", "complete", &id, "--data", "approved", "--server", &url,
+        ],
+        QUICK,
+    )?
+    .success()?;
+    assert_eq!(completed.stdout, "completed\n");
+    server.wait_stdout(
+        "demo: worker approver resumed and returned \"\\\"deploy to production\\\": approved\"\n",
+        QUICK,
+    )?;
+    Ok(())
+}

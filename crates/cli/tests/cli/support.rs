@@ -1,0 +1,361 @@
+//! Running the real `vow` binary: one-shot commands with a deadline, and a
+//! background `vow serve` that is killed when the test ends.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow, bail};
+
+/// Longest a command that compiles nothing new may take.
+pub const QUICK: Duration = Duration::from_secs(120);
+
+/// Longest a command that may compile a component may take. A Python
+/// component is 18 MB of wasm, which a debug build of the compiler needs
+/// minutes for; the compiled code is cached (see [`cache_dir`]), so only
+/// the first run of the tests pays this.
+pub const COMPILING: Duration = Duration::from_secs(30 * 60);
+
+/// The compilation cache shared by every test and kept between runs.
+pub fn cache_dir() -> PathBuf {
+    vow_tests::workspace_root()
+        .join("target")
+        .join("vow-cli-tests")
+        .join("cache")
+}
+
+/// A `vow` command with an environment that does not leak the caller's
+/// settings into the test.
+pub fn vow() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_vow"));
+    command
+        .env_remove("VOW_SERVER")
+        .env_remove("RUST_LOG")
+        .env("RUST_BACKTRACE", "0");
+    command
+}
+
+/// What a finished command printed.
+#[derive(Debug)]
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Finished {
+    /// Fails with everything printed unless the command succeeded.
+    pub fn success(self) -> anyhow::Result<Self> {
+        if !self.status.success() {
+            bail!("vow failed ({}): {self:#?}", self.status);
+        }
+        Ok(self)
+    }
+
+    /// Fails unless the command exited with `code`.
+    pub fn code(self, code: i32) -> anyhow::Result<Self> {
+        if self.status.code() != Some(code) {
+            bail!("expected exit code {code}: {self:#?}");
+        }
+        Ok(self)
+    }
+}
+
+/// Runs `vow ARGS` with no stdin and waits at most `limit`.
+pub fn run(args: &[&str], limit: Duration) -> anyhow::Result<Finished> {
+    let mut child = Running::spawn(args)?;
+    child.finish(limit)
+}
+
+/// A `vow` process whose output is collected as it arrives.
+pub struct Running {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Collector,
+    stderr: Collector,
+    label: String,
+}
+
+impl Running {
+    /// Starts `vow ARGS` with stdin, stdout and stderr piped.
+    pub fn spawn(args: &[&str]) -> anyhow::Result<Self> {
+        let mut child = vow()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot start vow")?;
+        let stdout = Collector::start(child.stdout.take().context("no stdout")?);
+        let stderr = Collector::start(child.stderr.take().context("no stderr")?);
+        Ok(Self {
+            stdin: child.stdin.take(),
+            child,
+            stdout,
+            stderr,
+            label: format!("vow {}", args.join(" ")),
+        })
+    }
+
+    /// Writes to the process's stdin.
+    pub fn write_stdin(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        let stdin = self.stdin.as_mut().context("stdin already closed")?;
+        stdin.write_all(bytes)?;
+        stdin.flush()?;
+        Ok(())
+    }
+
+    /// Waits until stderr contains `needle`; returns stderr so far.
+    pub fn wait_stderr(&self, needle: &str, limit: Duration) -> anyhow::Result<String> {
+        self.stderr.wait_for(needle, limit).with_context(|| {
+            format!(
+                "{}: no {needle:?} on stderr; stdout: {:?}",
+                self.label,
+                self.stdout.text()
+            )
+        })
+    }
+
+    /// Waits until stdout contains `needle`; returns stdout so far.
+    pub fn wait_stdout(&self, needle: &str, limit: Duration) -> anyhow::Result<String> {
+        self.stdout.wait_for(needle, limit).with_context(|| {
+            format!(
+                "{}: no {needle:?} on stdout; stderr: {:?}",
+                self.label,
+                self.stderr.text()
+            )
+        })
+    }
+
+    /// Closes stdin and waits at most `limit` for the process to exit.
+    pub fn finish(&mut self, limit: Duration) -> anyhow::Result<Finished> {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait()? {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                bail!(
+                    "{} did not finish within {limit:?}; stdout: {:?}, stderr: {:?}",
+                    self.label,
+                    self.stdout.text(),
+                    self.stderr.text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Ok(Finished {
+            status,
+            stdout: self.stdout.finish(),
+            stderr: self.stderr.finish(),
+        })
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // A test that failed half-way must not leave servers behind.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Reads a pipe on a thread into a shared string.
+struct Collector {
+    text: Arc<Mutex<String>>,
+    grew: mpsc::Receiver<()>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Collector {
+    fn start(pipe: impl std::io::Read + Send + 'static) -> Self {
+        let text = Arc::new(Mutex::new(String::new()));
+        let (tx, grew) = mpsc::channel();
+        let shared = Arc::clone(&text);
+        let thread = std::thread::spawn(move || {
+            let mut reader = BufReader::new(pipe);
+            let mut line = Vec::new();
+            while let Ok(n) = reader.read_until(b'\n', &mut line) {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut text) = shared.lock() {
+                    text.push_str(&String::from_utf8_lossy(&line));
+                }
+                line.clear();
+                let _ = tx.send(());
+            }
+            let mut rest = Vec::new();
+            let _ = reader.read_to_end(&mut rest);
+        });
+        Self {
+            text,
+            grew,
+            thread: Some(thread),
+        }
+    }
+
+    fn text(&self) -> String {
+        self.text.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    fn wait_for(&self, needle: &str, limit: Duration) -> anyhow::Result<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let text = self.text();
+            if text.contains(needle) {
+                return Ok(text);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.grew.recv_timeout(left) {
+                Ok(()) => {}
+                Err(mpsc::RecvTimeoutError::Timeout) => bail!("timed out after {limit:?}"),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let text = self.text();
+                    if text.contains(needle) {
+                        return Ok(text);
+                    }
+                    bail!("the stream ended")
+                }
+            }
+        }
+    }
+
+    /// Everything, once the pipe is closed.
+    fn finish(&mut self) -> String {
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        self.text()
+    }
+}
+
+/// A `vow serve` in the background, killed on drop.
+pub struct Server {
+    /// Held only so that dropping the server kills the process.
+    _process: Running,
+    /// `http://ADDR`, as printed.
+    pub url: String,
+    /// Everything printed before `listening on`.
+    pub banner: String,
+}
+
+impl Server {
+    /// Starts `vow serve --addr 127.0.0.1:0` with these components and
+    /// waits until it prints the address it listens on.
+    pub fn start(components: &[&Path]) -> anyhow::Result<Self> {
+        let cache = cache_dir();
+        let mut args = vec![
+            "serve".to_owned(),
+            "--addr".to_owned(),
+            "127.0.0.1:0".to_owned(),
+            "--cache-dir".to_owned(),
+            cache.display().to_string(),
+        ];
+        for component in components {
+            args.push("--component".to_owned());
+            args.push(component.display().to_string());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let process = Running::spawn(&args)?;
+        let stdout = process.wait_stdout("listening on http://", COMPILING)?;
+        let (banner, rest) = stdout
+            .split_once("listening on ")
+            .ok_or_else(|| anyhow!("no address in {stdout:?}"))?;
+        let url = rest.lines().next().unwrap_or_default().trim().to_owned();
+        Ok(Self {
+            _process: process,
+            url,
+            banner: banner.to_owned(),
+        })
+    }
+
+    /// Runs a client command against this server.
+    pub fn client(&self, args: &[&str]) -> anyhow::Result<Finished> {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--server", &self.url]);
+        run(&all, QUICK)
+    }
+
+    /// Starts a client command against this server without waiting for it.
+    pub fn spawn_client(&self, args: &[&str]) -> anyhow::Result<Running> {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--server", &self.url]);
+        Running::spawn(&all)
+    }
+
+    /// The id of the preloaded component named `name`, from the banner.
+    pub fn component_id(&self, name: &str) -> anyhow::Result<String> {
+        let prefix = format!("component {name} ");
+        self.banner
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("no component {name} in the banner {:?}", self.banner))
+    }
+
+    /// Polls `vow promise list --json` until a pending promise of `worker`
+    /// is awaited; returns its id.
+    pub fn awaited_promise(&self, component: &str, worker: &str) -> anyhow::Result<String> {
+        let deadline = Instant::now() + QUICK;
+        loop {
+            let listed = self
+                .client(&[
+                    "promise",
+                    "list",
+                    "--json",
+                    "--status",
+                    "pending",
+                    "--component",
+                    component,
+                    "--worker",
+                    worker,
+                ])?
+                .success()?;
+            let json: serde_json::Value = serde_json::from_str(&listed.stdout)?;
+            let awaited = json["promises"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|p| p["awaited"] == true);
+            if let Some(promise) = awaited {
+                return promise["promiseId"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| anyhow!("no promiseId in {promise}"));
+            }
+            if Instant::now() >= deadline {
+                bail!("worker {worker} never awaited a promise: {json}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Polls `vow worker get --json` until the worker has `status`.
+    pub fn wait_status(&self, component: &str, worker: &str, status: &str) -> anyhow::Result<()> {
+        let deadline = Instant::now() + QUICK;
+        loop {
+            let got = self
+                .client(&["worker", "get", component, worker, "--json"])?
+                .success()?;
+            let json: serde_json::Value = serde_json::from_str(&got.stdout)?;
+            if json["status"] == status {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!("worker {worker} never became {status}: {json}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
