@@ -424,7 +424,12 @@ fn render(rows: &[Row], map_count: String) -> String {
         out,
         "Command: `cargo bench -p vow-tests --bench runtime` (release build, tokio with 2 worker threads).  "
     );
-    let _ = writeln!(out, "Machine: {} cores, {}.  ", cores(), cpu_model());
+    let _ = writeln!(
+        out,
+        "Machine: {} cores, {}.  ",
+        cores(),
+        vow_tests::cpu_model()
+    );
     let _ = writeln!(
         out,
         "Samples: {ROUND_TRIPS} round trips each (after 200 warm-up), {STARTS} worker starts per allocator, {PARKED} parked workers; vm.max_map_count {map_count}.\n"
@@ -443,16 +448,4 @@ fn render(rows: &[Row], map_count: String) -> String {
 
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
 }

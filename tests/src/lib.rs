@@ -242,6 +242,19 @@ fn is_cleared(key: &OsStr) -> bool {
             .any(|prefix| key.starts_with(prefix))
 }
 
+/// The CPU model as `/proc/cpuinfo` names it, for benchmark reports.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

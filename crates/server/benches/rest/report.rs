@@ -130,15 +130,7 @@ fn first_line(command: &str, args: &[&str]) -> String {
 
 /// The report as markdown.
 pub fn render(m: &Measured) -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
+    let cpu = vow_tests::cpu_model();
     let nproc = first_line("nproc", &[]);
     let date = first_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
     let (workers, clients) = (m.workers, m.clients);
