@@ -1,0 +1,378 @@
+//! # vow-store
+//!
+//! The storage interface of the Vow runtime: what a durable runtime keeps
+//! (components, workers, each worker's operation log, promises, the
+//! invocation queue and finished results) and the one trait, [`Storage`],
+//! that every backend implements. The runtime knows only this crate; the
+//! backends live in crates of their own (`vow-store-sqlite` today, a
+//! PostgreSQL one next), so nothing backend-specific leaks into the runtime.
+//!
+//! ## The write model
+//!
+//! Every change is a [`Write`]. A caller hands a batch of them to
+//! [`Storage::write`], which *enqueues the batch at the moment of the call*
+//! and returns a future that resolves once the batch is durable. Two rules
+//! follow, and the runtime relies on both:
+//!
+//! 1. **Order.** Batches are applied in the order `write` was called. A batch
+//!    whose future resolved implies that every batch enqueued before it is
+//!    durable too, so a caller may drop the future of a write it does not need
+//!    to wait for (an oplog entry) and later wait for a write that depends on
+//!    it (the result of the invocation) without losing write-ahead order.
+//! 2. **Atomicity.** A batch is applied whole or not at all. Backends are
+//!    free to commit several batches in one transaction (group commit: one
+//!    fsync for everything that arrived while the last commit ran), but a
+//!    failing batch never takes another one down with it.
+//!
+//! Reads see every batch whose future has resolved.
+//!
+//! Identifiers here are plain keys ([`WorkerKey`], [`PromiseKey`]);
+//! oplog entries, invocation parameters and results are opaque to the store
+//! (the runtime encodes them), so the schema does not change when the runtime
+//! records a new kind of host call.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use uuid::Uuid;
+
+mod memory;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use memory::MemoryStorage;
+
+/// A component's id and a worker's name: the key of every per-worker record.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WorkerKey {
+    /// The component the worker instantiates.
+    pub component: Uuid,
+    /// The worker's name, unique within the component.
+    pub name: String,
+}
+
+impl fmt::Display for WorkerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.component.hyphenated(), self.name)
+    }
+}
+
+/// A promise: the worker that created it and the oplog index of its creation.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PromiseKey {
+    /// The creating worker.
+    pub worker: WorkerKey,
+    /// Index of the `create-promise` entry in that worker's log.
+    pub index: u64,
+}
+
+impl fmt::Display for PromiseKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.worker, self.index)
+    }
+}
+
+/// Milliseconds since the Unix epoch, the unit of every stored time.
+pub type Millis = u64;
+
+/// A component as uploaded: its bytes are the source of truth, compiled code
+/// is only a cache.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ComponentRecord {
+    /// Its id.
+    pub id: Uuid,
+    /// The name it was added with.
+    pub name: String,
+    /// Hex SHA-256 of `bytes`.
+    pub sha256: String,
+    /// The component binary.
+    pub bytes: Bytes,
+    /// When it was added.
+    pub created_at: Millis,
+}
+
+/// A worker's configuration and last known state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkerRecord {
+    /// Its key.
+    pub key: WorkerKey,
+    /// Command-line arguments.
+    pub args: Vec<String>,
+    /// Environment variables, in order.
+    pub env: Vec<(String, String)>,
+    /// When it was created.
+    pub created_at: Millis,
+    /// Its state as of the last [`Write::UpdateWorker`].
+    pub state: WorkerState,
+}
+
+/// The part of a worker's record that changes over its life.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkerState {
+    /// The runtime's name for the status (`idle`, `suspended`, `failed`, ...).
+    pub status: String,
+    /// The error that failed it, if it failed.
+    pub last_error: Option<String>,
+    /// The promise it is parked on, while it is suspended in an await.
+    pub awaiting: Option<PromiseKey>,
+}
+
+/// One entry of a worker's operation log, encoded by the runtime.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OplogRecord {
+    /// Its index, from 1, without gaps.
+    pub index: u64,
+    /// When it was appended.
+    pub at: Millis,
+    /// The runtime's encoding of the entry.
+    pub entry: Bytes,
+}
+
+/// Whether a promise has its payload yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PromiseState {
+    /// Not completed.
+    Pending,
+    /// Completed with this payload at this time.
+    Completed {
+        /// The payload of the first completion.
+        data: Bytes,
+        /// When it was completed.
+        at: Millis,
+    },
+}
+
+/// A promise and its state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PromiseRecord {
+    /// Its key.
+    pub key: PromiseKey,
+    /// When it was created.
+    pub created_at: Millis,
+    /// Pending or completed.
+    pub state: PromiseState,
+}
+
+/// Where an invocation is in its life.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InvocationState {
+    /// Waiting behind the worker's earlier invocations.
+    Queued,
+    /// Started (its `invocation-started` entry is in the log).
+    Running,
+    /// Finished; the runtime's encoding of the outcome.
+    Finished(Bytes),
+}
+
+/// An invocation accepted for a worker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvocationRecord {
+    /// The worker it runs on.
+    pub worker: WorkerKey,
+    /// Its position in the worker's queue, from 1; unique per worker.
+    pub seq: u64,
+    /// The caller's idempotency key, unique per worker when set.
+    pub idempotency_key: Option<String>,
+    /// The runtime's encoding of the function and its arguments.
+    pub request: Bytes,
+    /// Where it is.
+    pub state: InvocationState,
+    /// When it was accepted.
+    pub accepted_at: Millis,
+}
+
+/// One change. Batches of them are applied with [`Storage::write`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Write {
+    /// Adds a component (fails with [`Error::Conflict`] if the id exists).
+    PutComponent(ComponentRecord),
+    /// Adds a worker (fails with [`Error::Conflict`] if the key exists).
+    CreateWorker(WorkerRecord),
+    /// Replaces a worker's state.
+    UpdateWorker {
+        /// The worker.
+        worker: WorkerKey,
+        /// Its new state.
+        state: WorkerState,
+    },
+    /// Removes a worker with its log, its promises and its invocations.
+    DeleteWorker(WorkerKey),
+    /// Appends entries to a worker's log; indices must continue the log.
+    AppendOplog {
+        /// The worker.
+        worker: WorkerKey,
+        /// The entries, in index order.
+        records: Vec<OplogRecord>,
+    },
+    /// Drops every entry of a worker's log after `after` (an atomic region
+    /// that a crash interrupted is run again from its start).
+    TruncateOplog {
+        /// The worker.
+        worker: WorkerKey,
+        /// The last index kept.
+        after: u64,
+    },
+    /// Adds a pending promise; an existing one is left as it is (replay
+    /// creates the same promise again).
+    CreatePromise {
+        /// The promise.
+        key: PromiseKey,
+        /// When it was created.
+        at: Millis,
+    },
+    /// Completes a promise if it is pending: the outcome is
+    /// [`Outcome::Completed`] with `true` if this write completed it,
+    /// `false` if it already was; [`Outcome::NotFound`] if it does not exist.
+    CompletePromise {
+        /// The promise.
+        key: PromiseKey,
+        /// The payload.
+        data: Bytes,
+        /// When.
+        at: Millis,
+    },
+    /// Removes a promise.
+    DeletePromise(PromiseKey),
+    /// Queues an invocation (fails with [`Error::Conflict`] if the worker
+    /// already has one with this sequence number or idempotency key).
+    Enqueue(InvocationRecord),
+    /// Sets an invocation's state.
+    SetInvocationState {
+        /// The worker.
+        worker: WorkerKey,
+        /// The invocation's sequence number.
+        seq: u64,
+        /// Its new state.
+        state: InvocationState,
+    },
+}
+
+/// What one [`Write`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// Applied.
+    Done,
+    /// A [`Write::CompletePromise`]: `true` if this write completed it.
+    Completed(bool),
+    /// A [`Write::CompletePromise`] of a promise that does not exist.
+    NotFound,
+}
+
+/// Errors of a storage backend. Messages say what failed, with the path or
+/// key involved, so they can be shown to users as they are.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The store could not be opened or created.
+    #[error("cannot open the store at {location}: {reason}")]
+    Open {
+        /// Its path or URL.
+        location: String,
+        /// Why.
+        reason: String,
+    },
+    /// The store was written by a newer Vow.
+    #[error(
+        "the store at {location} has schema version {found}, but this vow understands versions up to {supported}: upgrade vow, or use another data directory"
+    )]
+    NewerSchema {
+        /// Its path or URL.
+        location: String,
+        /// The version found in the store.
+        found: u32,
+        /// The newest version this build knows.
+        supported: u32,
+    },
+    /// The store's contents are damaged.
+    #[error("the store at {location} is corrupted: {reason}")]
+    Corrupt {
+        /// Its path or URL.
+        location: String,
+        /// What the backend reported.
+        reason: String,
+    },
+    /// The disk (or database) is full; nothing of the failed batch was kept.
+    #[error("the store at {location} is full: {reason}")]
+    Full {
+        /// Its path or URL.
+        location: String,
+        /// What the backend reported.
+        reason: String,
+    },
+    /// A write conflicts with what is stored (an id taken twice).
+    #[error("{0}")]
+    Conflict(String),
+    /// Any other failure of the backend.
+    #[error("storage failed: {0}")]
+    Backend(String),
+    /// The store was closed, or its writer stopped after a failure.
+    #[error("the store is closed")]
+    Closed,
+}
+
+/// Result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A storage backend: see the crate docs for the write model.
+///
+/// Methods that read are `async` and may run on a blocking pool; none of
+/// them blocks the calling task.
+pub trait Storage: Send + Sync + fmt::Debug + 'static {
+    /// Enqueues a batch now; the future resolves with one [`Outcome`] per
+    /// write once the batch is durable (or with the error that refused it,
+    /// in which case nothing of it was applied).
+    fn write(&self, batch: Vec<Write>) -> BoxFuture<'static, Result<Vec<Outcome>>>;
+
+    /// Every component.
+    fn components(&self) -> BoxFuture<'_, Result<Vec<ComponentRecord>>>;
+
+    /// Every worker, ordered by key.
+    fn workers(&self) -> BoxFuture<'_, Result<Vec<WorkerRecord>>>;
+
+    /// Up to `limit` entries of a worker's log with index `>= from`, in order.
+    fn oplog<'a>(
+        &'a self,
+        worker: &'a WorkerKey,
+        from: u64,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<OplogRecord>>>;
+
+    /// Every promise that exists, ordered by key.
+    fn promises(&self) -> BoxFuture<'_, Result<Vec<PromiseRecord>>>;
+
+    /// A worker's invocations that have not finished, in queue order.
+    fn unfinished_invocations<'a>(
+        &'a self,
+        worker: &'a WorkerKey,
+    ) -> BoxFuture<'a, Result<Vec<InvocationRecord>>>;
+
+    /// A worker's invocation with this idempotency key, if there is one.
+    fn invocation_by_key<'a>(
+        &'a self,
+        worker: &'a WorkerKey,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<InvocationRecord>>>;
+
+    /// The highest invocation sequence number a worker has used (0 if none).
+    fn last_invocation_seq<'a>(&'a self, worker: &'a WorkerKey) -> BoxFuture<'a, Result<u64>>;
+
+    /// Where the store lives, for messages (a path or a URL without secrets).
+    fn location(&self) -> String;
+}
+
+/// A shared handle to a backend.
+pub type SharedStorage = Arc<dyn Storage>;
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_millis() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

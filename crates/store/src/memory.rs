@@ -1,0 +1,244 @@
+//! The in-memory backend: everything is lost with the process. For tests and
+//! for embedders that want Vow's semantics without a data directory.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use futures::FutureExt as _;
+use futures::future::{BoxFuture, ready};
+
+use crate::{
+    ComponentRecord, Error, InvocationRecord, InvocationState, OplogRecord, Outcome, PromiseKey,
+    PromiseRecord, PromiseState, Result, Storage, WorkerKey, WorkerRecord, Write,
+};
+
+/// Keeps every record in memory. Writes are applied when [`Storage::write`]
+/// is called, so they are "durable" at once, within the process.
+#[derive(Debug, Default)]
+pub struct MemoryStorage {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct State {
+    components: BTreeMap<uuid::Uuid, ComponentRecord>,
+    workers: BTreeMap<WorkerKey, WorkerRecord>,
+    oplogs: HashMap<WorkerKey, Vec<OplogRecord>>,
+    promises: BTreeMap<PromiseKey, PromiseRecord>,
+    invocations: HashMap<WorkerKey, BTreeMap<u64, InvocationRecord>>,
+}
+
+impl MemoryStorage {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl State {
+    fn apply(&mut self, write: Write) -> Result<Outcome> {
+        match write {
+            Write::PutComponent(c) => {
+                if self.components.contains_key(&c.id) {
+                    return Err(Error::Conflict(format!(
+                        "component {} already exists",
+                        c.id
+                    )));
+                }
+                self.components.insert(c.id, c);
+            }
+            Write::CreateWorker(w) => {
+                if self.workers.contains_key(&w.key) {
+                    return Err(Error::Conflict(format!("worker {} already exists", w.key)));
+                }
+                self.workers.insert(w.key.clone(), w);
+            }
+            Write::UpdateWorker { worker, state } => {
+                if let Some(w) = self.workers.get_mut(&worker) {
+                    w.state = state;
+                }
+            }
+            Write::DeleteWorker(key) => {
+                self.workers.remove(&key);
+                self.oplogs.remove(&key);
+                self.invocations.remove(&key);
+                self.promises.retain(|p, _| p.worker != key);
+            }
+            Write::AppendOplog { worker, records } => {
+                let log = self.oplogs.entry(worker.clone()).or_default();
+                // Check every index before appending any: a one-write batch
+                // is applied in place, so it must fail before changing anything.
+                let next = log.len() as u64 + 1;
+                for (expected, record) in (next..).zip(&records) {
+                    if record.index != expected {
+                        return Err(Error::Conflict(format!(
+                            "oplog of worker {worker}: appending index {} where {expected} is next",
+                            record.index
+                        )));
+                    }
+                }
+                log.extend(records);
+            }
+            Write::TruncateOplog { worker, after } => {
+                if let Some(log) = self.oplogs.get_mut(&worker) {
+                    log.truncate(after as usize);
+                }
+            }
+            Write::CreatePromise { key, at } => {
+                self.promises.entry(key.clone()).or_insert(PromiseRecord {
+                    key,
+                    created_at: at,
+                    state: PromiseState::Pending,
+                });
+            }
+            Write::CompletePromise { key, data, at } => {
+                return Ok(match self.promises.get_mut(&key) {
+                    None => Outcome::NotFound,
+                    Some(PromiseRecord {
+                        state: PromiseState::Completed { .. },
+                        ..
+                    }) => Outcome::Completed(false),
+                    Some(p) => {
+                        p.state = PromiseState::Completed { data, at };
+                        Outcome::Completed(true)
+                    }
+                });
+            }
+            Write::DeletePromise(key) => {
+                self.promises.remove(&key);
+            }
+            Write::Enqueue(inv) => {
+                let queue = self.invocations.entry(inv.worker.clone()).or_default();
+                let key_taken = inv.idempotency_key.is_some()
+                    && queue
+                        .values()
+                        .any(|i| i.idempotency_key == inv.idempotency_key);
+                if queue.contains_key(&inv.seq) || key_taken {
+                    return Err(Error::Conflict(format!(
+                        "worker {} already has invocation {} or its idempotency key",
+                        inv.worker, inv.seq
+                    )));
+                }
+                queue.insert(inv.seq, inv);
+            }
+            Write::SetInvocationState { worker, seq, state } => {
+                if let Some(inv) = self
+                    .invocations
+                    .get_mut(&worker)
+                    .and_then(|q| q.get_mut(&seq))
+                {
+                    inv.state = state;
+                }
+            }
+        }
+        Ok(Outcome::Done)
+    }
+}
+
+impl Storage for MemoryStorage {
+    fn write(&self, batch: Vec<Write>) -> BoxFuture<'static, Result<Vec<Outcome>>> {
+        let mut state = self.state();
+        // Apply to a copy only when the batch could fail half-way; most
+        // batches are one write, which fails before changing anything.
+        let outcome = if batch.len() == 1 {
+            batch
+                .into_iter()
+                .map(|w| state.apply(w))
+                .collect::<Result<Vec<_>>>()
+        } else {
+            let mut copy = state.clone();
+            let outcome = batch
+                .into_iter()
+                .map(|w| copy.apply(w))
+                .collect::<Result<Vec<_>>>();
+            if outcome.is_ok() {
+                *state = copy;
+            }
+            outcome
+        };
+        ready(outcome).boxed()
+    }
+
+    fn components(&self) -> BoxFuture<'_, Result<Vec<ComponentRecord>>> {
+        let out = self.state().components.values().cloned().collect();
+        ready(Ok(out)).boxed()
+    }
+
+    fn workers(&self) -> BoxFuture<'_, Result<Vec<WorkerRecord>>> {
+        let out = self.state().workers.values().cloned().collect();
+        ready(Ok(out)).boxed()
+    }
+
+    fn oplog<'a>(
+        &'a self,
+        worker: &'a WorkerKey,
+        from: u64,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<OplogRecord>>> {
+        let out = self
+            .state()
+            .oplogs
+            .get(worker)
+            .map_or_else(Vec::new, |log| {
+                log.iter()
+                    .filter(|r| r.index >= from)
+                    .take(limit)
+                    .cloned()
+                    .collect()
+            });
+        ready(Ok(out)).boxed()
+    }
+
+    fn promises(&self) -> BoxFuture<'_, Result<Vec<PromiseRecord>>> {
+        let out = self.state().promises.values().cloned().collect();
+        ready(Ok(out)).boxed()
+    }
+
+    fn unfinished_invocations<'a>(
+        &'a self,
+        worker: &'a WorkerKey,
+    ) -> BoxFuture<'a, Result<Vec<InvocationRecord>>> {
+        let out = self
+            .state()
+            .invocations
+            .get(worker)
+            .map_or_else(Vec::new, |q| {
+                q.values()
+                    .filter(|i| !matches!(i.state, InvocationState::Finished(_)))
+                    .cloned()
+                    .collect()
+            });
+        ready(Ok(out)).boxed()
+    }
+
+    fn invocation_by_key<'a>(
+        &'a self,
+        worker: &'a WorkerKey,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<InvocationRecord>>> {
+        let out = self.state().invocations.get(worker).and_then(|q| {
+            q.values()
+                .find(|i| i.idempotency_key.as_deref() == Some(key))
+                .cloned()
+        });
+        ready(Ok(out)).boxed()
+    }
+
+    fn last_invocation_seq<'a>(&'a self, worker: &'a WorkerKey) -> BoxFuture<'a, Result<u64>> {
+        let out = self
+            .state()
+            .invocations
+            .get(worker)
+            .and_then(|q| q.keys().next_back().copied())
+            .unwrap_or(0);
+        ready(Ok(out)).boxed()
+    }
+
+    fn location(&self) -> String {
+        "memory".to_owned()
+    }
+}
