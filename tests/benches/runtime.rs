@@ -141,7 +141,9 @@ async fn vow_round_trip(executor: &Executor, worker: &WorkerId) -> Result<Durati
         .cloned()
         .ok_or_else(|| anyhow!("no promise id"))?;
     let promise = promise_id(&id_val)?;
-    let call = executor.submit(worker, Invocation::new("await-payload", vec![id_val]))?;
+    let call = executor
+        .submit(worker, Invocation::new("await-payload", vec![id_val]))
+        .await?;
     while executor.worker_status(worker)? != WorkerStatus::Suspended {
         tokio::task::yield_now().await;
     }
@@ -318,7 +320,11 @@ async fn parked_memory(harness: &[u8]) -> Result<(f64, f64)> {
         let worker = executor
             .start_worker(component, &format!("p{i}"), WorkerConfig::default())
             .await?;
-        calls.push(executor.submit(&worker, Invocation::new("create-and-await", vec![]))?);
+        calls.push(
+            executor
+                .submit(&worker, Invocation::new("create-and-await", vec![]))
+                .await?,
+        );
     }
     let pending = loop {
         let pending = executor.promises(PromiseFilter::pending()).await?;

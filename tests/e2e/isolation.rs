@@ -50,7 +50,9 @@ async fn a_busy_loop_does_not_starve_other_workers() -> Result<()> {
     let (executor, component) = harness().await?;
     let spinner = start(&executor, component, "spinner").await?;
     let other = start(&executor, component, "other").await?;
-    let spin = executor.submit(&spinner, Invocation::new("spin", vec![]))?;
+    let spin = executor
+        .submit(&spinner, Invocation::new("spin", vec![]))
+        .await?;
     eventually("the spinner to run", || async {
         (executor.worker_status(&spinner).ok()? == WorkerStatus::Running).then_some(())
     })

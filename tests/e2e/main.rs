@@ -6,6 +6,7 @@
 mod support;
 
 mod components;
+mod durability;
 mod host_api;
 mod isolation;
 mod promises;

@@ -31,8 +31,12 @@ async fn external_completion_resumes_the_right_worker_with_the_exact_payload() -
     let (executor, component) = harness().await?;
     let a = start(&executor, component, "a").await?;
     let b = start(&executor, component, "b").await?;
-    let call_a = executor.submit(&a, Invocation::new("create-and-await", vec![]))?;
-    let call_b = executor.submit(&b, Invocation::new("create-and-await", vec![]))?;
+    let call_a = executor
+        .submit(&a, Invocation::new("create-and-await", vec![]))
+        .await?;
+    let call_b = executor
+        .submit(&b, Invocation::new("create-and-await", vec![]))
+        .await?;
     let pa = parked_on(&executor, &a).await?;
     let pb = parked_on(&executor, &b).await?;
     assert_eq!(executor.worker_status(&a)?, WorkerStatus::Suspended);
@@ -59,7 +63,9 @@ async fn another_worker_completes_the_promise() -> Result<()> {
     let owner = start(&executor, component, "owner").await?;
     let other = start(&executor, component, "other").await?;
     let id = single(executor.invoke(&owner, "new-promise", vec![]).await?)?;
-    let call = executor.submit(&owner, Invocation::new("await-payload", vec![id.clone()]))?;
+    let call = executor
+        .submit(&owner, Invocation::new("await-payload", vec![id.clone()]))
+        .await?;
     parked_on(&executor, &owner).await?;
     let completed = executor
         .invoke(&other, "complete", vec![id, bytes_val(b"from other")])
@@ -118,7 +124,9 @@ async fn first_completion_wins() -> Result<()> {
         ])]
     );
 
-    let call = executor.submit(&worker, Invocation::new("create-and-await", vec![]))?;
+    let call = executor
+        .submit(&worker, Invocation::new("create-and-await", vec![]))
+        .await?;
     let parked = parked_on(&executor, &worker).await?;
     assert!(
         executor
@@ -172,7 +180,9 @@ async fn deleting_a_promise_someone_awaits_fails_that_await() -> Result<()> {
     let (executor, component) = harness().await?;
     let waiter = start(&executor, component, "waiter").await?;
     let deleter = start(&executor, component, "deleter").await?;
-    let call = executor.submit(&waiter, Invocation::new("create-and-await", vec![]))?;
+    let call = executor
+        .submit(&waiter, Invocation::new("create-and-await", vec![]))
+        .await?;
     let parked = parked_on(&executor, &waiter).await?;
     executor
         .invoke(&deleter, "delete", vec![promise_val(&parked.id)])
@@ -231,7 +241,7 @@ async fn promise_ids_carry_the_oplog_index_of_their_creation() -> Result<()> {
     )?)?;
     // 4: invocation finished, 5: started, 6: create-promise.
     assert_eq!(second.oplog_idx, 6);
-    let log = executor.worker_oplog(&worker)?;
+    let log = executor.worker_oplog(&worker, 1, 100_000).await?;
     for idx in [first.oplog_idx, second.oplog_idx] {
         let record = &log[(idx - 1) as usize];
         assert_eq!(record.index, idx);

@@ -15,7 +15,9 @@ async fn a_thousand_parked_workers_all_resume_with_their_payloads() -> Result<()
         let worker = start(&executor, component, &format!("w{i}")).await?;
         calls.push((
             i,
-            executor.submit(&worker, Invocation::new("create-and-await", vec![]))?,
+            executor
+                .submit(&worker, Invocation::new("create-and-await", vec![]))
+                .await?,
         ));
     }
     let parked = eventually("every worker to park", || async {

@@ -28,22 +28,27 @@ async fn worker_names_are_unique_and_checked() -> Result<()> {
 async fn invocations_queue_behind_a_parked_one_and_run_in_order() -> Result<()> {
     let (executor, component) = harness().await?;
     let worker = start(&executor, component, "queue").await?;
-    let parked_call = executor.submit(&worker, Invocation::new("create-and-await", vec![]))?;
+    let parked_call = executor
+        .submit(&worker, Invocation::new("create-and-await", vec![]))
+        .await?;
     let parked = parked_on(&executor, &worker).await?;
-    let queued: Vec<_> = (0..3)
-        .map(|i| {
-            executor.submit(
-                &worker,
-                Invocation::new(
-                    "print",
-                    vec![
-                        Val::String(format!("job {i}\n")),
-                        Val::String(String::new()),
-                    ],
-                ),
-            )
-        })
-        .collect::<Result<_, _>>()?;
+    let mut queued = Vec::new();
+    for i in 0..3 {
+        queued.push(
+            executor
+                .submit(
+                    &worker,
+                    Invocation::new(
+                        "print",
+                        vec![
+                            Val::String(format!("job {i}\n")),
+                            Val::String(String::new()),
+                        ],
+                    ),
+                )
+                .await?,
+        );
+    }
     let meta = executor.worker_metadata(&worker)?;
     assert_eq!(meta.status, WorkerStatus::Suspended);
     assert_eq!(meta.pending_invocations, 3);
@@ -73,8 +78,8 @@ async fn enqueued_invocations_run_without_anyone_waiting() -> Result<()> {
             vec![Val::String(text.into()), Val::String(String::new())],
         )
     };
-    executor.enqueue(&worker, print("first\n"))?;
-    executor.enqueue(&worker, print("second\n"))?;
+    executor.enqueue(&worker, print("first\n")).await?;
+    executor.enqueue(&worker, print("second\n")).await?;
     let stdout = eventually("both prints", || async {
         let out = executor.worker_output(&worker).ok()?.stdout;
         (out.len() == "first\nsecond\n".len()).then_some(out)
@@ -89,14 +94,15 @@ async fn an_idempotency_key_runs_the_invocation_once() -> Result<()> {
     let (executor, component) = harness().await?;
     let worker = start(&executor, component, "once").await?;
     let invocation = Invocation::new("ping", vec![Val::U32(7)]).with_idempotency_key("req-1");
-    let first = executor.submit(&worker, invocation.clone())?;
-    let second = executor.submit(&worker, invocation)?;
+    let first = executor.submit(&worker, invocation.clone()).await?;
+    let second = executor.submit(&worker, invocation).await?;
     assert!(first.fresh);
     assert!(!second.fresh);
     assert_eq!(first.result().await?, vec![Val::U32(8)]);
     assert_eq!(second.result().await?, vec![Val::U32(8)]);
     let started = executor
-        .worker_oplog(&worker)?
+        .worker_oplog(&worker, 1, 100_000)
+        .await?
         .into_iter()
         .filter(|r| matches!(r.entry, OplogEntry::InvocationStarted { .. }))
         .count();
@@ -152,7 +158,9 @@ async fn args_env_and_output_belong_to_each_worker() -> Result<()> {
 async fn deleting_a_parked_worker_fails_its_invocation_and_drops_its_promises() -> Result<()> {
     let (executor, component) = harness().await?;
     let worker = start(&executor, component, "doomed").await?;
-    let call = executor.submit(&worker, Invocation::new("create-and-await", vec![]))?;
+    let call = executor
+        .submit(&worker, Invocation::new("create-and-await", vec![]))
+        .await?;
     let parked = parked_on(&executor, &worker).await?;
     executor.delete_worker(&worker)?;
     assert!(matches!(call.result().await, Err(Error::WorkerDeleted(_))));

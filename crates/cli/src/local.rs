@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use vow_runtime::{ComponentId, ComponentInfo, Executor, FunctionType, Val};
+use vow_runtime::{ComponentId, ComponentInfo, Executor, ExecutorBuilder, FunctionType, Val};
 use wasmtime::component::wasm_wave::{parser::ParserError, untyped::UntypedFuncCall};
 
 use crate::CacheArgs;
@@ -24,8 +24,27 @@ pub(crate) fn default_cache_dir() -> Option<PathBuf> {
         .map(|dir| dir.join("vow"))
 }
 
-/// Builds an executor whose compiled components are cached as the flags say.
+/// The data directory when none is given: `$XDG_DATA_HOME/vow`, else
+/// `~/.local/share/vow`; `None` when neither variable is usable.
+pub(crate) fn default_data_dir() -> Option<PathBuf> {
+    let absolute = |var: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    absolute("XDG_DATA_HOME")
+        .or_else(|| absolute("HOME").map(|home| home.join(".local").join("share")))
+        .map(|dir| dir.join("vow"))
+}
+
+/// Builds an in-memory executor whose compiled components are cached as the
+/// flags say.
 pub(crate) fn executor(cache: &CacheArgs) -> anyhow::Result<Executor> {
+    builder(cache).build().context("cannot set up the runtime")
+}
+
+/// An executor builder whose compiled components are cached as the flags say.
+pub(crate) fn builder(cache: &CacheArgs) -> ExecutorBuilder {
     let mut builder = Executor::builder();
     let dir = if cache.no_cache {
         None
@@ -44,13 +63,13 @@ pub(crate) fn executor(cache: &CacheArgs) -> anyhow::Result<Executor> {
         }
         None => {}
     }
-    builder.build().context("cannot set up the runtime")
+    builder
 }
 
 /// Compiles and adds a component file, with a spinner while it compiles.
 pub(crate) async fn load(executor: &Executor, path: &Path) -> anyhow::Result<ComponentInfo> {
     let spinner = Spinner::start(format!("compiling {}", path.display()));
-    let id = executor.add_component_file(path).await;
+    let id = executor.ensure_component_file(path).await;
     drop(spinner);
     let id: ComponentId = id.with_context(|| format!("cannot load {}", path.display()))?;
     Ok(executor.component(id)?)

@@ -159,6 +159,27 @@ struct ServeArgs {
     #[arg(long)]
     demo: bool,
 
+    /// Directory where vow keeps components, workers, promises and results
+    /// (a SQLite database), created when missing; everything there is back
+    /// after a restart [default: $XDG_DATA_HOME/vow or ~/.local/share/vow]
+    #[arg(
+        long,
+        env = "VOW_DATA_DIR",
+        value_name = "DIR",
+        conflicts_with = "in_memory"
+    )]
+    data_dir: Option<PathBuf>,
+
+    /// Keep everything in memory instead: a restart loses every worker
+    #[arg(long)]
+    in_memory: bool,
+
+    /// Seconds a worker parked on a promise stays in memory before it is
+    /// evicted (0: as soon as it parks); its promise's completion brings it
+    /// back by replay
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    evict_after: f64,
+
     #[command(flatten)]
     cache: CacheArgs,
 }

@@ -43,7 +43,9 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
     let worker = executor
         .start_worker(component.id, &args.worker, config)
         .await?;
-    let handle = executor.submit(&worker, Invocation::new(call.function, call.params))?;
+    let handle = executor
+        .submit(&worker, Invocation::new(call.function, call.params))
+        .await?;
     let results = watch(&executor, &worker, handle.result()).await?;
     for text in local::wave_results(&results) {
         output::line(&text)?;

@@ -5,6 +5,8 @@
 //! lines to try, and only then prints `listening on http://ADDR` with the
 //! address actually bound, which is what scripts and tests wait for.
 
+use std::time::Duration;
+
 use anyhow::Context as _;
 use reqwest::Url;
 use serde_json::{Value, json};
@@ -22,10 +24,10 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_body_bytes: args.max_body,
         max_component_bytes: args.max_component,
     };
-    let executor = local::executor(&args.cache)?;
     let listener = TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
+    let executor = executor(&args).await?;
     let addr = listener
         .local_addr()
         .context("cannot read the bound address")?;
@@ -48,6 +50,30 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("serving on {addr} failed"))?;
     output::error_line("stopped");
     Ok(())
+}
+
+/// Opens the executor on the data directory (or in memory, when asked).
+async fn executor(args: &ServeArgs) -> anyhow::Result<Executor> {
+    if !args.evict_after.is_finite() || args.evict_after < 0.0 {
+        anyhow::bail!("--evict-after must be a number of seconds, 0 or more");
+    }
+    let builder =
+        local::builder(&args.cache).evict_after(Some(Duration::from_secs_f64(args.evict_after)));
+    if args.in_memory {
+        output::error_line("keeping everything in memory (--in-memory): a restart loses it");
+        return builder.build().context("cannot set up the runtime");
+    }
+    let Some(dir) = args.data_dir.clone().or_else(local::default_data_dir) else {
+        anyhow::bail!(
+            "no data directory: HOME is not set; pass --data-dir DIR (or VOW_DATA_DIR), or --in-memory"
+        );
+    };
+    output::error_line(&format!("data directory: {}", dir.display()));
+    builder
+        .data_dir(&dir)
+        .open()
+        .await
+        .with_context(|| format!("cannot open the data directory {}", dir.display()))
 }
 
 /// The first SIGINT/SIGTERM starts a graceful shutdown; a second one ends

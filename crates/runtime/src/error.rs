@@ -106,6 +106,24 @@ pub enum Error {
         /// What wasmtime reported.
         reason: String,
     },
+    /// The invocation failed in an earlier run of this process or another;
+    /// its outcome was read back from the store.
+    #[error("invocation of {function} on worker {worker} failed: {message}")]
+    InvocationFailed {
+        /// The worker.
+        worker: WorkerId,
+        /// The function that was invoked.
+        function: String,
+        /// The recorded error.
+        message: String,
+    },
+    /// The store failed (it could not be opened, is full, or a write was
+    /// refused); nothing that was acknowledged before is lost.
+    #[error(transparent)]
+    Store(#[from] vow_store::Error),
+    /// A stored record could not be read back.
+    #[error("stored record cannot be read: {0}")]
+    Storage(String),
     /// The executor is shutting down or no longer running.
     #[error("the executor has shut down")]
     ShutDown,

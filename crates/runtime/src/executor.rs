@@ -9,23 +9,24 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::FutureExt as _;
 use tokio::sync::oneshot;
-use wasmtime::StoreLimitsBuilder;
 use wasmtime::component::types::Type;
 use wasmtime::component::{Linker, Val};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
-use wasmtime_wasi::{ResourceTable, WasiCtxBuilder};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::component::{self, ComponentInfo, LoadedComponent};
 use crate::error::{Error, Result, chain};
-use crate::host::{GolemCtx, HasHost, HostView};
-use crate::ids::{ComponentId, PromiseId, WorkerId, validate_worker_name};
-use crate::oplog::OplogRecord;
+use crate::host::{HasHost, HostView};
+use crate::ids::{ComponentId, OplogIndex, PromiseId, WorkerId, validate_worker_name};
+use crate::oplog::{OplogEntry, OplogRecord};
 use crate::output::WorkerOutput;
+use crate::persist;
 use crate::promise::{PromiseFilter, PromiseInfo, Promises};
+use crate::run::{self, Env};
 use crate::values;
 use crate::worker::{
-    self, Job, Registry, WorkerConfig, WorkerEntry, WorkerMetadata, WorkerState, WorkerStatus,
+    Job, Registry, Shared, WorkerConfig, WorkerEntry, WorkerMetadata, WorkerState, WorkerStatus,
 };
+use vow_store::SharedStorage;
 
 /// Settings of an [`Executor`]; see [`ExecutorBuilder`] for defaults.
 #[derive(Clone, Debug)]
@@ -37,7 +38,30 @@ struct Settings {
     cache_dir: Option<PathBuf>,
     output_limit: usize,
     max_resources: usize,
+    evict_after: Option<Duration>,
+    storage: StorageChoice,
 }
+
+/// Where an executor keeps its state.
+#[derive(Clone)]
+enum StorageChoice {
+    Memory,
+    DataDir(PathBuf),
+    Handle(SharedStorage),
+}
+
+impl std::fmt::Debug for StorageChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Memory => f.write_str("Memory"),
+            Self::DataDir(dir) => f.debug_tuple("DataDir").field(dir).finish(),
+            Self::Handle(storage) => f.debug_tuple("Handle").field(&storage.location()).finish(),
+        }
+    }
+}
+
+/// The name of the SQLite file inside a data directory.
+pub const DATABASE_FILE: &str = "vow.sqlite";
 
 /// Configures and builds an [`Executor`].
 #[derive(Clone, Debug)]
@@ -56,6 +80,8 @@ impl Default for ExecutorBuilder {
                 cache_dir: None,
                 output_limit: 1 << 20,
                 max_resources: 10_000,
+                evict_after: Some(Duration::from_secs(10)),
+                storage: StorageChoice::Memory,
             },
         }
     }
@@ -115,9 +141,75 @@ impl ExecutorBuilder {
         self
     }
 
-    /// Builds the executor. Must be called inside a tokio runtime, which runs
-    /// the promise dispatcher and the workers.
+    /// How long a worker parked in `await-promise` stays in memory (default
+    /// 10 s). After that its Store is dropped; the promise's completion
+    /// brings it back by replaying its log. `Some(Duration::ZERO)` evicts a
+    /// worker as soon as it parks; `None` keeps parked workers in memory.
+    pub fn evict_after(mut self, delay: Option<Duration>) -> Self {
+        self.settings.evict_after = delay;
+        self
+    }
+
+    /// Keeps state in this data directory (a SQLite database,
+    /// [`DATABASE_FILE`], created when missing). Open the executor with
+    /// [`open`](Self::open): components, workers, promises and queued
+    /// invocations stored there come back.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.settings.storage = StorageChoice::DataDir(dir.into());
+        self
+    }
+
+    /// Keeps state in this store (any [`vow_store::Storage`] backend). Open
+    /// the executor with [`open`](Self::open).
+    pub fn storage(mut self, storage: SharedStorage) -> Self {
+        self.settings.storage = StorageChoice::Handle(storage);
+        self
+    }
+
+    /// Builds an executor that keeps its state in memory (the default): a
+    /// restart loses every worker. Must be called inside a tokio runtime,
+    /// which runs the promise dispatcher and the workers. An executor with a
+    /// data directory or a store is opened with [`open`](Self::open).
     pub fn build(self) -> Result<Executor> {
+        if !matches!(self.settings.storage, StorageChoice::Memory) {
+            return Err(Error::Config(
+                "an executor with a data directory or a store must be opened with ExecutorBuilder::open().await".into(),
+            ));
+        }
+        let storage: SharedStorage = Arc::new(vow_store::MemoryStorage::new());
+        self.assemble(storage, Vec::new())
+    }
+
+    /// Opens the executor on its store and recovers what the store holds:
+    /// components are compiled again (from the compile cache when there is
+    /// one), workers are listed with the status they had, and workers that
+    /// were running, or have queued invocations, resume in the background
+    /// by replay. Workers are not instantiated before they are needed.
+    pub async fn open(self) -> Result<Executor> {
+        tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::Config("ExecutorBuilder::open must be called inside a tokio runtime".into())
+        })?;
+        let storage: SharedStorage = match &self.settings.storage {
+            StorageChoice::Memory => Arc::new(vow_store::MemoryStorage::new()),
+            StorageChoice::Handle(storage) => Arc::clone(storage),
+            StorageChoice::DataDir(dir) => {
+                let dir = dir.clone();
+                tokio::task::spawn_blocking(move || open_data_dir(&dir))
+                    .await
+                    .map_err(|e| Error::Config(format!("opening the store failed: {e}")))??
+            }
+        };
+        let promises = storage.promises().await?;
+        let executor = self.assemble(Arc::clone(&storage), promises)?;
+        crate::recovery::recover(&executor).await?;
+        Ok(executor)
+    }
+
+    fn assemble(
+        self,
+        storage: SharedStorage,
+        promises: Vec<vow_store::PromiseRecord>,
+    ) -> Result<Executor> {
         tokio::runtime::Handle::try_current().map_err(|_| {
             Error::Config("Executor::build must be called inside a tokio runtime".into())
         })?;
@@ -132,8 +224,13 @@ impl ExecutorBuilder {
         }
         let engine = Engine::new(&config).map_err(|e| Error::Config(chain(&e)))?;
         let linker = new_linker(&engine)?;
-        let (promises, dispatcher) = Promises::spawn();
+        let (promises, dispatcher) = Promises::spawn(Arc::clone(&storage), promises);
         let ticker = Ticker::start(engine.clone(), settings.epoch_interval);
+        let shared = Shared {
+            storage: Arc::clone(&storage),
+            promises: promises.clone(),
+            output_limit: settings.output_limit,
+        };
         Ok(Executor {
             inner: Arc::new(Inner {
                 engine,
@@ -142,11 +239,27 @@ impl ExecutorBuilder {
                 components: RwLock::new(HashMap::new()),
                 registry: Arc::new(Registry::default()),
                 promises,
+                storage,
+                shared,
                 dispatcher,
                 _ticker: ticker,
             }),
         })
     }
+}
+
+/// Opens (creating when missing) the SQLite store of a data directory.
+fn open_data_dir(dir: &Path) -> Result<SharedStorage> {
+    std::fs::create_dir_all(dir).map_err(|cause| Error::Io {
+        action: "creating the data directory",
+        path: dir.to_owned(),
+        cause: Arc::new(cause),
+    })?;
+    let storage = vow_store_sqlite::SqliteStorage::open(
+        &dir.join(DATABASE_FILE),
+        vow_store_sqlite::SqliteOptions::default(),
+    )?;
+    Ok(Arc::new(storage))
 }
 
 /// A linker with WASI 0.2 and `golem:api/host@1.1.0`.
@@ -206,6 +319,8 @@ struct Inner {
     components: RwLock<HashMap<ComponentId, Arc<LoadedComponent>>>,
     registry: Arc<Registry>,
     promises: Promises,
+    storage: SharedStorage,
+    shared: Shared,
     dispatcher: tokio::task::JoinHandle<()>,
     _ticker: Ticker,
 }
@@ -263,6 +378,33 @@ impl Invocation {
 
 use crate::worker::SharedOutcome;
 
+/// Puts a job in a worker's mailbox and returns the shared future of its
+/// outcome (remembered under its idempotency key, if it has one).
+pub(crate) fn queue_job(
+    entry: &WorkerEntry,
+    export: Arc<component::ExportFunc>,
+    params: Vec<Val>,
+    idempotency_key: Option<String>,
+    seq: u64,
+) -> Result<SharedOutcome> {
+    let (reply, rx) = oneshot::channel();
+    let id = entry.id.clone();
+    let outcome: SharedOutcome = async move { rx.await.unwrap_or(Err(Error::WorkerDeleted(id))) }
+        .boxed()
+        .shared();
+    if let Some(key) = &idempotency_key {
+        entry.remember_outcome(key.clone(), outcome.clone());
+    }
+    entry.enqueue(Job {
+        export,
+        params,
+        idempotency_key,
+        seq,
+        reply,
+    })?;
+    Ok(outcome)
+}
+
 /// An accepted invocation. Await [`result`](Self::result) for its outcome, or
 /// drop the handle: the invocation runs either way.
 #[must_use = "dropping the handle does not cancel the invocation; use `result` to get its outcome"]
@@ -306,24 +448,59 @@ impl Executor {
         &self.inner.engine
     }
 
-    /// Compiles and adds a component. Refuses bytes that are not a valid
-    /// component and components whose imports Vow cannot satisfy (the error
-    /// names each one).
+    /// Compiles and adds a component, and stores it. Refuses bytes that are
+    /// not a valid component and components whose imports Vow cannot satisfy
+    /// (the error names each one).
     pub async fn add_component(
         &self,
         name: &str,
         bytes: impl Into<Vec<u8>>,
     ) -> Result<ComponentId> {
-        let bytes = Arc::new(bytes.into());
+        let bytes = bytes::Bytes::from(bytes.into());
         let sha256 = component::sha256_of(&bytes);
+        let id = ComponentId::new_random();
+        self.install_component(id, name, bytes.clone(), sha256.clone())
+            .await?;
+        let stored = self
+            .inner
+            .storage
+            .write(vec![vow_store::Write::PutComponent(
+                vow_store::ComponentRecord {
+                    id: id.0,
+                    name: name.to_owned(),
+                    sha256,
+                    bytes,
+                    created_at: vow_store::now_millis(),
+                },
+            )])
+            .await;
+        if let Err(error) = stored {
+            self.inner
+                .components
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+            return Err(error.into());
+        }
+        Ok(id)
+    }
+
+    /// Compiles a component and makes it available under `id`.
+    pub(crate) async fn install_component(
+        &self,
+        id: ComponentId,
+        name: &str,
+        bytes: bytes::Bytes,
+        sha256: String,
+    ) -> Result<()> {
+        let size = bytes.len();
         let compiled = component::compile(
             &self.inner.engine,
-            Arc::clone(&bytes),
+            Arc::new(bytes.to_vec()),
             &sha256,
             self.inner.settings.cache_dir.as_deref(),
         )
         .await?;
-        let id = ComponentId::new_random();
         let engine = &self.inner.engine;
         let loaded = component::load(
             engine,
@@ -333,7 +510,7 @@ impl Executor {
             component::Source {
                 id,
                 name: name.to_owned(),
-                size: bytes.len(),
+                size,
                 sha256,
             },
         )?;
@@ -343,7 +520,7 @@ impl Executor {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, Arc::new(loaded));
-        Ok(id)
+        Ok(())
     }
 
     /// Reads a component file and adds it under the file's stem as name.
@@ -359,6 +536,32 @@ impl Executor {
             |s| s.to_string_lossy().into_owned(),
         );
         self.add_component(&name, bytes).await
+    }
+
+    /// Adds a component file unless a component of the same name and content
+    /// is already there (for instance from the store, after a restart), in
+    /// which case its id is returned: how a server that preloads files at
+    /// every start avoids a new copy each time.
+    pub async fn ensure_component_file(&self, path: impl AsRef<Path>) -> Result<ComponentId> {
+        let path = path.as_ref();
+        let bytes = tokio::fs::read(path).await.map_err(|cause| Error::Io {
+            action: "reading",
+            path: path.to_owned(),
+            cause: Arc::new(cause),
+        })?;
+        let name = path.file_stem().map_or_else(
+            || "component".to_owned(),
+            |s| s.to_string_lossy().into_owned(),
+        );
+        let sha256 = component::sha256_of(&bytes);
+        let existing = self
+            .components()
+            .into_iter()
+            .find(|c| c.name == name && c.sha256 == sha256);
+        match existing {
+            Some(component) => Ok(component.id),
+            None => self.add_component(&name, bytes).await,
+        }
     }
 
     /// Every component, ordered by name.
@@ -414,7 +617,38 @@ impl Executor {
             .ok_or_else(|| Error::WorkerNotFound(id.clone()))
     }
 
-    /// Starts a worker: instantiates the component in a Store of its own.
+    /// What a worker task of this component needs.
+    pub(crate) fn env(&self, component: Arc<LoadedComponent>) -> Env {
+        let settings = &self.inner.settings;
+        Env {
+            engine: self.inner.engine.clone(),
+            component,
+            registry: Arc::downgrade(&self.inner.registry),
+            memory_limit: settings.memory_limit,
+            max_resources: settings.max_resources,
+            invocation_timeout: settings.invocation_timeout,
+            evict_after: settings.evict_after,
+        }
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.inner.shared
+    }
+
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    pub(crate) fn storage(&self) -> &SharedStorage {
+        &self.inner.storage
+    }
+
+    pub(crate) fn loaded_component(&self, id: ComponentId) -> Result<Arc<LoadedComponent>> {
+        self.loaded(id)
+    }
+
+    /// Starts a worker: instantiates the component in a Store of its own and
+    /// stores the worker before answering.
     pub async fn start_worker(
         &self,
         component: ComponentId,
@@ -427,60 +661,67 @@ impl Executor {
         if self.inner.registry.get(&id).is_some() {
             return Err(Error::WorkerExists(id));
         }
-        let settings = &self.inner.settings;
-        let (entry, mailbox) = WorkerEntry::new(
-            id.clone(),
-            config,
-            self.inner.promises.clone(),
-            settings.output_limit,
-        );
-        let wasi = WasiCtxBuilder::new()
-            .args(&entry.args)
-            .envs(&entry.env)
-            .stdout(entry.stdout.clone())
-            .stderr(entry.stderr.clone())
-            .build();
-        let mut table = ResourceTable::new();
-        table.set_max_capacity(settings.max_resources);
-        let state = WorkerState {
-            wasi,
-            table,
-            golem: GolemCtx::new(Arc::clone(&entry), Arc::downgrade(&self.inner.registry)),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(settings.memory_limit)
-                .trap_on_grow_failure(true)
-                .build(),
-        };
-        let mut store = Store::new(&self.inner.engine, state);
-        store.limiter(|s| &mut s.limits);
-        store.epoch_deadline_async_yield_and_update(1);
-        let instance = loaded
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| Error::Instantiation {
-                worker: id.clone(),
-                reason: chain(&e),
-            })?;
+        let created_at = std::time::SystemTime::now();
+        let (entry, mailbox) =
+            WorkerEntry::new(id.clone(), config, created_at, &self.inner.shared, 1, 0);
+        let env = self.env(loaded);
+        let seed = uuid::Uuid::new_v4().as_u64_pair();
+        let live = run::instantiate(&entry, &env, seed).await?;
         // Another start of the same name may have won the race while this
         // one was instantiating.
         self.inner.registry.insert(Arc::clone(&entry))?;
-        let task = tokio::spawn(worker::run(
-            store,
-            instance,
-            mailbox,
-            Arc::clone(&entry),
-            settings.invocation_timeout,
-        ));
+        let create = OplogEntry::Create {
+            args: entry.args.clone(),
+            env: entry.env.clone(),
+            insecure_seed: seed,
+        };
+        let key = persist::worker_key(&id);
+        let stored = self
+            .inner
+            .storage
+            .write(vec![
+                vow_store::Write::CreateWorker(vow_store::WorkerRecord {
+                    key: key.clone(),
+                    args: entry.args.clone(),
+                    env: entry.env.clone(),
+                    created_at: vow_store::now_millis(),
+                    state: entry.stored_state(),
+                }),
+                vow_store::Write::AppendOplog {
+                    worker: key,
+                    records: vec![vow_store::OplogRecord {
+                        index: 1,
+                        at: vow_store::now_millis(),
+                        entry: create.encode().into(),
+                    }],
+                },
+            ])
+            .await;
+        if let Err(error) = stored {
+            self.inner.registry.remove(&id);
+            return Err(match error {
+                vow_store::Error::Conflict(_) => Error::WorkerExists(id),
+                other => other.into(),
+            });
+        }
+        let task = tokio::spawn(run::run(Arc::clone(&entry), env, Some(live), mailbox, None));
         entry.set_task(task.abort_handle());
         tracing::info!(worker = %id, "worker started");
         Ok(id)
     }
 
     /// Queues an invocation after any already queued on the worker and
-    /// returns at once. Unknown functions and wrong arguments are refused
-    /// here, before anything is queued.
-    pub fn submit(&self, worker: &WorkerId, invocation: Invocation) -> Result<InvocationHandle> {
+    /// returns once it is stored (so it runs even if the process stops
+    /// before it does). Unknown functions and wrong arguments are refused
+    /// here, before anything is queued. With an idempotency key that the
+    /// worker has seen before (in this process or, from the store, in an
+    /// earlier one), nothing is queued and the handle yields the first
+    /// request's outcome.
+    pub async fn submit(
+        &self,
+        worker: &WorkerId,
+        invocation: Invocation,
+    ) -> Result<InvocationHandle> {
         let entry = self.worker(worker)?;
         let loaded = self.loaded(worker.component_id)?;
         let export =
@@ -491,39 +732,100 @@ impl Executor {
                     function: invocation.function.clone(),
                 })?;
         check_params(&export, &invocation.params)?;
-        if let Some(key) = &invocation.idempotency_key
-            && let Some(outcome) = entry.idempotent_outcome(key)
-        {
-            return Ok(InvocationHandle {
-                outcome,
-                fresh: false,
-            });
-        }
-        let (reply, rx) = oneshot::channel();
-        let id = worker.clone();
-        let outcome: SharedOutcome =
-            async move { rx.await.unwrap_or(Err(Error::WorkerDeleted(id))) }
-                .boxed()
-                .shared();
         if let Some(key) = &invocation.idempotency_key {
-            entry.remember_outcome(key.clone(), outcome.clone());
+            if let Some(outcome) = entry.idempotent_outcome(key) {
+                return Ok(InvocationHandle {
+                    outcome,
+                    fresh: false,
+                });
+            }
+            if let Some(outcome) = self.stored_outcome(&entry, &export, key).await? {
+                return Ok(InvocationHandle {
+                    outcome,
+                    fresh: false,
+                });
+            }
+            // Checked again: no await between here and remembering it.
+            if let Some(outcome) = entry.idempotent_outcome(key) {
+                return Ok(InvocationHandle {
+                    outcome,
+                    fresh: false,
+                });
+            }
         }
-        entry.enqueue(Job {
+        entry.check_not_failed()?;
+        let params = persist::to_wave(&invocation.params)?;
+        let seq = entry.next_seq();
+        let request = persist::encode(&persist::Request {
+            function: export.name.clone(),
+            params,
+        });
+        // Enqueued in the store before the job can append anything, so the
+        // write order is the order things happened.
+        let write = self.inner.storage.write(vec![vow_store::Write::Enqueue(
+            vow_store::InvocationRecord {
+                worker: persist::worker_key(worker),
+                seq,
+                idempotency_key: invocation.idempotency_key.clone(),
+                request,
+                state: vow_store::InvocationState::Queued,
+                accepted_at: vow_store::now_millis(),
+            },
+        )]);
+        let outcome = queue_job(
+            &entry,
             export,
-            params: invocation.params,
-            idempotency_key: invocation.idempotency_key,
-            reply,
-        })?;
+            invocation.params,
+            invocation.idempotency_key,
+            seq,
+        )?;
+        write.await?;
         Ok(InvocationHandle {
             outcome,
             fresh: true,
         })
     }
 
+    /// The stored outcome of an invocation with this key from an earlier
+    /// run of the process.
+    async fn stored_outcome(
+        &self,
+        entry: &WorkerEntry,
+        export: &component::ExportFunc,
+        key: &str,
+    ) -> Result<Option<SharedOutcome>> {
+        let stored = self
+            .inner
+            .storage
+            .invocation_by_key(&persist::worker_key(&entry.id), key)
+            .await?;
+        let Some(vow_store::InvocationRecord {
+            state: vow_store::InvocationState::Finished(bytes),
+            ..
+        }) = stored
+        else {
+            return Ok(None);
+        };
+        let result = match persist::decode::<persist::Outcome>(&bytes, "an invocation result")? {
+            persist::Outcome::Ok(values) => {
+                let types: Vec<_> = export.ty.results().collect();
+                persist::from_wave(&values, &types)
+            }
+            persist::Outcome::Err(message) => Err(Error::InvocationFailed {
+                worker: entry.id.clone(),
+                function: export.name.clone(),
+                message,
+            }),
+        };
+        let outcome: SharedOutcome = futures::future::ready(result).boxed().shared();
+        entry.remember_outcome(key.to_owned(), outcome.clone());
+        Ok(Some(outcome))
+    }
+
     /// Queues an invocation and forgets it (fire and forget). Its outcome
     /// shows in the worker's status, last error and output.
-    pub fn enqueue(&self, worker: &WorkerId, invocation: Invocation) -> Result<()> {
-        self.submit(worker, invocation).map(drop)
+    pub async fn enqueue(&self, worker: &WorkerId, invocation: Invocation) -> Result<()> {
+        self.submit(worker, invocation).await.map(drop)
     }
 
     /// Invokes an exported function and waits for its results.
@@ -533,7 +835,8 @@ impl Executor {
         function: &str,
         params: Vec<Val>,
     ) -> Result<Vec<Val>> {
-        self.submit(worker, Invocation::new(function, params))?
+        self.submit(worker, Invocation::new(function, params))
+            .await?
             .result()
             .await
     }
@@ -547,6 +850,12 @@ impl Executor {
     /// Promises matching the filter, ordered by worker and index.
     pub async fn promises(&self, filter: PromiseFilter) -> Result<Vec<PromiseInfo>> {
         self.inner.promises.list(filter).await
+    }
+
+    /// How many workers have their instance in memory right now; the others
+    /// are parked out of memory or idle, and come back by replay.
+    pub fn resident_workers(&self) -> usize {
+        self.inner.registry.resident()
     }
 
     /// A worker's current status.
@@ -582,9 +891,25 @@ impl Executor {
         })
     }
 
-    /// A copy of a worker's operation log.
-    pub fn worker_oplog(&self, id: &WorkerId) -> Result<Vec<OplogRecord>> {
-        Ok(self.worker(id)?.oplog().records())
+    /// Up to `limit` entries of a worker's operation log, from index `from`
+    /// (the first entry has index 1), read from the store.
+    pub async fn worker_oplog(
+        &self,
+        id: &WorkerId,
+        from: OplogIndex,
+        limit: usize,
+    ) -> Result<Vec<OplogRecord>> {
+        let worker = self.worker(id)?;
+        // Entries appended but not yet committed are committed first.
+        self.inner.storage.write(Vec::new()).await?;
+        let key = persist::worker_key(&worker.id);
+        self.inner
+            .storage
+            .oplog(&key, from.max(1), limit)
+            .await?
+            .into_iter()
+            .map(|r| OplogRecord::from_stored(r).map_err(Error::Storage))
+            .collect()
     }
 
     /// Stops and removes a worker. An invocation in progress fails with
@@ -598,6 +923,13 @@ impl Executor {
             .ok_or_else(|| Error::WorkerNotFound(id.clone()))?;
         worker.abort();
         self.inner.promises.delete_worker(id.clone())?;
+        drop(
+            self.inner
+                .storage
+                .write(vec![vow_store::Write::DeleteWorker(persist::worker_key(
+                    id,
+                ))]),
+        );
         tracing::info!(worker = %id, "worker deleted");
         Ok(())
     }

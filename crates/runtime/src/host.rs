@@ -1,13 +1,15 @@
 //! The `golem:api/host@1.1.0` implementation.
 //!
-//! Every call is appended to the worker's operation log first; the entry's
-//! index is what `create-promise` embeds in the promise id, so this module is
-//! the one place the durable log will hook into.
+//! Every call asks the worker's [journal](crate::journal) first: in replay it
+//! answers from the recorded entry and performs nothing; live it performs the
+//! call and appends its answer. The entry's index is what `create-promise`
+//! embeds in the promise id.
 
 use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 use futures::FutureExt as _;
+use vow_store::Write;
 use wasmtime::component::{HasData, Resource, ResourceTable};
 
 use crate::bindings::golem::api::host::{
@@ -16,7 +18,9 @@ use crate::bindings::golem::api::host::{
 };
 use crate::error::Error;
 use crate::ids::{ComponentId, PromiseId, WorkerId};
-use crate::oplog::OplogEntry;
+use crate::journal::{Durable, SharedJournal, lock};
+use crate::oplog::{OplogEntry, RecordedMetadata};
+use crate::persist;
 use crate::promise::AwaitError;
 use crate::worker::{Registry, WorkerEntry, WorkerMetadata, WorkerStatus};
 
@@ -27,24 +31,26 @@ const PAGE_SIZE: usize = 100;
 pub(crate) struct GolemCtx {
     pub(crate) worker: Arc<WorkerEntry>,
     pub(crate) registry: Weak<Registry>,
+    pub(crate) journal: SharedJournal,
     retry_policy: RetryPolicy,
     persistence: PersistenceLevel,
     idempotent: bool,
 }
 
 impl GolemCtx {
-    pub(crate) fn new(worker: Arc<WorkerEntry>, registry: Weak<Registry>) -> Self {
+    pub(crate) fn new(
+        worker: Arc<WorkerEntry>,
+        registry: Weak<Registry>,
+        journal: SharedJournal,
+    ) -> Self {
         Self {
             worker,
             registry,
+            journal,
             retry_policy: default_retry_policy(),
             persistence: PersistenceLevel::Smart,
             idempotent: true,
         }
-    }
-
-    fn log(&self, entry: OplogEntry) -> u64 {
-        self.worker.oplog().append(entry)
     }
 
     fn registry(&self) -> wasmtime::Result<Arc<Registry>> {
@@ -124,17 +130,6 @@ fn worker_id_to_wit(id: &WorkerId) -> wit::WorkerId {
     }
 }
 
-fn metadata_to_wit(m: &WorkerMetadata) -> wit::WorkerMetadata {
-    wit::WorkerMetadata {
-        worker_id: worker_id_to_wit(&m.id),
-        args: m.args.clone(),
-        env: m.env.clone(),
-        status: m.status.into(),
-        component_version: m.component_version,
-        retry_count: m.retry_count,
-    }
-}
-
 impl From<WorkerStatus> for wit::WorkerStatus {
     fn from(s: WorkerStatus) -> Self {
         match s {
@@ -163,24 +158,131 @@ impl From<wit::WorkerStatus> for WorkerStatus {
     }
 }
 
+fn recorded_metadata(m: &WorkerMetadata) -> RecordedMetadata {
+    RecordedMetadata {
+        id: m.id.clone(),
+        args: m.args.clone(),
+        env: m.env.clone(),
+        status: m.status.as_str().to_owned(),
+        component_version: m.component_version,
+        retry_count: m.retry_count,
+    }
+}
+
+fn recorded_to_wit(m: &RecordedMetadata) -> wit::WorkerMetadata {
+    wit::WorkerMetadata {
+        worker_id: worker_id_to_wit(&m.id),
+        args: m.args.clone(),
+        env: m.env.clone(),
+        status: WorkerStatus::parse(&m.status)
+            .unwrap_or(WorkerStatus::Idle)
+            .into(),
+        component_version: m.component_version,
+        retry_count: m.retry_count,
+    }
+}
+
+/// What the journal says about a host call: answer from the log, or go live.
+enum Step {
+    Replay(OplogEntry),
+    Live,
+}
+
+impl GolemCtx {
+    fn step(&self, kind: &'static str) -> wasmtime::Result<Step> {
+        match lock(&self.journal).next(kind) {
+            Ok(Some(entry)) => Ok(Step::Replay(entry)),
+            Ok(None) => Ok(Step::Live),
+            Err(divergence) => Err(trap(divergence)),
+        }
+    }
+
+    /// Appends a live entry; the write is ordered before every later one.
+    fn append(&self, entry: OplogEntry, extra: Vec<Write>) -> (u64, Durable) {
+        lock(&self.journal).append(entry, extra)
+    }
+
+    fn record(&self, entry: OplogEntry) -> u64 {
+        self.append(entry, Vec::new()).0
+    }
+
+    /// Appends a live entry and waits until it is durable.
+    async fn record_durably(&self, entry: OplogEntry, extra: Vec<Write>) -> wasmtime::Result<u64> {
+        let (index, write) = self.append(entry, extra);
+        write
+            .await
+            .map_err(|e| trap(format!("the oplog could not be stored: {e}")))?;
+        Ok(index)
+    }
+
+    /// A recorded entry of the wrong shape for its kind: the log is damaged.
+    fn unexpected(&self, entry: &OplogEntry) -> wasmtime::Error {
+        trap(format!(
+            "worker {}: the oplog entry at index {} is malformed ({:?})",
+            self.worker.id,
+            lock(&self.journal).position(),
+            entry
+        ))
+    }
+
+    fn metadata_read(
+        &self,
+        function: &'static str,
+        live: impl FnOnce() -> wasmtime::Result<Vec<RecordedMetadata>>,
+    ) -> wasmtime::Result<Vec<RecordedMetadata>> {
+        match self.step("metadata-read")? {
+            Step::Replay(OplogEntry::MetadataRead { answer, .. }) => Ok(answer),
+            Step::Replay(other) => Err(self.unexpected(&other)),
+            Step::Live => {
+                let answer = live()?;
+                self.record(OplogEntry::MetadataRead {
+                    function: function.to_owned(),
+                    answer: answer.clone(),
+                });
+                Ok(answer)
+            }
+        }
+    }
+}
+
 impl Host for HostView<'_> {
     fn create_promise(&mut self) -> wasmtime::Result<wit::PromiseId> {
-        let oplog_idx = self.ctx.log(OplogEntry::CreatePromise);
-        let id = PromiseId {
-            worker_id: self.ctx.worker.id.clone(),
-            oplog_idx,
+        let worker = &self.ctx.worker;
+        let oplog_idx = match self.ctx.step("create-promise")? {
+            Step::Replay(_) => lock(&self.ctx.journal).position(),
+            Step::Live => {
+                let next = lock(&self.ctx.journal).last_index() + 1;
+                let id = PromiseId {
+                    worker_id: worker.id.clone(),
+                    oplog_idx: next,
+                };
+                let create = Write::CreatePromise {
+                    key: persist::promise_key(&id),
+                    at: vow_store::now_millis(),
+                };
+                let (index, _) = self.ctx.append(OplogEntry::CreatePromise, vec![create]);
+                debug_assert_eq!(index, next);
+                worker
+                    .promises
+                    .create(id.clone())
+                    .map_err(|e| trap(e.to_string()))?;
+                tracing::debug!(promise = %id, "promise created");
+                index
+            }
         };
-        self.ctx
-            .worker
-            .promises
-            .create(id.clone())
-            .map_err(|e| trap(e.to_string()))?;
-        tracing::debug!(promise = %id, "promise created");
-        Ok(promise_id_to_wit(&id))
+        Ok(promise_id_to_wit(&PromiseId {
+            worker_id: worker.id.clone(),
+            oplog_idx,
+        }))
     }
 
     async fn await_promise(&mut self, promise_id: wit::PromiseId) -> wasmtime::Result<Vec<u8>> {
         let id = promise_id_from_wit(promise_id);
+        match self.ctx.step("await-promise")? {
+            Step::Replay(OplogEntry::AwaitPromise { payload, .. }) => return Ok(payload),
+            Step::Replay(other) => return Err(self.ctx.unexpected(&other)),
+            Step::Live => {}
+        }
         let worker = Arc::clone(&self.ctx.worker);
         let mut rx = worker
             .promises
@@ -190,20 +292,22 @@ impl Host for HostView<'_> {
             Some(outcome) => outcome,
             None => {
                 // The fiber parks here; other workers keep running on the
-                // tokio threads until the dispatcher answers.
-                worker.set_status(WorkerStatus::Suspended);
+                // tokio threads until the dispatcher answers. The worker
+                // task may evict the worker meanwhile (drop this future and
+                // the Store) and bring it back by replay later.
+                worker.park(id.clone());
                 tracing::debug!(promise = %id, worker = %worker.id, "worker suspended");
                 let outcome = rx.await;
-                worker.set_status(WorkerStatus::Running);
+                worker.unpark();
                 outcome
             }
         };
         match outcome {
             Ok(Ok(payload)) => {
                 let data = payload.to_vec();
-                self.ctx.log(OplogEntry::AwaitPromise {
+                self.ctx.record(OplogEntry::AwaitPromise {
                     promise: id,
-                    payload,
+                    payload: data.clone(),
                 });
                 Ok(data)
             }
@@ -223,13 +327,25 @@ impl Host for HostView<'_> {
         data: Vec<u8>,
     ) -> wasmtime::Result<bool> {
         let id = promise_id_from_wit(promise_id);
+        match self.ctx.step("complete-promise")? {
+            Step::Replay(OplogEntry::CompletePromise { completed, .. }) => return Ok(completed),
+            Step::Replay(other) => return Err(self.ctx.unexpected(&other)),
+            Step::Live => {}
+        }
         let promises = self.ctx.worker.promises.clone();
         match promises.complete(id.clone(), Bytes::from(data)).await {
             Ok(completed) => {
-                self.ctx.log(OplogEntry::CompletePromise {
-                    promise: id,
-                    completed,
-                });
+                // The answer is durable before the guest sees it, so a replay
+                // after a crash answers the same instead of asking again.
+                self.ctx
+                    .record_durably(
+                        OplogEntry::CompletePromise {
+                            promise: id,
+                            completed,
+                        },
+                        Vec::new(),
+                    )
+                    .await?;
                 Ok(completed)
             }
             Err(Error::PromiseNotFound(_)) => Err(trap(format!(
@@ -241,9 +357,15 @@ impl Host for HostView<'_> {
 
     fn delete_promise(&mut self, promise_id: wit::PromiseId) -> wasmtime::Result<()> {
         let id = promise_id_from_wit(promise_id);
-        self.ctx.log(OplogEntry::DeletePromise {
-            promise: id.clone(),
-        });
+        if let Step::Replay(_) = self.ctx.step("delete-promise")? {
+            return Ok(());
+        }
+        drop(self.ctx.append(
+            OplogEntry::DeletePromise {
+                promise: id.clone(),
+            },
+            vec![Write::DeletePromise(persist::promise_key(&id))],
+        ));
         self.ctx
             .worker
             .promises
@@ -252,34 +374,45 @@ impl Host for HostView<'_> {
     }
 
     fn get_oplog_index(&mut self) -> wasmtime::Result<u64> {
-        Ok(self.ctx.worker.oplog().last_index())
+        Ok(lock(&self.ctx.journal).position())
     }
 
     fn set_oplog_index(&mut self, oplog_idx: u64) -> wasmtime::Result<()> {
         Err(trap(format!(
-            "set-oplog-index({oplog_idx}) is not supported yet: it needs durable workers with replay"
+            "set-oplog-index({oplog_idx}) is not supported yet: vow replays a worker's log \
+             from its start and cannot travel back within a running invocation"
         )))
     }
 
-    fn oplog_commit(&mut self, replicas: u8) -> wasmtime::Result<()> {
-        // The log is in memory and local, so it is as durable as it gets the
-        // moment the call returns; the durable log will wait for its fsync here.
-        self.ctx.log(OplogEntry::Commit { replicas });
+    async fn oplog_commit(&mut self, replicas: u8) -> wasmtime::Result<()> {
+        if let Step::Replay(_) = self.ctx.step("oplog-commit")? {
+            return Ok(());
+        }
+        // One store, one replica: the entry is durable once its write (and
+        // so every write before it) is committed.
+        self.ctx
+            .record_durably(OplogEntry::Commit { replicas }, Vec::new())
+            .await?;
         Ok(())
     }
 
     fn mark_begin_operation(&mut self) -> wasmtime::Result<u64> {
-        Ok(self.ctx.log(OplogEntry::BeginAtomicRegion))
+        match self.ctx.step("mark-begin-operation")? {
+            Step::Replay(_) => Ok(lock(&self.ctx.journal).position()),
+            Step::Live => Ok(self.ctx.record(OplogEntry::BeginAtomicRegion)),
+        }
     }
 
     fn mark_end_operation(&mut self, begin: u64) -> wasmtime::Result<()> {
-        let last = self.ctx.worker.oplog().last_index();
-        if begin == 0 || begin > last {
+        let position = lock(&self.ctx.journal).position();
+        if begin == 0 || begin > position {
             return Err(trap(format!(
                 "mark-end-operation({begin}): no atomic region begins at that index"
             )));
         }
-        self.ctx.log(OplogEntry::EndAtomicRegion { begin });
+        if let Step::Live = self.ctx.step("mark-end-operation")? {
+            self.ctx.record(OplogEntry::EndAtomicRegion { begin });
+        }
         Ok(())
     }
 
@@ -288,9 +421,7 @@ impl Host for HostView<'_> {
     }
 
     fn set_retry_policy(&mut self, new_retry_policy: RetryPolicy) -> wasmtime::Result<()> {
-        self.ctx.log(OplogEntry::SettingChanged {
-            setting: "retry-policy",
-        });
+        self.ctx.setting("retry-policy")?;
         self.ctx.retry_policy = new_retry_policy;
         Ok(())
     }
@@ -303,9 +434,7 @@ impl Host for HostView<'_> {
         &mut self,
         new_persistence_level: PersistenceLevel,
     ) -> wasmtime::Result<()> {
-        self.ctx.log(OplogEntry::SettingChanged {
-            setting: "persistence-level",
-        });
+        self.ctx.setting("persistence-level")?;
         self.ctx.persistence = new_persistence_level;
         Ok(())
     }
@@ -315,18 +444,21 @@ impl Host for HostView<'_> {
     }
 
     fn set_idempotence_mode(&mut self, idempotent: bool) -> wasmtime::Result<()> {
-        self.ctx.log(OplogEntry::SettingChanged {
-            setting: "idempotence-mode",
-        });
+        self.ctx.setting("idempotence-mode")?;
         self.ctx.idempotent = idempotent;
         Ok(())
     }
 
     fn generate_idempotency_key(&mut self) -> wasmtime::Result<wit::Uuid> {
-        let (high_bits, low_bits) = uuid::Uuid::new_v4().as_u64_pair();
-        self.ctx.log(OplogEntry::IdempotencyKey {
-            key: (high_bits, low_bits),
-        });
+        let (high_bits, low_bits) = match self.ctx.step("generate-idempotency-key")? {
+            Step::Replay(OplogEntry::IdempotencyKey { key }) => key,
+            Step::Replay(other) => return Err(self.ctx.unexpected(&other)),
+            Step::Live => {
+                let key = uuid::Uuid::new_v4().as_u64_pair();
+                self.ctx.record(OplogEntry::IdempotencyKey { key });
+                key
+            }
+        };
         Ok(wit::Uuid {
             high_bits,
             low_bits,
@@ -342,27 +474,48 @@ impl Host for HostView<'_> {
         let id = worker_id_from_wit(worker_id);
         Err(trap(format!(
             "update-worker({id}, version {target_version}) is not supported yet: \
-             it needs durable workers with replay"
+             vow keeps one version per component"
         )))
     }
 
     fn get_self_metadata(&mut self) -> wasmtime::Result<wit::WorkerMetadata> {
-        self.ctx.log(OplogEntry::MetadataRead {
-            function: "get-self-metadata",
-        });
-        Ok(metadata_to_wit(&self.ctx.worker.metadata()))
+        let worker = Arc::clone(&self.ctx.worker);
+        let answer = self.ctx.metadata_read("get-self-metadata", || {
+            Ok(vec![recorded_metadata(&worker.metadata())])
+        })?;
+        answer
+            .first()
+            .map(recorded_to_wit)
+            .ok_or_else(|| trap("get-self-metadata: the recorded answer is empty".into()))
     }
 
     fn get_worker_metadata(
         &mut self,
         worker_id: wit::WorkerId,
     ) -> wasmtime::Result<Option<wit::WorkerMetadata>> {
-        self.ctx.log(OplogEntry::MetadataRead {
-            function: "get-worker-metadata",
-        });
         let id = worker_id_from_wit(worker_id);
         let registry = self.ctx.registry()?;
-        Ok(registry.get(&id).map(|w| metadata_to_wit(&w.metadata())))
+        let answer = self.ctx.metadata_read("get-worker-metadata", || {
+            Ok(registry
+                .get(&id)
+                .map(|w| recorded_metadata(&w.metadata()))
+                .into_iter()
+                .collect())
+        })?;
+        Ok(answer.first().map(recorded_to_wit))
+    }
+}
+
+impl GolemCtx {
+    fn setting(&self, setting: &'static str) -> wasmtime::Result<()> {
+        // Replay re-applies the setting too: the guest calls it again with
+        // the same value, so only the entry is consumed.
+        if let Step::Live = self.step("setting-changed")? {
+            self.record(OplogEntry::SettingChanged {
+                setting: setting.to_owned(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -373,23 +526,21 @@ impl HostGetWorkers for HostView<'_> {
         filter: Option<wit::WorkerAnyFilter>,
         _precise: bool,
     ) -> wasmtime::Result<Resource<WorkerListing>> {
-        self.ctx.log(OplogEntry::MetadataRead {
-            function: "get-workers",
-        });
         let component = component_id_from_wit(component_id);
         let registry = self.ctx.registry()?;
-        // Metadata is always read fresh when a page is produced, so listings
-        // are as precise as `precise = true` asks either way.
-        let remaining = registry
-            .of_component(component)
-            .into_iter()
-            .filter(|w| {
-                filter
-                    .as_ref()
-                    .is_none_or(|f| crate::filter::matches(f, &w.metadata()))
-            })
-            .map(|w| w.id.clone())
-            .collect();
+        // The ids that match now are recorded; metadata is read (and
+        // recorded) when each page is produced, so listings are as precise
+        // as `precise = true` asks either way.
+        let matched = self.ctx.metadata_read("get-workers", || {
+            Ok(registry
+                .of_component(component)
+                .into_iter()
+                .map(|w| w.metadata())
+                .filter(|m| filter.as_ref().is_none_or(|f| crate::filter::matches(f, m)))
+                .map(|m| recorded_metadata(&m))
+                .collect())
+        })?;
+        let remaining = matched.into_iter().map(|m| m.id).collect();
         Ok(self.table.push(WorkerListing { remaining })?)
     }
 
@@ -402,17 +553,18 @@ impl HostGetWorkers for HostView<'_> {
         if listing.remaining.is_empty() {
             return Ok(None);
         }
-        let mut page = Vec::with_capacity(PAGE_SIZE.min(listing.remaining.len()));
-        while page.len() < PAGE_SIZE {
-            let Some(id) = listing.remaining.pop_front() else {
-                break;
-            };
+        let batch: Vec<WorkerId> = (0..PAGE_SIZE)
+            .map_while(|_| listing.remaining.pop_front())
+            .collect();
+        let page = self.ctx.metadata_read("get-workers.get-next", || {
             // Workers deleted since the listing began are skipped.
-            if let Some(worker) = registry.get(&id) {
-                page.push(metadata_to_wit(&worker.metadata()));
-            }
-        }
-        Ok(Some(page))
+            Ok(batch
+                .iter()
+                .filter_map(|id| registry.get(id))
+                .map(|w| recorded_metadata(&w.metadata()))
+                .collect())
+        })?;
+        Ok(Some(page.iter().map(recorded_to_wit).collect()))
     }
 
     fn drop(&mut self, listing: Resource<WorkerListing>) -> wasmtime::Result<()> {

@@ -42,10 +42,12 @@
 //!     .await?;
 //!
 //! // The guest parks in `await-promise`; run the invocation in the background.
-//! let call = executor.submit(
-//!     &worker,
-//!     vow_runtime::Invocation::new("request-approval", vec![Val::String("deploy".into())]),
-//! )?;
+//! let call = executor
+//!     .submit(
+//!         &worker,
+//!         vow_runtime::Invocation::new("request-approval", vec![Val::String("deploy".into())]),
+//!     )
+//!     .await?;
 //!
 //! // Find the promise it waits on and complete it.
 //! let pending = loop {
@@ -71,21 +73,28 @@ mod executor;
 mod filter;
 mod host;
 mod ids;
+mod journal;
 mod oplog;
 mod output;
+mod persist;
 mod promise;
+mod recovery;
+mod run;
 mod values;
 mod worker;
 
 pub use component::{ComponentInfo, ExportInfo, ParamInfo};
 pub use error::{Error, Result};
-pub use executor::{Executor, ExecutorBuilder, FunctionType, Invocation, InvocationHandle};
+pub use executor::{
+    DATABASE_FILE, Executor, ExecutorBuilder, FunctionType, Invocation, InvocationHandle,
+};
 pub use host::WorkerListing;
 pub use ids::{ComponentId, MAX_WORKER_NAME_LEN, OplogIndex, PromiseId, WorkerId};
-pub use oplog::{OplogEntry, OplogRecord};
+pub use oplog::{OplogEntry, OplogRecord, RecordedMetadata};
 pub use output::WorkerOutput;
 pub use promise::{PromiseFilter, PromiseInfo, PromiseStatus};
 pub use values::wit_type;
+pub use vow_store;
 pub use wasmtime::PoolingAllocationConfig;
 pub use wasmtime::component::Val;
 pub use wasmtime::component::types::Type;

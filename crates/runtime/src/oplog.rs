@@ -1,20 +1,19 @@
-//! The operation log: one entry for each thing a worker did that its own code
-//! cannot recompute (its creation, invocations, host calls), numbered from 1.
+//! The operation log's entries: one for each thing a worker did that its own
+//! code cannot recompute (its creation, invocations, host calls, clock reads,
+//! random bytes), numbered from 1.
 //!
-//! Every host call goes through [`Oplog::append`], which assigns the index that
-//! promise ids embed. Today the log lives in memory and serves inspection and
-//! id assignment; the durable log (SQLite) will persist the same entries from
-//! this one place and answer host calls from them during replay.
+//! Entries are stored as JSON (see [`OplogEntry::encode`]); the store treats
+//! them as opaque bytes. The [`Journal`](crate::journal) appends them live and
+//! answers host calls from them during replay.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::ids::{OplogIndex, PromiseId, WorkerId};
 
 /// One recorded operation.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum OplogEntry {
@@ -24,6 +23,10 @@ pub enum OplogEntry {
         args: Vec<String>,
         /// Environment variables.
         env: Vec<(String, String)>,
+        /// The value of `wasi:random/insecure-seed`, fixed for the worker's
+        /// life so replay sees the same one.
+        #[serde(default)]
+        insecure_seed: (u64, u64),
     },
     /// An invocation started.
     InvocationStarted {
@@ -31,6 +34,12 @@ pub enum OplogEntry {
         function: String,
         /// The caller's idempotency key, if any.
         idempotency_key: Option<String>,
+        /// Its position in the worker's invocation queue.
+        #[serde(default)]
+        seq: u64,
+        /// The arguments, in WAVE text form.
+        #[serde(default)]
+        params: Vec<String>,
     },
     /// An invocation returned (`ok`) or failed.
     InvocationFinished {
@@ -44,8 +53,7 @@ pub enum OplogEntry {
         /// The awaited promise.
         promise: PromiseId,
         /// The payload it returned.
-        #[serde(skip)]
-        payload: Bytes,
+        payload: Vec<u8>,
     },
     /// `complete-promise`, with whether this call completed it.
     CompletePromise {
@@ -75,19 +83,91 @@ pub enum OplogEntry {
     /// idempotence mode).
     SettingChanged {
         /// Which setting.
-        setting: &'static str,
+        setting: String,
     },
     /// A read of runtime state that replay must answer the same way
     /// (worker metadata, worker listings).
     MetadataRead {
         /// Which host function.
-        function: &'static str,
+        function: String,
+        /// What it answered.
+        #[serde(default)]
+        answer: Vec<RecordedMetadata>,
     },
     /// `oplog-commit`.
     Commit {
         /// Requested replica count.
         replicas: u8,
     },
+    /// Bytes drawn from `wasi:random` (secure or insecure).
+    Random {
+        /// The bytes the guest received.
+        bytes: Vec<u8>,
+    },
+    /// A read of `wasi:clocks/wall-clock`.
+    WallClock {
+        /// Time since the Unix epoch, in nanoseconds.
+        nanos: u64,
+    },
+    /// A read of `wasi:clocks/monotonic-clock`.
+    MonotonicClock {
+        /// The instant, in nanoseconds.
+        nanos: u64,
+    },
+}
+
+/// Worker metadata as a guest received it, recorded so replay answers the
+/// same.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedMetadata {
+    /// The worker.
+    pub id: WorkerId,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Its environment.
+    pub env: Vec<(String, String)>,
+    /// Its status, as the WIT spells it.
+    pub status: String,
+    /// Its component version.
+    pub component_version: u64,
+    /// Its retry count.
+    pub retry_count: u64,
+}
+
+impl OplogEntry {
+    /// The entry's kind as stored and as divergence errors name it
+    /// (`create-promise`, `wall-clock`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Create { .. } => "create",
+            Self::InvocationStarted { .. } => "invocation-started",
+            Self::InvocationFinished { .. } => "invocation-finished",
+            Self::CreatePromise => "create-promise",
+            Self::AwaitPromise { .. } => "await-promise",
+            Self::CompletePromise { .. } => "complete-promise",
+            Self::DeletePromise { .. } => "delete-promise",
+            Self::IdempotencyKey { .. } => "generate-idempotency-key",
+            Self::BeginAtomicRegion => "mark-begin-operation",
+            Self::EndAtomicRegion { .. } => "mark-end-operation",
+            Self::SettingChanged { .. } => "setting-changed",
+            Self::MetadataRead { .. } => "metadata-read",
+            Self::Commit { .. } => "oplog-commit",
+            Self::Random { .. } => "random",
+            Self::WallClock { .. } => "wall-clock",
+            Self::MonotonicClock { .. } => "monotonic-clock",
+        }
+    }
+
+    /// The stored form.
+    pub fn encode(&self) -> Vec<u8> {
+        // Serialising these plain data types cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Reads the stored form.
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        serde_json::from_slice(bytes).map_err(|e| e.to_string())
+    }
 }
 
 /// A log entry with its index and time.
@@ -101,44 +181,14 @@ pub struct OplogRecord {
     pub entry: OplogEntry,
 }
 
-/// A worker's operation log.
-#[derive(Debug)]
-pub struct Oplog {
-    worker: WorkerId,
-    records: Vec<OplogRecord>,
-}
-
-impl Oplog {
-    /// A log holding only the worker's `Create` entry (index 1).
-    pub(crate) fn new(worker: WorkerId, args: Vec<String>, env: Vec<(String, String)>) -> Self {
-        let mut log = Self {
-            worker,
-            records: Vec::new(),
-        };
-        log.append(OplogEntry::Create { args, env });
-        log
-    }
-
-    /// Appends an entry and returns its index.
-    pub(crate) fn append(&mut self, entry: OplogEntry) -> OplogIndex {
-        let index = self.records.len() as OplogIndex + 1;
-        tracing::trace!(worker = %self.worker, index, ?entry, "oplog");
-        self.records.push(OplogRecord {
-            index,
-            at: SystemTime::now(),
-            entry,
-        });
-        index
-    }
-
-    /// Index of the latest entry.
-    pub(crate) fn last_index(&self) -> OplogIndex {
-        self.records.len() as OplogIndex
-    }
-
-    /// A copy of every record.
-    pub(crate) fn records(&self) -> Vec<OplogRecord> {
-        self.records.clone()
+impl OplogRecord {
+    pub(crate) fn from_stored(record: vow_store::OplogRecord) -> Result<Self, String> {
+        Ok(Self {
+            index: record.index,
+            at: SystemTime::UNIX_EPOCH + Duration::from_millis(record.at),
+            entry: OplogEntry::decode(&record.entry)
+                .map_err(|e| format!("oplog entry {} cannot be read: {e}", record.index))?,
+        })
     }
 }
 
@@ -148,19 +198,22 @@ mod tests {
     use crate::ids::ComponentId;
 
     #[test]
-    fn indices_start_at_one_with_the_create_entry() {
-        let mut log = Oplog::new(
-            WorkerId::new(ComponentId::from_u64_pair(0, 1), "w"),
-            vec![],
-            vec![],
-        );
-        assert_eq!(log.last_index(), 1);
-        let started = log.append(OplogEntry::InvocationStarted {
-            function: "run".into(),
-            idempotency_key: None,
-        });
-        assert_eq!(started, 2);
-        assert_eq!(log.append(OplogEntry::CreatePromise), 3);
-        assert_eq!(log.records()[2].entry, OplogEntry::CreatePromise);
+    fn entries_round_trip_through_their_stored_form() {
+        let promise = PromiseId {
+            worker_id: WorkerId::new(ComponentId::from_u64_pair(0, 1), "w"),
+            oplog_idx: 3,
+        };
+        for entry in [
+            OplogEntry::CreatePromise,
+            OplogEntry::AwaitPromise {
+                promise,
+                payload: vec![1, 2, 3],
+            },
+            OplogEntry::Random { bytes: vec![9; 16] },
+            OplogEntry::WallClock { nanos: 17 },
+        ] {
+            assert_eq!(OplogEntry::decode(&entry.encode()), Ok(entry));
+        }
+        assert!(OplogEntry::decode(b"{\"kind\":\"nonsense\"}").is_err());
     }
 }

@@ -8,6 +8,7 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
@@ -36,16 +37,22 @@ struct Ring {
 }
 
 /// A bounded, shareable output buffer that implements WASI's stdout stream.
+///
+/// While `muted` is set (the worker is replaying code whose output was
+/// captured when it ran live) writes succeed but keep nothing.
 #[derive(Clone, Debug)]
-pub(crate) struct Capture(Arc<Mutex<Ring>>);
+pub(crate) struct Capture(Arc<Mutex<Ring>>, Arc<AtomicBool>);
 
 impl Capture {
-    pub(crate) fn new(limit: usize) -> Self {
-        Self(Arc::new(Mutex::new(Ring {
-            bytes: VecDeque::new(),
-            limit,
-            dropped: 0,
-        })))
+    pub(crate) fn new(limit: usize, muted: Arc<AtomicBool>) -> Self {
+        Self(
+            Arc::new(Mutex::new(Ring {
+                bytes: VecDeque::new(),
+                limit,
+                dropped: 0,
+            })),
+            muted,
+        )
     }
 
     fn ring(&self) -> MutexGuard<'_, Ring> {
@@ -55,6 +62,9 @@ impl Capture {
     }
 
     fn push(&self, data: &[u8]) {
+        if self.1.load(Ordering::Acquire) {
+            return;
+        }
         let mut ring = self.ring();
         let limit = ring.limit;
         let data = if data.len() > limit {
@@ -138,11 +148,15 @@ mod tests {
 
     #[test]
     fn keeps_the_newest_bytes_and_counts_the_dropped() {
-        let capture = Capture::new(8);
+        let muted = Arc::new(AtomicBool::new(false));
+        let capture = Capture::new(8, Arc::clone(&muted));
         capture.push(b"hello ");
         capture.push(b"world");
         assert_eq!(capture.snapshot(), (b"lo world".to_vec(), 3));
         capture.push(b"0123456789ab");
+        assert_eq!(capture.snapshot(), (b"456789ab".to_vec(), 15));
+        muted.store(true, Ordering::Release);
+        capture.push(b"replayed");
         assert_eq!(capture.snapshot(), (b"456789ab".to_vec(), 15));
     }
 }

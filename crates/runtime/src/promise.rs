@@ -5,16 +5,26 @@
 //! embedding API, a delete — is a [`Command`] on one channel to that task, so
 //! the order in which completions are applied is the order they were sent and
 //! first-writer-wins needs no locks.
+//!
+//! A completion is written to the store before it is applied: the promise
+//! stays pending (and its waiters asleep) until the write is durable, and
+//! only then does the completer hear `true` and the waiters their payload.
+//! The dispatcher never waits for the store itself; a task per write
+//! reports back with [`Command::Written`], so completions of different
+//! promises share the store's group commit.
 
-use std::collections::HashMap;
-use std::time::SystemTime;
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
+use vow_store::{Outcome, PromiseRecord, PromiseState, SharedStorage, Write};
+
 use crate::error::{Error, Result};
 use crate::ids::{ComponentId, PromiseId, WorkerId};
+use crate::persist;
 
 /// Whether a promise has a payload yet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -81,6 +91,7 @@ pub(crate) enum AwaitError {
 }
 
 type Waiter = oneshot::Sender<Result<Bytes, AwaitError>>;
+type Reply = oneshot::Sender<Result<bool>>;
 
 /// A request to the dispatcher.
 pub(crate) enum Command {
@@ -94,7 +105,12 @@ pub(crate) enum Command {
     Complete {
         id: PromiseId,
         data: Bytes,
-        reply: oneshot::Sender<Result<bool>>,
+        reply: Reply,
+    },
+    /// The store answered a completion the dispatcher wrote.
+    Written {
+        id: PromiseId,
+        outcome: Result<bool>,
     },
     Delete {
         id: PromiseId,
@@ -115,10 +131,23 @@ pub(crate) struct Promises {
 }
 
 impl Promises {
-    /// Starts the dispatcher on the current tokio runtime.
-    pub(crate) fn spawn() -> (Self, tokio::task::JoinHandle<()>) {
+    /// Starts the dispatcher on the current tokio runtime with the promises
+    /// the store holds; completions are written to `storage` before anyone
+    /// hears of them.
+    pub(crate) fn spawn(
+        storage: SharedStorage,
+        stored: Vec<PromiseRecord>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(dispatch(rx));
+        let mut table = Table {
+            entries: HashMap::with_capacity(stored.len()),
+            storage,
+            tx: tx.clone(),
+        };
+        for record in stored {
+            table.load(record);
+        }
+        let task = tokio::spawn(dispatch(table, rx));
         (Self { tx }, task)
     }
 
@@ -142,14 +171,16 @@ impl Promises {
         Ok(rx)
     }
 
-    /// Completes a promise: `Ok(true)` if this call completed it.
+    /// Completes a promise: `Ok(true)` if this call completed it. Answers
+    /// only once the completion is durable.
     pub(crate) async fn complete(&self, id: PromiseId, data: Bytes) -> Result<bool> {
         let (reply, rx) = oneshot::channel();
         self.send(Command::Complete { id, data, reply })?;
         rx.await.map_err(|_| Error::ShutDown)?
     }
 
-    /// Forgets a promise; its waiters get [`AwaitError::Deleted`].
+    /// Forgets a promise; its waiters get [`AwaitError::Deleted`]. The
+    /// caller writes the deletion to the store.
     pub(crate) fn delete(&self, id: PromiseId) -> Result<()> {
         self.send(Command::Delete { id })
     }
@@ -174,16 +205,51 @@ struct Entry {
 
 enum State {
     Pending(Vec<Waiter>),
-    Completed { data: Bytes, at: SystemTime },
+    /// A completion is being written; nobody hears of it before the store
+    /// has it. Later completions wait behind it: they lose if it succeeds
+    /// and are tried in turn if it fails.
+    Writing {
+        data: Bytes,
+        reply: Reply,
+        waiters: Vec<Waiter>,
+        queued: VecDeque<(Bytes, Reply)>,
+    },
+    Completed {
+        data: Bytes,
+        at: SystemTime,
+    },
 }
 
 /// The promise table and the rules applied to it.
-#[derive(Default)]
 struct Table {
     entries: HashMap<PromiseId, Entry>,
+    storage: SharedStorage,
+    /// For the answers of the store's writes.
+    tx: mpsc::UnboundedSender<Command>,
+}
+
+fn time_of(millis: vow_store::Millis) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_millis(millis)
 }
 
 impl Table {
+    fn load(&mut self, record: PromiseRecord) {
+        let state = match record.state {
+            PromiseState::Pending => State::Pending(Vec::new()),
+            PromiseState::Completed { data, at } => State::Completed {
+                data,
+                at: time_of(at),
+            },
+        };
+        self.entries.insert(
+            persist::promise_id(&record.key),
+            Entry {
+                created_at: time_of(record.created_at),
+                state,
+            },
+        );
+    }
+
     fn apply(&mut self, command: Command) {
         match command {
             Command::Create { id } => {
@@ -203,42 +269,18 @@ impl Table {
                     let _ = waiter.send(Ok(data.clone()));
                 }
                 Some(Entry {
-                    state: State::Pending(waiters),
+                    state: State::Pending(waiters) | State::Writing { waiters, .. },
                     ..
                 }) => {
                     waiters.retain(|w| !w.is_closed());
                     waiters.push(waiter);
                 }
             },
-            Command::Complete { id, data, reply } => {
-                let outcome = match self.entries.get_mut(&id) {
-                    None => Err(Error::PromiseNotFound(id)),
-                    Some(Entry {
-                        state: State::Completed { .. },
-                        ..
-                    }) => Ok(false),
-                    Some(entry) => {
-                        let previous = std::mem::replace(
-                            &mut entry.state,
-                            State::Completed {
-                                data: data.clone(),
-                                at: SystemTime::now(),
-                            },
-                        );
-                        if let State::Pending(waiters) = previous {
-                            for waiter in waiters {
-                                let _ = waiter.send(Ok(data.clone()));
-                            }
-                        }
-                        tracing::debug!(promise = %id, "promise completed");
-                        Ok(true)
-                    }
-                };
-                let _ = reply.send(outcome);
-            }
+            Command::Complete { id, data, reply } => self.complete(id, data, reply),
+            Command::Written { id, outcome } => self.written(id, outcome),
             Command::Delete { id } => {
                 if let Some(entry) = self.entries.remove(&id) {
-                    entry.fail_waiters();
+                    entry.state.fail_waiters();
                 }
             }
             Command::DeleteWorker { worker } => {
@@ -257,13 +299,101 @@ impl Table {
         }
     }
 
+    fn complete(&mut self, id: PromiseId, data: Bytes, reply: Reply) {
+        let Some(entry) = self.entries.get_mut(&id) else {
+            let _ = reply.send(Err(Error::PromiseNotFound(id)));
+            return;
+        };
+        match &mut entry.state {
+            State::Completed { .. } => {
+                let _ = reply.send(Ok(false));
+            }
+            State::Writing { queued, .. } => queued.push_back((data, reply)),
+            State::Pending(waiters) => {
+                let waiters = std::mem::take(waiters);
+                let write = self.storage.write(vec![Write::CompletePromise {
+                    key: persist::promise_key(&id),
+                    data: data.clone(),
+                    at: vow_store::now_millis(),
+                }]);
+                entry.state = State::Writing {
+                    data,
+                    reply,
+                    waiters,
+                    queued: VecDeque::new(),
+                };
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let outcome = match write.await {
+                        Ok(outcomes) => match outcomes.first() {
+                            Some(Outcome::Completed(done)) => Ok(*done),
+                            Some(Outcome::NotFound) => Err(Error::PromiseNotFound(id.clone())),
+                            _ => Ok(true),
+                        },
+                        Err(e) => Err(Error::Store(e)),
+                    };
+                    let _ = tx.send(Command::Written { id, outcome });
+                });
+            }
+        }
+    }
+
+    fn written(&mut self, id: PromiseId, outcome: Result<bool>) {
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return;
+        };
+        let State::Writing {
+            data,
+            reply,
+            waiters,
+            queued,
+        } = std::mem::replace(&mut entry.state, State::Pending(Vec::new()))
+        else {
+            return;
+        };
+        match outcome {
+            Ok(true) => {
+                for waiter in waiters {
+                    let _ = waiter.send(Ok(data.clone()));
+                }
+                entry.state = State::Completed {
+                    data,
+                    at: SystemTime::now(),
+                };
+                tracing::debug!(promise = %id, "promise completed");
+                let _ = reply.send(Ok(true));
+                for (_, later) in queued {
+                    let _ = later.send(Ok(false));
+                }
+            }
+            failed => {
+                // Nothing was completed: the waiters keep waiting and the
+                // next queued completion gets its chance.
+                tracing::warn!(promise = %id, ?failed, "completion not stored");
+                entry.state = State::Pending(waiters);
+                let _ = reply.send(failed);
+                let mut queued = queued;
+                if let Some((data, next)) = queued.pop_front() {
+                    self.complete(id.clone(), data, next);
+                    if let Some(Entry {
+                        state: State::Writing { queued: rest, .. },
+                        ..
+                    }) = self.entries.get_mut(&id)
+                    {
+                        rest.extend(queued);
+                    }
+                }
+            }
+        }
+    }
+
     fn list(&self, filter: &PromiseFilter) -> Vec<PromiseInfo> {
         let mut out: Vec<PromiseInfo> = self
             .entries
             .iter()
             .filter_map(|(id, entry)| {
                 let (status, completed_at, awaited) = match &entry.state {
-                    State::Pending(waiters) => (
+                    State::Pending(waiters) | State::Writing { waiters, .. } => (
                         PromiseStatus::Pending,
                         None,
                         waiters.iter().any(|w| !w.is_closed()),
@@ -284,24 +414,33 @@ impl Table {
     }
 }
 
-impl Entry {
-    fn fail_waiters(self) {
-        self.state.fail_waiters();
-    }
-}
-
 impl State {
     fn fail_waiters(self) {
-        if let State::Pending(waiters) = self {
-            for waiter in waiters {
-                let _ = waiter.send(Err(AwaitError::Deleted));
-            }
+        let (waiters, replies) = match self {
+            State::Pending(waiters) => (waiters, Vec::new()),
+            State::Writing {
+                waiters,
+                reply,
+                queued,
+                ..
+            } => (
+                waiters,
+                std::iter::once(reply)
+                    .chain(queued.into_iter().map(|(_, r)| r))
+                    .collect(),
+            ),
+            State::Completed { .. } => return,
+        };
+        for waiter in waiters {
+            let _ = waiter.send(Err(AwaitError::Deleted));
+        }
+        for reply in replies {
+            let _ = reply.send(Ok(false));
         }
     }
 }
 
-async fn dispatch(mut rx: mpsc::UnboundedReceiver<Command>) {
-    let mut table = Table::default();
+async fn dispatch(mut table: Table, mut rx: mpsc::UnboundedReceiver<Command>) {
     while let Some(command) = rx.recv().await {
         table.apply(command);
     }
@@ -310,6 +449,23 @@ async fn dispatch(mut rx: mpsc::UnboundedReceiver<Command>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn spawn() -> (Promises, SharedStorage) {
+        let storage: SharedStorage = std::sync::Arc::new(vow_store::MemoryStorage::new());
+        let (promises, _task) = Promises::spawn(storage.clone(), Vec::new());
+        (promises, storage)
+    }
+
+    /// Creates a promise the way a host call does: in the table and the store.
+    async fn create(promises: &Promises, storage: &SharedStorage, id: PromiseId) -> Result<()> {
+        storage
+            .write(vec![Write::CreatePromise {
+                key: persist::promise_key(&id),
+                at: 0,
+            }])
+            .await?;
+        promises.create(id)
+    }
 
     fn id(worker: &str, idx: u64) -> PromiseId {
         PromiseId {
@@ -320,8 +476,8 @@ mod tests {
 
     #[tokio::test]
     async fn first_completion_wins_and_waiters_see_it() -> anyhow::Result<()> {
-        let (promises, _task) = Promises::spawn();
-        promises.create(id("a", 3))?;
+        let (promises, storage) = spawn();
+        create(&promises, &storage, id("a", 3)).await?;
         let waiter = promises.subscribe(id("a", 3))?;
         assert!(
             promises
@@ -341,10 +497,10 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_and_deleted_promises_are_reported() -> anyhow::Result<()> {
-        let (promises, _task) = Promises::spawn();
+        let (promises, storage) = spawn();
         let err = promises.complete(id("a", 9), Bytes::new()).await;
         assert!(matches!(err, Err(Error::PromiseNotFound(p)) if p == id("a", 9)));
-        promises.create(id("a", 3))?;
+        create(&promises, &storage, id("a", 3)).await?;
         let waiter = promises.subscribe(id("a", 3))?;
         promises.delete(id("a", 3))?;
         assert_eq!(waiter.await?, Err(AwaitError::Deleted));
@@ -357,9 +513,9 @@ mod tests {
 
     #[tokio::test]
     async fn listing_filters_and_reports_waiters() -> anyhow::Result<()> {
-        let (promises, _task) = Promises::spawn();
-        promises.create(id("a", 3))?;
-        promises.create(id("b", 4))?;
+        let (promises, storage) = spawn();
+        create(&promises, &storage, id("a", 3)).await?;
+        create(&promises, &storage, id("b", 4)).await?;
         let _waiter = promises.subscribe(id("b", 4))?;
         promises.complete(id("a", 3), Bytes::new()).await?;
         let pending = promises.list(PromiseFilter::pending()).await?;

@@ -2,23 +2,32 @@
 //! at a time in arrival order, and status that can be read at any moment.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot};
-use wasmtime::component::{Instance, Val};
-use wasmtime::{Store, StoreLimits};
+use tokio::sync::{Notify, mpsc, oneshot};
+use vow_store::{SharedStorage, Write};
+use wasmtime::StoreLimits;
+use wasmtime::component::Val;
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
 use crate::component::ExportFunc;
-use crate::error::{Error, Result, chain};
+use crate::error::{Error, Result};
 use crate::host::GolemCtx;
-use crate::ids::{ComponentId, WorkerId};
-use crate::oplog::{Oplog, OplogEntry};
+use crate::ids::{ComponentId, PromiseId, WorkerId};
+use crate::journal::{Journal, SharedJournal};
 use crate::output::Capture;
+use crate::persist;
 use crate::promise::Promises;
+
+/// What every worker entry shares with the executor.
+pub(crate) struct Shared {
+    pub(crate) storage: SharedStorage,
+    pub(crate) promises: Promises,
+    pub(crate) output_limit: usize,
+}
 
 /// What a worker is doing; the same states as the WIT `worker-status`, in the
 /// same order.
@@ -32,7 +41,8 @@ pub enum WorkerStatus {
     Idle = 1,
     /// In an invocation, parked in `await-promise`.
     Suspended = 2,
-    /// Interrupted mid-invocation (not produced yet; reserved for durability).
+    /// Was running when the process stopped; its invocation runs again (by
+    /// replay) from its start.
     Interrupted = 3,
     /// Retrying a failed invocation (not produced yet; reserved for retries).
     Retrying = 4,
@@ -43,6 +53,21 @@ pub enum WorkerStatus {
 }
 
 impl WorkerStatus {
+    /// Parses the WIT spelling (`running`, `idle`, ...).
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            Self::Running,
+            Self::Idle,
+            Self::Suspended,
+            Self::Interrupted,
+            Self::Retrying,
+            Self::Failed,
+            Self::Exited,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+
     fn from_u8(v: u8) -> Self {
         match v {
             0 => Self::Running,
@@ -123,6 +148,8 @@ pub(crate) struct Job {
     pub(crate) export: Arc<ExportFunc>,
     pub(crate) params: Vec<Val>,
     pub(crate) idempotency_key: Option<String>,
+    /// Its position in the worker's queue, as stored.
+    pub(crate) seq: u64,
     pub(crate) reply: oneshot::Sender<Result<Vec<Val>>>,
 }
 
@@ -136,10 +163,20 @@ pub(crate) struct WorkerEntry {
     pub(crate) promises: Promises,
     pub(crate) stdout: Capture,
     pub(crate) stderr: Capture,
+    pub(crate) storage: SharedStorage,
+    pub(crate) journal: SharedJournal,
     status: AtomicU8,
-    queued: AtomicUsize,
+    pub(crate) queued: AtomicUsize,
     last_error: Mutex<Option<String>>,
-    oplog: Mutex<Oplog>,
+    /// The promise the guest is parked on, and since when.
+    parked: Mutex<Option<(PromiseId, Instant)>>,
+    /// Signalled when the guest parks, so the worker task can evict it.
+    pub(crate) park_signal: Notify,
+    /// The last invocation sequence number handed out.
+    seq: AtomicU64,
+    /// Set for a worker that was running when the process stopped: its
+    /// next load runs an interrupted atomic region again from its start.
+    pub(crate) interrupted: AtomicBool,
     mailbox: mpsc::UnboundedSender<Job>,
     task: Mutex<Option<tokio::task::AbortHandle>>,
     /// Outcomes of recent invocations that carried an idempotency key.
@@ -159,26 +196,42 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl WorkerEntry {
+    /// A worker entry; `last_index` is the last index of its log as far as
+    /// known (0 when it is read from the store at the first load).
     pub(crate) fn new(
         id: WorkerId,
         config: WorkerConfig,
-        promises: Promises,
-        output_limit: usize,
+        created_at: SystemTime,
+        shared: &Shared,
+        last_index: u64,
+        last_seq: u64,
     ) -> (Arc<Self>, mpsc::UnboundedReceiver<Job>) {
         let (mailbox, rx) = mpsc::unbounded_channel();
-        let oplog = Oplog::new(id.clone(), config.args.clone(), config.env.clone());
+        let muted = Arc::new(AtomicBool::new(false));
+        let journal = Journal::new(
+            id.clone(),
+            Arc::clone(&shared.storage),
+            last_index,
+            Arc::clone(&muted),
+        )
+        .shared();
         let entry = Arc::new(Self {
             id,
             args: config.args,
             env: config.env,
-            created_at: SystemTime::now(),
-            promises,
-            stdout: Capture::new(output_limit),
-            stderr: Capture::new(output_limit),
+            created_at,
+            promises: shared.promises.clone(),
+            stdout: Capture::new(shared.output_limit, Arc::clone(&muted)),
+            stderr: Capture::new(shared.output_limit, Arc::clone(&muted)),
+            storage: Arc::clone(&shared.storage),
+            journal,
             status: AtomicU8::new(WorkerStatus::Idle as u8),
             queued: AtomicUsize::new(0),
             last_error: Mutex::new(None),
-            oplog: Mutex::new(oplog),
+            parked: Mutex::new(None),
+            park_signal: Notify::new(),
+            seq: AtomicU64::new(last_seq),
+            interrupted: AtomicBool::new(false),
             mailbox,
             task: Mutex::new(None),
             idempotency: Mutex::new(VecDeque::new()),
@@ -194,17 +247,76 @@ impl WorkerEntry {
         self.status.store(status as u8, Ordering::Release);
     }
 
-    pub(crate) fn oplog(&self) -> MutexGuard<'_, Oplog> {
-        lock(&self.oplog)
-    }
-
     pub(crate) fn last_error(&self) -> Option<String> {
         lock(&self.last_error).clone()
     }
 
-    fn fail(&self, reason: String) {
+    /// Restores what the store says of the worker's state.
+    pub(crate) fn restore(&self, status: WorkerStatus, last_error: Option<String>) {
+        *lock(&self.last_error) = last_error;
+        self.set_status(status);
+    }
+
+    pub(crate) fn fail(&self, reason: String) {
         *lock(&self.last_error) = Some(reason);
         self.set_status(WorkerStatus::Failed);
+    }
+
+    /// The state to store for the worker now.
+    pub(crate) fn stored_state(&self) -> vow_store::WorkerState {
+        vow_store::WorkerState {
+            status: self.status().as_str().to_owned(),
+            last_error: self.last_error(),
+            awaiting: self.parked().map(|(p, _)| persist::promise_key(&p)),
+        }
+    }
+
+    /// The write that stores the worker's state now.
+    pub(crate) fn state_write(&self) -> Write {
+        Write::UpdateWorker {
+            worker: persist::worker_key(&self.id),
+            state: self.stored_state(),
+        }
+    }
+
+    /// Stores the worker's state; ordered before every later write.
+    pub(crate) fn persist_state(&self) {
+        drop(self.storage.write(vec![self.state_write()]));
+    }
+
+    /// The guest parked in `await-promise` on `promise`.
+    pub(crate) fn park(&self, promise: PromiseId) {
+        *lock(&self.parked) = Some((promise, Instant::now()));
+        self.set_status(WorkerStatus::Suspended);
+        self.persist_state();
+        self.park_signal.notify_one();
+    }
+
+    /// The guest's await returned.
+    pub(crate) fn unpark(&self) {
+        *lock(&self.parked) = None;
+        self.set_status(WorkerStatus::Running);
+        self.persist_state();
+    }
+
+    /// What the guest is parked on, and since when.
+    pub(crate) fn parked(&self) -> Option<(PromiseId, Instant)> {
+        lock(&self.parked).clone()
+    }
+
+    /// Forgets a park that ended while the worker was out of memory.
+    pub(crate) fn clear_parked(&self) {
+        *lock(&self.parked) = None;
+    }
+
+    /// Restores the promise a worker was parked on when it was stored.
+    pub(crate) fn restore_parked(&self, promise: PromiseId) {
+        *lock(&self.parked) = Some((promise, Instant::now()));
+    }
+
+    /// The next invocation sequence number.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::AcqRel) + 1
     }
 
     pub(crate) fn metadata(&self) -> WorkerMetadata {
@@ -221,14 +333,20 @@ impl WorkerEntry {
         }
     }
 
-    /// Queues a job; it runs after every job queued before it.
-    pub(crate) fn enqueue(&self, job: Job) -> Result<()> {
+    /// Refuses work if the worker has failed.
+    pub(crate) fn check_not_failed(&self) -> Result<()> {
         if self.status() == WorkerStatus::Failed {
             return Err(Error::WorkerFailed {
                 worker: self.id.clone(),
                 reason: self.last_error().unwrap_or_default(),
             });
         }
+        Ok(())
+    }
+
+    /// Queues a job; it runs after every job queued before it.
+    pub(crate) fn enqueue(&self, job: Job) -> Result<()> {
+        self.check_not_failed()?;
         self.queued.fetch_add(1, Ordering::AcqRel);
         self.mailbox.send(job).map_err(|_| {
             self.queued.fetch_sub(1, Ordering::AcqRel);
@@ -263,13 +381,28 @@ impl WorkerEntry {
     }
 }
 
-/// All live workers, by id.
+/// All workers, by id, whether in memory or not.
 #[derive(Default)]
 pub(crate) struct Registry {
     workers: RwLock<HashMap<WorkerId, Arc<WorkerEntry>>>,
+    /// Workers with a Store in memory right now.
+    resident: AtomicUsize,
 }
 
 impl Registry {
+    /// A worker came into memory (`true`) or left it.
+    pub(crate) fn count_resident(&self, arrived: bool) {
+        if arrived {
+            self.resident.fetch_add(1, Ordering::AcqRel);
+        } else {
+            self.resident.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    pub(crate) fn resident(&self) -> usize {
+        self.resident.load(Ordering::Acquire)
+    }
+
     pub(crate) fn get(&self, id: &WorkerId) -> Option<Arc<WorkerEntry>> {
         self.workers
             .read()
@@ -345,89 +478,5 @@ impl WasiView for WorkerState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
-    }
-}
-
-/// Runs a worker's mailbox until the worker is deleted.
-pub(crate) async fn run(
-    store: Store<WorkerState>,
-    instance: Instance,
-    mut mailbox: mpsc::UnboundedReceiver<Job>,
-    entry: Arc<WorkerEntry>,
-    timeout: Option<Duration>,
-) {
-    // `None` once an invocation failed: the instance cannot be entered again.
-    let mut store = Some(store);
-    while let Some(job) = mailbox.recv().await {
-        entry.queued.fetch_sub(1, Ordering::AcqRel);
-        let Some(current) = store.as_mut() else {
-            let _ = job.reply.send(Err(Error::WorkerFailed {
-                worker: entry.id.clone(),
-                reason: entry.last_error().unwrap_or_default(),
-            }));
-            continue;
-        };
-        let function = job.export.name.clone();
-        let outcome = invoke(current, instance, &entry, &job, timeout).await;
-        if let Err(error) = &outcome {
-            // A trapped or interrupted instance cannot be entered again: drop
-            // the Store now and fail the worker.
-            tracing::warn!(worker = %entry.id, function, %error, "invocation failed");
-            entry.fail(error.to_string());
-            store = None;
-        } else {
-            entry.set_status(WorkerStatus::Idle);
-        }
-        let _ = job.reply.send(outcome);
-    }
-}
-
-async fn invoke(
-    store: &mut Store<WorkerState>,
-    instance: Instance,
-    entry: &WorkerEntry,
-    job: &Job,
-    timeout: Option<Duration>,
-) -> Result<Vec<Val>> {
-    let export = &job.export;
-    entry.set_status(WorkerStatus::Running);
-    entry.oplog().append(OplogEntry::InvocationStarted {
-        function: export.name.clone(),
-        idempotency_key: job.idempotency_key.clone(),
-    });
-    let func = instance
-        .get_func(&mut *store, export.index)
-        .ok_or_else(|| Error::FunctionNotFound {
-            component: entry.id.component_id,
-            function: export.name.clone(),
-        })?;
-    let mut results = vec![Val::Bool(false); export.result_count];
-    let call = func.call_async(&mut *store, &job.params, &mut results);
-    let outcome = match timeout {
-        None => call.await,
-        Some(limit) => match tokio::time::timeout(limit, call).await {
-            Ok(outcome) => outcome,
-            Err(_) => {
-                entry
-                    .oplog()
-                    .append(OplogEntry::InvocationFinished { ok: false });
-                return Err(Error::Timeout {
-                    worker: entry.id.clone(),
-                    function: export.name.clone(),
-                    timeout: limit,
-                });
-            }
-        },
-    };
-    entry.oplog().append(OplogEntry::InvocationFinished {
-        ok: outcome.is_ok(),
-    });
-    match outcome {
-        Ok(()) => Ok(results),
-        Err(error) => Err(Error::Trap {
-            worker: entry.id.clone(),
-            function: export.name.clone(),
-            message: chain(&error),
-        }),
     }
 }

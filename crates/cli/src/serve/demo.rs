@@ -30,22 +30,43 @@ pub(crate) async fn start(
              (build guest-examples/rust/approval, or run scripts/demo.sh)"
         );
     };
-    let worker = executor
-        .start_worker(component.id, WORKER, WorkerConfig::default())
-        .await
-        .context("starting the demo worker")?;
-    let call = executor.submit(
-        &worker,
-        Invocation::new(FUNCTION, vec![Val::String(SUBJECT.into())]),
-    )?;
+    // With a data directory the worker of an earlier run comes back, still
+    // waiting; the idempotency key finds its invocation instead of
+    // starting another one.
+    let worker = WorkerId::new(component.id, WORKER);
+    if executor.worker_status(&worker).is_ok() {
+        output::line(&format!(
+            "demo: worker {WORKER} is back from the data directory"
+        ))?;
+    } else {
+        executor
+            .start_worker(component.id, WORKER, WorkerConfig::default())
+            .await
+            .context("starting the demo worker")?;
+    }
+    let call = executor
+        .submit(
+            &worker,
+            Invocation::new(FUNCTION, vec![Val::String(SUBJECT.into())])
+                .with_idempotency_key("vow-demo"),
+        )
+        .await?;
     let executor = executor.clone();
     let base = base.to_owned();
     tokio::spawn(async move {
-        if let Err(error) = narrate(&executor, &worker, &base).await {
-            output::error_line(&format!("demo: {error:#}"));
-            return;
-        }
-        match call.result().await {
+        let result = call.result();
+        tokio::pin!(result);
+        let outcome = tokio::select! {
+            outcome = &mut result => outcome,
+            narrated = narrate(&executor, &worker, &base) => {
+                if let Err(error) = narrated {
+                    output::error_line(&format!("demo: {error:#}"));
+                    return;
+                }
+                result.await
+            }
+        };
+        match outcome {
             Ok(results) => {
                 let result = local::wave_results(&results).join(", ");
                 let _ = output::line(&format!(

@@ -171,6 +171,8 @@ fn the_demo_parks_a_worker_and_prints_the_command_that_resumes_it() -> anyhow::R
     let approval = vow_tests::guest("approval")?;
     let cache = cache_dir().display().to_string();
     let approval = approval.display().to_string();
+    let data = tempfile::tempdir()?;
+    let data = data.path().display().to_string();
     let args = [
         "serve",
         "--demo",
@@ -180,9 +182,26 @@ fn the_demo_parks_a_worker_and_prints_the_command_that_resumes_it() -> anyhow::R
         &cache,
         "--component",
         &approval,
+        "--data-dir",
+        &data,
     ];
+    // The demo survives kill -9: the worker is back, still waiting on the
+    // same promise, and the restarted server says so.
+    let mut first = Running::spawn(&args)?;
+    let before = first.wait_stdout("--data approved", COMPILING)?;
+    first.kill()?;
     let server = Running::spawn(&args)?;
     let out = server.wait_stdout("--data approved", COMPILING)?;
+    assert!(
+        out.contains("demo: worker approver is back from the data directory\n"),
+        "{out}"
+    );
+    let waiting = |text: &str| {
+        text.split_once("is waiting on promise ")
+            .and_then(|(_, rest)| rest.lines().next())
+            .map(str::to_owned)
+    };
+    assert_eq!(waiting(&before), waiting(&out), "{before}\n{out}");
     let url = out
         .split_once("listening on ")
         .and_then(|(_, rest)| rest.lines().next())

@@ -81,6 +81,13 @@ pub struct Running {
 }
 
 impl Running {
+    /// Kills the process with SIGKILL and waits until it is gone.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
     /// Starts `vow ARGS` with stdin, stdout and stderr piped.
     pub fn spawn(args: &[&str]) -> anyhow::Result<Self> {
         let mut child = vow()
@@ -241,8 +248,11 @@ impl Collector {
 
 /// A `vow serve` in the background, killed on drop.
 pub struct Server {
-    /// Held only so that dropping the server kills the process.
-    _process: Running,
+    /// Held so that dropping the server kills the process.
+    process: Running,
+    /// The data directory, removed when the server is dropped unless it
+    /// was given by the test.
+    _data: Option<tempfile::TempDir>,
     /// `http://ADDR`, as printed.
     pub url: String,
     /// Everything printed before `listening on`.
@@ -250,9 +260,18 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `vow serve --addr 127.0.0.1:0` with these components and
-    /// waits until it prints the address it listens on.
+    /// Starts `vow serve --addr 127.0.0.1:0` with these components on a
+    /// fresh data directory and waits until it prints the address it
+    /// listens on.
     pub fn start(components: &[&Path]) -> anyhow::Result<Self> {
+        let data = tempfile::tempdir()?;
+        let mut server = Self::start_in(data.path(), components, &[])?;
+        server._data = Some(data);
+        Ok(server)
+    }
+
+    /// Starts `vow serve` on the data directory `data` with extra flags.
+    pub fn start_in(data: &Path, components: &[&Path], extra: &[&str]) -> anyhow::Result<Self> {
         let cache = cache_dir();
         let mut args = vec![
             "serve".to_owned(),
@@ -260,7 +279,10 @@ impl Server {
             "127.0.0.1:0".to_owned(),
             "--cache-dir".to_owned(),
             cache.display().to_string(),
+            "--data-dir".to_owned(),
+            data.display().to_string(),
         ];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
         for component in components {
             args.push("--component".to_owned());
             args.push(component.display().to_string());
@@ -273,10 +295,17 @@ impl Server {
             .ok_or_else(|| anyhow!("no address in {stdout:?}"))?;
         let url = rest.lines().next().unwrap_or_default().trim().to_owned();
         Ok(Self {
-            _process: process,
+            process,
+            _data: None,
             url,
             banner: banner.to_owned(),
         })
+    }
+
+    /// Kills the server with SIGKILL (no shutdown of any kind) and waits
+    /// until it is gone.
+    pub fn kill(mut self) -> anyhow::Result<()> {
+        self.process.kill()
     }
 
     /// Runs a client command against this server.

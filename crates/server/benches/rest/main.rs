@@ -389,7 +389,9 @@ async fn direct_latency(executor: &Executor, cid: &str) -> Result<Stats> {
     };
     let mut samples = Vec::with_capacity(REFERENCE_SAMPLES);
     for _ in 0..REFERENCE_SAMPLES {
-        let call = executor.submit(&worker, Invocation::new("create-and-await", vec![]))?;
+        let call = executor
+            .submit(&worker, Invocation::new("create-and-await", vec![]))
+            .await?;
         let id: PromiseId = loop {
             let pending = executor.promises(filter.clone()).await?;
             if let Some(p) = pending.into_iter().find(|p| p.awaited) {

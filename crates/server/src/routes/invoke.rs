@@ -42,7 +42,12 @@ pub(crate) async fn invoke_and_await(
     JsonBody(body): JsonBody<InvokeBody>,
 ) -> Result<Json<Value>, ApiError> {
     let invocation = invocation(&state, &worker, &query.function, body, &headers)?;
-    let results = state.executor.submit(&worker, invocation)?.result().await?;
+    let results = state
+        .executor
+        .submit(&worker, invocation)
+        .await?
+        .result()
+        .await?;
     let result = results.first().map_or(Value::Null, to_json);
     Ok(Json(json!({ "result": result })))
 }
@@ -59,7 +64,7 @@ pub(crate) async fn invoke(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let invocation = invocation(&state, &worker, &query.function, body, &headers)?;
     // The invocation runs whether or not anyone awaits its outcome.
-    let handle = state.executor.submit(&worker, invocation)?;
+    let handle = state.executor.submit(&worker, invocation).await?;
     if !handle.fresh {
         tracing::debug!("repeated idempotency key; nothing queued");
     }

@@ -84,6 +84,20 @@ wit_bindgen::generate!({
             export commit: func(replicas: u8);
             /// `set-oplog-index`.
             export set-oplog-index: func(idx: u64);
+
+            /// Adds one to a counter kept in the guest's memory and returns
+            /// it: state that only replay can rebuild.
+            export increment: func() -> u64;
+            /// Draws what WASI makes nondeterministic: a v4 UUID (random
+            /// bytes), the wall clock and the monotonic clock, in
+            /// nanoseconds; remembers it for `last-sample`.
+            export sample: func() -> tuple<string, u64, u64>;
+            /// What the last `sample` returned, from the guest's memory.
+            export last-sample: func() -> option<tuple<string, u64, u64>>;
+            /// Completes `target` with `data`, then waits on a promise of
+            /// its own and returns its payload: two steps a crash can
+            /// come between.
+            export relay: func(target: promise-id, data: list<u8>) -> list<u8>;
             /// `update-worker`.
             export update-worker: func(id: worker-id, version: u64, mode: update-mode);
         }
@@ -281,6 +295,38 @@ impl Guest for Component {
     fn update_worker(id: WorkerId, version: u64, mode: UpdateMode) {
         host::update_worker(&id, version, mode);
     }
+
+    fn increment() -> u64 {
+        COUNTER.with(|c| {
+            c.set(c.get() + 1);
+            c.get()
+        })
+    }
+
+    fn sample() -> (String, u64, u64) {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let monotonic = vow_guest::bindings::wasi::clocks::monotonic_clock::now();
+        let drawn = (uuid::Uuid::new_v4().to_string(), wall, monotonic);
+        LAST_SAMPLE.with(|s| *s.borrow_mut() = Some(drawn.clone()));
+        drawn
+    }
+
+    fn last_sample() -> Option<(String, u64, u64)> {
+        LAST_SAMPLE.with(|s| s.borrow().clone())
+    }
+
+    fn relay(target: PromiseId, data: Vec<u8>) -> Vec<u8> {
+        host::complete_promise(&target, &data);
+        Self::create_and_await()
+    }
+}
+
+thread_local! {
+    static COUNTER: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    static LAST_SAMPLE: std::cell::RefCell<Option<(String, u64, u64)>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 export!(Component);

@@ -1,0 +1,162 @@
+//! A real `vow serve` with a data directory, killed with SIGKILL while
+//! workers wait, and started again on the same directory.
+
+use anyhow::Context as _;
+
+use crate::support::{QUICK, Server, run};
+
+/// `vow worker invoke` of `function` with an idempotency key, waiting for
+/// the result (or queueing it, with `--no-wait`).
+fn invoke(
+    server: &Server,
+    cid: &str,
+    worker: &str,
+    function: &str,
+    args: &[&str],
+    key: &str,
+    wait: bool,
+) -> anyhow::Result<String> {
+    let mut all = vec!["worker", "invoke", cid, worker, function];
+    all.extend(args);
+    all.extend(["--idempotency-key", key]);
+    if !wait {
+        all.push("--no-wait");
+    }
+    Ok(server.client(&all)?.success()?.stdout)
+}
+
+#[test]
+fn waiting_workers_survive_kill_9_and_resume_exactly_once() -> anyhow::Result<()> {
+    let rust = vow_tests::guest("approval")?;
+    let python = vow_tests::python_guest("approval")?;
+    let harness = vow_tests::guest("harness")?;
+    let data = tempfile::tempdir()?;
+    let components = [rust.as_path(), python.as_path(), harness.as_path()];
+
+    let server = Server::start_in(data.path(), &components, &[])?;
+    let approval = server.component_id("approval")?;
+    let python_cid = server
+        .banner
+        .lines()
+        .filter_map(|l| l.strip_prefix("component approval "))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .find(|id| *id != approval)
+        .context("no second approval component (the Python one) in the banner")?
+        .to_owned();
+    let harness_cid = server.component_id("harness")?;
+
+    let parked = [
+        (approval.clone(), "rust-1"),
+        (approval.clone(), "rust-2"),
+        (python_cid.clone(), "python-1"),
+    ];
+    for (cid, worker) in &parked {
+        server
+            .client(&["worker", "start", cid, worker])?
+            .success()?;
+        let subject = format!("\"deploy {worker}\"");
+        invoke(
+            &server,
+            cid,
+            worker,
+            "request-approval",
+            &[&subject],
+            worker,
+            false,
+        )?;
+    }
+    let mut promises = Vec::new();
+    for (cid, worker) in &parked {
+        promises.push(server.awaited_promise(cid, worker)?);
+    }
+    server
+        .client(&["worker", "start", &harness_cid, "counter"])?
+        .success()?;
+    for n in 1..=5 {
+        let out = invoke(
+            &server,
+            &harness_cid,
+            "counter",
+            "increment",
+            &[],
+            &format!("inc-{n}"),
+            true,
+        )?;
+        assert_eq!(out.trim(), n.to_string());
+    }
+    server.kill()?;
+
+    let server = Server::start_in(data.path(), &components, &[])?;
+    assert_eq!(
+        server.component_id("harness")?,
+        harness_cid,
+        "same ids after a restart"
+    );
+    for (cid, worker) in &parked {
+        server.wait_status(cid, worker, "suspended")?;
+    }
+    // State the guest kept in memory is rebuilt by replay.
+    let out = invoke(
+        &server,
+        &harness_cid,
+        "counter",
+        "increment",
+        &[],
+        "inc-6",
+        true,
+    )?;
+    assert_eq!(out.trim(), "6");
+    // A repeated key answers from the stored result; nothing runs again.
+    let out = invoke(
+        &server,
+        &harness_cid,
+        "counter",
+        "increment",
+        &[],
+        "inc-3",
+        true,
+    )?;
+    assert_eq!(out.trim(), "3");
+
+    for ((cid, worker), promise) in parked.iter().zip(&promises) {
+        let payload = format!("approved {worker}");
+        let done = server
+            .client(&["promise", "complete", promise, "--data", &payload])?
+            .success()?;
+        assert_eq!(done.stdout, "completed\n");
+        // The same key waits for the invocation that was parked before the
+        // kill and answers its result, with this worker's own payload.
+        let subject = format!("\"deploy {worker}\"");
+        let out = invoke(
+            &server,
+            cid,
+            worker,
+            "request-approval",
+            &[&subject],
+            worker,
+            true,
+        )?;
+        assert!(
+            out.contains(&format!("deploy {worker}")) && out.contains(&payload),
+            "{worker}: {out}"
+        );
+        let again = server
+            .client(&["promise", "complete", promise, "--data", "twice"])?
+            .success()?;
+        assert_eq!(again.stdout, "already completed\n", "{worker}");
+    }
+    let listed = run(
+        &[
+            "promise",
+            "list",
+            "--status",
+            "pending",
+            "--server",
+            &server.url,
+        ],
+        QUICK,
+    )?
+    .success()?;
+    assert!(!listed.stdout.contains("/rust-"), "{}", listed.stdout);
+    Ok(())
+}

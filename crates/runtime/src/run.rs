@@ -1,0 +1,530 @@
+//! The worker task: runs a worker's invocations one at a time, brings the
+//! worker into memory by replay when it is not there, and evicts it while it
+//! waits on a promise.
+//!
+//! A worker is *live* when it has a Store and an instance. It leaves memory
+//! when it has been parked in `await-promise` for longer than the eviction
+//! delay: the invocation's future and the Store are dropped, and the task
+//! waits for the promise with nothing but a channel. When the promise
+//! completes (or at once, for a worker that was running when the process
+//! stopped) the worker is instantiated again and its log replayed: past
+//! invocations rebuild its memory, and the current one runs from its start,
+//! answered from the log until the log runs out.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use wasmtime::component::{Instance, Val};
+use wasmtime::{Engine, Store, StoreLimitsBuilder};
+use wasmtime_wasi::{ResourceTable, WasiCtxBuilder};
+
+use crate::component::{ExportFunc, LoadedComponent};
+use crate::error::{Error, Result, chain};
+use crate::host::GolemCtx;
+use crate::ids::PromiseId;
+use crate::journal::{JournalMonotonicClock, JournalRandom, JournalWallClock, lock};
+use crate::oplog::{OplogEntry, OplogRecord};
+use crate::persist;
+use crate::worker::{Job, Registry, WorkerEntry, WorkerState, WorkerStatus};
+
+/// What a worker task needs from the executor.
+pub(crate) struct Env {
+    pub(crate) engine: Engine,
+    pub(crate) component: Arc<LoadedComponent>,
+    pub(crate) registry: Weak<Registry>,
+    pub(crate) memory_limit: usize,
+    pub(crate) max_resources: usize,
+    pub(crate) invocation_timeout: Option<Duration>,
+    /// How long a worker may stay parked in memory; `None` keeps it.
+    pub(crate) evict_after: Option<Duration>,
+}
+
+/// A worker in memory.
+pub(crate) struct Live {
+    store: Store<WorkerState>,
+    instance: Instance,
+    /// Counts the worker as resident while this lives.
+    registry: Weak<Registry>,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        if let Some(registry) = self.registry.upgrade() {
+            registry.count_resident(false);
+        }
+    }
+}
+
+/// Entries read from the store per page when a worker is loaded.
+const OPLOG_PAGE: usize = 4096;
+
+/// Instantiates the worker's component with its journal wired into WASI.
+pub(crate) async fn instantiate(
+    entry: &Arc<WorkerEntry>,
+    env: &Env,
+    seed: (u64, u64),
+) -> Result<Live> {
+    let journal = Arc::clone(&entry.journal);
+    let wasi = WasiCtxBuilder::new()
+        .args(&entry.args)
+        .envs(&entry.env)
+        .stdout(entry.stdout.clone())
+        .stderr(entry.stderr.clone())
+        .secure_random(JournalRandom::new(Arc::clone(&journal)))
+        .insecure_random(JournalRandom::new(Arc::clone(&journal)))
+        .insecure_random_seed((u128::from(seed.0) << 64) | u128::from(seed.1))
+        .wall_clock(JournalWallClock(Arc::clone(&journal)))
+        .monotonic_clock(JournalMonotonicClock(Arc::clone(&journal)))
+        .build();
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(env.max_resources);
+    let state = WorkerState {
+        wasi,
+        table,
+        golem: GolemCtx::new(Arc::clone(entry), env.registry.clone(), journal),
+        limits: StoreLimitsBuilder::new()
+            .memory_size(env.memory_limit)
+            .trap_on_grow_failure(true)
+            .build(),
+    };
+    let mut store = Store::new(&env.engine, state);
+    store.limiter(|s| &mut s.limits);
+    store.epoch_deadline_async_yield_and_update(1);
+    let instance = env
+        .component
+        .pre
+        .instantiate_async(&mut store)
+        .await
+        .map_err(|e| Error::Instantiation {
+            worker: entry.id.clone(),
+            reason: chain(&e),
+        })?;
+    if let Some(registry) = env.registry.upgrade() {
+        registry.count_resident(true);
+    }
+    Ok(Live {
+        store,
+        instance,
+        registry: env.registry.clone(),
+    })
+}
+
+/// Reads a worker's whole log from the store.
+async fn read_log(entry: &WorkerEntry) -> Result<Vec<OplogRecord>> {
+    let key = persist::worker_key(&entry.id);
+    // An empty batch: once it is durable, so is everything written before,
+    // and reads see it.
+    entry.storage.write(Vec::new()).await?;
+    let mut records = Vec::new();
+    loop {
+        let from = records.len() as u64 + 1;
+        let page = entry.storage.oplog(&key, from, OPLOG_PAGE).await?;
+        let done = page.len() < OPLOG_PAGE;
+        for record in page {
+            records.push(OplogRecord::from_stored(record).map_err(Error::Storage)?);
+        }
+        if done {
+            return Ok(records);
+        }
+    }
+}
+
+/// Brings a worker into memory: instantiates it and replays every finished
+/// invocation of its log. Entries of an invocation still in progress stay
+/// in the journal for [`attempt`] to replay.
+async fn load(entry: &Arc<WorkerEntry>, env: &Env) -> Result<Live> {
+    let started = std::time::Instant::now();
+    let mut records = read_log(entry).await?;
+    let seed = match records.first().map(|r| &r.entry) {
+        Some(OplogEntry::Create { insecure_seed, .. }) => *insecure_seed,
+        _ => {
+            return Err(Error::Storage(format!(
+                "the oplog of worker {} does not start with its creation",
+                entry.id
+            )));
+        }
+    };
+    records.remove(0);
+    if entry
+        .interrupted
+        .swap(false, std::sync::atomic::Ordering::AcqRel)
+        && let Some(begin) = open_region(&records)
+    {
+        // An atomic region a crash interrupted runs again from its start.
+        tracing::info!(worker = %entry.id, begin, "re-running an interrupted atomic region");
+        records.retain(|r| r.index <= begin);
+        let truncated = lock(&entry.journal).truncate(begin);
+        truncated.await?;
+    }
+    let total = records.len();
+    lock(&entry.journal).start_replay(records);
+    let mut live = instantiate(entry, env, seed).await?;
+    let mut replayed = 0;
+    while has_finished_invocation(entry) {
+        replay_invocation(&mut live, entry, env).await?;
+        replayed += 1;
+    }
+    if !lock(&entry.journal).replaying() {
+        lock(&entry.journal).unmute();
+    }
+    tracing::debug!(
+        worker = %entry.id,
+        entries = total,
+        invocations = replayed,
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "worker loaded by replay"
+    );
+    Ok(live)
+}
+
+/// The index of the first atomic region left open after the last finished
+/// invocation, if any.
+fn open_region(records: &[OplogRecord]) -> Option<u64> {
+    let tail = records
+        .iter()
+        .rposition(|r| matches!(r.entry, OplogEntry::InvocationFinished { .. }))
+        .map_or(0, |i| i + 1);
+    let mut open: Vec<u64> = Vec::new();
+    for record in &records[tail..] {
+        match record.entry {
+            OplogEntry::BeginAtomicRegion => open.push(record.index),
+            OplogEntry::EndAtomicRegion { begin } => open.retain(|b| *b != begin),
+            _ => {}
+        }
+    }
+    open.first().copied()
+}
+
+fn has_finished_invocation(entry: &WorkerEntry) -> bool {
+    lock(&entry.journal)
+        .remaining()
+        .any(|r| matches!(r.entry, OplogEntry::InvocationFinished { .. }))
+}
+
+/// Replays one finished invocation against its recorded entries.
+async fn replay_invocation(live: &mut Live, entry: &WorkerEntry, env: &Env) -> Result<()> {
+    let started = lock(&entry.journal).next("invocation-started");
+    let (function, params) = match started {
+        Ok(Some(OplogEntry::InvocationStarted {
+            function, params, ..
+        })) => (function, params),
+        Ok(_) => {
+            return Err(Error::Storage(format!(
+                "worker {}: invocation start missing",
+                entry.id
+            )));
+        }
+        Err(divergence) => return Err(diverged(entry, divergence)),
+    };
+    let export = env
+        .component
+        .export(&function)
+        .ok_or_else(|| Error::FunctionNotFound {
+            component: entry.id.component_id,
+            function: function.clone(),
+        })?;
+    let types: Vec<_> = export.ty.params().map(|(_, t)| t).collect();
+    let params = persist::from_wave(&params, &types)?;
+    let func = live
+        .instance
+        .get_func(&mut live.store, export.index)
+        .ok_or_else(|| Error::FunctionNotFound {
+            component: entry.id.component_id,
+            function: function.clone(),
+        })?;
+    let mut results = vec![Val::Bool(false); export.result_count];
+    let outcome = func
+        .call_async(&mut live.store, &params, &mut results)
+        .await;
+    let mut journal = lock(&entry.journal);
+    if let Some(divergence) = journal.divergence() {
+        return Err(diverged(entry, divergence.to_owned()));
+    }
+    if let Err(error) = outcome {
+        return Err(Error::Trap {
+            worker: entry.id.clone(),
+            function,
+            message: format!("while replaying: {}", chain(&error)),
+        });
+    }
+    match journal.next("invocation-finished") {
+        Ok(_) => Ok(()),
+        Err(_) => {
+            let (index, holds) = journal
+                .remaining()
+                .next()
+                .map(|r| (r.index, r.entry.kind()))
+                .unwrap_or((0, "nothing"));
+            let message = format!(
+                "worker {} diverged from its oplog at index {index}: the log holds `{holds}` but the invocation of {function} returned",
+                entry.id
+            );
+            Err(diverged(entry, message))
+        }
+    }
+}
+
+fn diverged(entry: &WorkerEntry, message: String) -> Error {
+    Error::Trap {
+        worker: entry.id.clone(),
+        function: "replay".to_owned(),
+        message: if message.contains("diverged") {
+            message
+        } else {
+            format!("worker {} diverged from its oplog: {message}", entry.id)
+        },
+    }
+}
+
+/// How one attempt at an invocation ended.
+enum Attempt {
+    Done(Result<Vec<Val>>),
+    /// The worker was parked on this promise too long and left memory.
+    Evicted(PromiseId),
+}
+
+/// Runs a worker's mailbox until the worker is deleted. `live` is the
+/// instance of a worker that was just started; a recovered worker starts
+/// without one (and, if it was parked, with the promise it waits on).
+pub(crate) async fn run(
+    entry: Arc<WorkerEntry>,
+    env: Env,
+    mut live: Option<Live>,
+    mut mailbox: mpsc::UnboundedReceiver<Job>,
+    mut parked_on: Option<PromiseId>,
+) {
+    while let Some(job) = mailbox.recv().await {
+        entry
+            .queued
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        if let Err(error) = entry.check_not_failed() {
+            let _ = job.reply.send(Err(error));
+            continue;
+        }
+        let deadline = env.invocation_timeout.map(|t| Instant::now() + t);
+        let outcome = loop {
+            if let Some(promise) = parked_on.take() {
+                wait_for(&entry, promise).await;
+            }
+            if live.is_none() {
+                match load(&entry, &env).await {
+                    Ok(loaded) => live = Some(loaded),
+                    Err(error) => break Err(error),
+                }
+            }
+            let Some(current) = live.as_mut() else {
+                continue;
+            };
+            match attempt(current, &entry, &env, &job, deadline).await {
+                Attempt::Done(outcome) => break outcome,
+                Attempt::Evicted(promise) => {
+                    tracing::debug!(worker = %entry.id, %promise, "worker evicted while parked");
+                    live = None;
+                    parked_on = Some(promise);
+                }
+            }
+        };
+        let failed = outcome.is_err();
+        if let Err(error) = &outcome {
+            // A trapped or interrupted instance cannot be entered again:
+            // drop the Store now and fail the worker.
+            tracing::warn!(worker = %entry.id, function = job.export.name, %error, "invocation failed");
+            entry.fail(error.to_string());
+            live = None;
+        } else {
+            entry.set_status(WorkerStatus::Idle);
+        }
+        // The outcome is answered only once it is durable.
+        let stored = finish(&entry, &job, &outcome, failed).await;
+        let _ = job.reply.send(match stored {
+            Ok(()) => outcome,
+            Err(error) => Err(error),
+        });
+    }
+}
+
+/// Appends the end of an invocation and stores its outcome.
+async fn finish(
+    entry: &WorkerEntry,
+    job: &Job,
+    outcome: &Result<Vec<Val>>,
+    failed: bool,
+) -> Result<()> {
+    let stored = match outcome {
+        Ok(values) => persist::Outcome::Ok(persist::to_wave(values)?),
+        Err(error) => persist::Outcome::Err(error.to_string()),
+    };
+    let writes = vec![
+        vow_store::Write::SetInvocationState {
+            worker: persist::worker_key(&entry.id),
+            seq: job.seq,
+            state: vow_store::InvocationState::Finished(persist::encode(&stored)),
+        },
+        entry.state_write(),
+    ];
+    let write = {
+        let mut journal = lock(&entry.journal);
+        if journal.replaying() || journal.divergence().is_some() {
+            // The log was not followed to its end (the invocation failed in
+            // replay): record the outcome without appending after a log that
+            // no longer matches.
+            entry.storage.write(writes)
+        } else {
+            journal
+                .append(OplogEntry::InvocationFinished { ok: !failed }, writes)
+                .1
+        }
+    };
+    write.await?;
+    Ok(())
+}
+
+/// Waits until `promise` is completed or deleted, holding nothing but a
+/// channel meanwhile.
+async fn wait_for(entry: &WorkerEntry, promise: PromiseId) {
+    if let Ok(rx) = entry.promises.subscribe(promise) {
+        // Whatever the answer, the worker is replayed: the guest's own
+        // await-promise then sees the payload, or traps if it was deleted.
+        let _ = rx.await;
+    }
+}
+
+/// Runs (or resumes by replay) one invocation on a live worker.
+async fn attempt(
+    live: &mut Live,
+    entry: &WorkerEntry,
+    env: &Env,
+    job: &Job,
+    deadline: Option<Instant>,
+) -> Attempt {
+    let export = &job.export;
+    entry.clear_parked();
+    entry.set_status(WorkerStatus::Running);
+    if let Err(error) = start(entry, job) {
+        return Attempt::Done(Err(error));
+    }
+    let Some(func) = live.instance.get_func(&mut live.store, export.index) else {
+        return Attempt::Done(Err(Error::FunctionNotFound {
+            component: entry.id.component_id,
+            function: export.name.clone(),
+        }));
+    };
+    let mut results = vec![Val::Bool(false); export.result_count];
+    let evict_after = env.evict_after;
+    let outcome = {
+        let call = func.call_async(&mut live.store, &job.params, &mut results);
+        tokio::pin!(call);
+        tokio::select! {
+            outcome = &mut call => outcome,
+            promise = parked_too_long(entry, evict_after) => return Attempt::Evicted(promise),
+            () = until(deadline) => {
+                return Attempt::Done(Err(Error::Timeout {
+                    worker: entry.id.clone(),
+                    function: export.name.clone(),
+                    timeout: env.invocation_timeout.unwrap_or_default(),
+                }));
+            }
+        }
+    };
+    if let Some(divergence) = lock(&entry.journal).divergence() {
+        return Attempt::Done(Err(diverged(entry, divergence.to_owned())));
+    }
+    Attempt::Done(match outcome {
+        Ok(()) => match leftover(entry, export) {
+            Some(error) => Err(error),
+            None => Ok(results),
+        },
+        Err(error) => Err(Error::Trap {
+            worker: entry.id.clone(),
+            function: export.name.clone(),
+            message: chain(&error),
+        }),
+    })
+}
+
+/// Starts an invocation: replays its recorded start if the log holds one,
+/// or appends it.
+fn start(entry: &WorkerEntry, job: &Job) -> Result<()> {
+    let mut journal = lock(&entry.journal);
+    match journal.next("invocation-started") {
+        Ok(Some(OplogEntry::InvocationStarted { seq, function, .. })) => {
+            if seq != job.seq {
+                let message = format!(
+                    "worker {} diverged from its oplog at index {}: the log holds invocation {seq} ({function}) but invocation {} ({}) is next",
+                    entry.id,
+                    journal.position(),
+                    job.seq,
+                    job.export.name
+                );
+                return Err(diverged(entry, message));
+            }
+            Ok(())
+        }
+        Ok(_) => {
+            let params = persist::to_wave(&job.params)?;
+            let writes = vec![
+                vow_store::Write::SetInvocationState {
+                    worker: persist::worker_key(&entry.id),
+                    seq: job.seq,
+                    state: vow_store::InvocationState::Running,
+                },
+                entry.state_write(),
+            ];
+            drop(journal.append(
+                OplogEntry::InvocationStarted {
+                    function: job.export.name.clone(),
+                    idempotency_key: job.idempotency_key.clone(),
+                    seq: job.seq,
+                    params,
+                },
+                writes,
+            ));
+            Ok(())
+        }
+        Err(divergence) => Err(diverged(entry, divergence)),
+    }
+}
+
+/// An invocation that returned while its recorded entries were not all
+/// replayed has diverged.
+fn leftover(entry: &WorkerEntry, export: &ExportFunc) -> Option<Error> {
+    let journal = lock(&entry.journal);
+    let next = journal.remaining().next()?;
+    Some(diverged(
+        entry,
+        format!(
+            "worker {} diverged from its oplog at index {}: the log holds `{}` but the invocation of {} returned",
+            entry.id,
+            next.index,
+            next.entry.kind(),
+            export.name
+        ),
+    ))
+}
+
+/// Resolves with the promise the guest is parked on once it has been
+/// parked for `after`; never when eviction is off.
+async fn parked_too_long(entry: &WorkerEntry, after: Option<Duration>) -> PromiseId {
+    let Some(after) = after else {
+        return std::future::pending().await;
+    };
+    loop {
+        entry.park_signal.notified().await;
+        while let Some((promise, since)) = entry.parked() {
+            let due = Instant::from_std(since) + after;
+            if Instant::now() >= due {
+                return promise;
+            }
+            tokio::time::sleep_until(due).await;
+        }
+    }
+}
+
+async fn until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,311 @@
+//! Durability benchmark: the cost of a durable store (SQLite, synchronous
+//! FULL) on the promise paths, eviction and replay, and recovery after a
+//! restart. Prints a table and writes `benchmarks/durability.md`.
+//!
+//! Run with `cargo bench -p vow-tests --bench durability`. Every figure is
+//! in-process (the executor's API, no HTTP); one run each.
+
+// A benchmark binary reports on stdout.
+#![allow(clippy::print_stdout)]
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, anyhow};
+use vow_runtime::{
+    ComponentId, Executor, ExecutorBuilder, Invocation, PromiseFilter, PromiseId, WorkerConfig,
+    WorkerId,
+};
+
+const ROUND_TRIPS: usize = 2_000;
+const CONCURRENT: usize = 4_000;
+const EVICTED: usize = 1_000;
+const RESTART_WAITING: usize = 10_000;
+
+fn main() -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(run())
+}
+
+struct Row {
+    what: String,
+    value: String,
+}
+
+fn row(what: impl Into<String>, value: impl Into<String>) -> Row {
+    Row {
+        what: what.into(),
+        value: value.into(),
+    }
+}
+
+async fn run() -> Result<()> {
+    let harness = vow_tests::guest("harness")?;
+    let cache = vow_tests::guest_target_dir().join("bench-compile-cache");
+    let base = || Executor::builder().cache_dir(&cache).evict_after(None);
+    let mut rows = Vec::new();
+
+    // 1. Round trip, in memory vs durable, same run.
+    let memory = base().build()?;
+    let memory_times = round_trips(&memory, &harness).await?;
+    drop(memory);
+    let dir = tempfile::tempdir()?;
+    let durable = base().data_dir(dir.path()).open().await?;
+    let durable_times = round_trips(&durable, &harness).await?;
+    drop(durable);
+    let (m, d) = (
+        percentile(&memory_times, 50),
+        percentile(&durable_times, 50),
+    );
+    rows.push(row(
+        "round trip: host completes -> parked guest resumes -> invocation answered, in memory, p50",
+        us(m),
+    ));
+    rows.push(row(
+        "  same, durable (SQLite, fsync at every commit), p50",
+        us(d),
+    ));
+    rows.push(row(
+        "  same, durable, p99",
+        us(percentile(&durable_times, 99)),
+    ));
+    rows.push(row(
+        "  ratio durable / in memory (p50)",
+        format!("{:.1}x", d.as_secs_f64() / m.as_secs_f64()),
+    ));
+
+    // 2. Durable completions that resume parked workers, all at once.
+    let dir = tempfile::tempdir()?;
+    let executor = base().data_dir(dir.path()).open().await?;
+    let rate = concurrent_completions(&executor, &harness).await?;
+    rows.push(row(
+        format!(
+            "durable completions resuming {CONCURRENT} parked workers, 64 concurrent completers"
+        ),
+        format!("{rate:.0}/s"),
+    ));
+    drop(executor);
+
+    // 3. Completion -> evicted worker replayed -> invocation answered.
+    let dir = tempfile::tempdir()?;
+    let executor = base()
+        .evict_after(Some(Duration::ZERO))
+        .data_dir(dir.path())
+        .open()
+        .await?;
+    let evicted = evicted_resumes(&executor, &harness).await?;
+    rows.push(row(
+        "completion -> evicted worker resumed by replay -> invocation answered, p50",
+        us(percentile(&evicted, 50)),
+    ));
+    rows.push(row("  same, p99", us(percentile(&evicted, 99))));
+    drop(executor);
+
+    // 4. Restart with many waiting workers.
+    let dir = tempfile::tempdir()?;
+    let (open_time, first, disk) = restart(dir.path(), &harness, &cache).await?;
+    rows.push(row(
+        format!("restart with {RESTART_WAITING} waiting workers: open -> accepting work"),
+        format!("{:.2} s", open_time.as_secs_f64()),
+    ));
+    rows.push(row(
+        "  then: completion sent -> its invocation answered (first after restart)",
+        us(first),
+    ));
+    rows.push(row(
+        "  disk use per waiting worker (database + WAL / workers)",
+        format!("{:.1} KiB", disk as f64 / RESTART_WAITING as f64 / 1024.0),
+    ));
+
+    let table = render(&rows);
+    println!("{table}");
+    let out = vow_tests::workspace_root()
+        .join("benchmarks")
+        .join("durability.md");
+    std::fs::write(&out, table).with_context(|| format!("writing {}", out.display()))?;
+    println!("written to {}", out.display());
+    Ok(())
+}
+
+async fn add(executor: &Executor, harness: &Path) -> Result<ComponentId> {
+    Ok(executor.ensure_component_file(harness).await?)
+}
+
+async fn parked_promise(executor: &Executor, worker: &WorkerId) -> Result<PromiseId> {
+    let filter = PromiseFilter {
+        worker: Some(worker.clone()),
+        ..PromiseFilter::pending()
+    };
+    loop {
+        if let Some(p) = executor
+            .promises(filter.clone())
+            .await?
+            .into_iter()
+            .find(|p| p.awaited)
+        {
+            return Ok(p.id);
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Times completion -> answer for one worker, again and again.
+async fn round_trips(executor: &Executor, harness: &Path) -> Result<Vec<Duration>> {
+    let component = add(executor, harness).await?;
+    let worker = executor
+        .start_worker(component, "round-trip", WorkerConfig::default())
+        .await?;
+    let mut times = Vec::with_capacity(ROUND_TRIPS);
+    for _ in 0..ROUND_TRIPS {
+        let call = executor
+            .submit(&worker, Invocation::new("create-and-await", vec![]))
+            .await?;
+        let promise = parked_promise(executor, &worker).await?;
+        let started = Instant::now();
+        executor.complete_promise(&promise, b"x".to_vec()).await?;
+        call.result().await?;
+        times.push(started.elapsed());
+    }
+    Ok(times)
+}
+
+async fn park_many(
+    executor: &Executor,
+    component: ComponentId,
+    prefix: &str,
+    count: usize,
+) -> Result<Vec<(PromiseId, vow_runtime::InvocationHandle)>> {
+    let mut calls = Vec::with_capacity(count);
+    for i in 0..count {
+        let worker = executor
+            .start_worker(component, &format!("{prefix}-{i}"), WorkerConfig::default())
+            .await?;
+        calls.push((
+            worker.clone(),
+            executor
+                .submit(
+                    &worker,
+                    Invocation::new("create-and-await", vec![])
+                        .with_idempotency_key(worker.worker_name.clone()),
+                )
+                .await?,
+        ));
+    }
+    let mut out = Vec::with_capacity(count);
+    for (worker, call) in calls {
+        out.push((parked_promise(executor, &worker).await?, call));
+    }
+    Ok(out)
+}
+
+async fn concurrent_completions(executor: &Executor, harness: &Path) -> Result<f64> {
+    let component = add(executor, harness).await?;
+    let parked = park_many(executor, component, "concurrent", CONCURRENT).await?;
+    let (promises, calls): (Vec<_>, Vec<_>) = parked.into_iter().unzip();
+    let promises = Arc::new(promises);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for client in 0..64 {
+        let executor = executor.clone();
+        let promises = Arc::clone(&promises);
+        tasks.push(tokio::spawn(async move {
+            for promise in promises.iter().skip(client).step_by(64) {
+                executor.complete_promise(promise, b"x".to_vec()).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    for call in calls {
+        call.result().await?;
+    }
+    Ok(CONCURRENT as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn evicted_resumes(executor: &Executor, harness: &Path) -> Result<Vec<Duration>> {
+    let component = add(executor, harness).await?;
+    let parked = park_many(executor, component, "evicted", EVICTED).await?;
+    while executor.resident_workers() > 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut times = Vec::with_capacity(EVICTED);
+    for (promise, call) in parked {
+        let started = Instant::now();
+        executor.complete_promise(&promise, b"x".to_vec()).await?;
+        call.result().await?;
+        times.push(started.elapsed());
+    }
+    Ok(times)
+}
+
+async fn restart(dir: &Path, harness: &Path, cache: &Path) -> Result<(Duration, Duration, u64)> {
+    let builder = || -> ExecutorBuilder {
+        Executor::builder()
+            .cache_dir(cache)
+            .evict_after(Some(Duration::ZERO))
+            .data_dir(dir)
+    };
+    let promise = {
+        let executor = builder().open().await?;
+        let component = add(&executor, harness).await?;
+        let mut parked = park_many(&executor, component, "waiting", RESTART_WAITING).await?;
+        let (promise, _) = parked.pop().ok_or_else(|| anyhow!("nothing parked"))?;
+        promise
+    };
+    let disk: u64 = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    let started = Instant::now();
+    let executor = builder().open().await?;
+    let open_time = started.elapsed();
+    // The invocation parked before the restart, found by its key.
+    let call = executor
+        .submit(
+            &promise.worker_id,
+            Invocation::new("create-and-await", vec![])
+                .with_idempotency_key(promise.worker_id.worker_name.clone()),
+        )
+        .await?;
+    let started = Instant::now();
+    executor.complete_promise(&promise, b"x".to_vec()).await?;
+    call.result().await?;
+    let first = started.elapsed();
+    Ok((open_time, first, disk))
+}
+
+fn percentile(times: &[Duration], p: usize) -> Duration {
+    let mut sorted = times.to_vec();
+    sorted.sort();
+    sorted
+        .get((sorted.len() * p / 100).min(sorted.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or_default()
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.0} µs", d.as_secs_f64() * 1e6)
+}
+
+fn render(rows: &[Row]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# Durability benchmark\n");
+    let _ = writeln!(
+        out,
+        "`cargo bench -p vow-tests --bench durability`: release build, in-process (no HTTP), one run, {} on {} cores.\n",
+        vow_tests::cpu_model(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let _ = writeln!(out, "| measure | result |\n|---|---|");
+    for r in rows {
+        let _ = writeln!(out, "| {} | {} |", r.what, r.value);
+    }
+    out
+}

@@ -1,0 +1,326 @@
+//! Durability: workers, promises and results survive a restart of the
+//! executor on the same store; parked workers leave memory and come back by
+//! replay; replay answers WASI's clocks and randomness from the log; a log
+//! that no longer matches its guest fails that worker alone.
+
+use std::sync::Arc;
+
+use anyhow::{Result, anyhow};
+use vow_runtime::vow_store::{self, MemoryStorage, Storage as _, WorkerKey};
+use vow_runtime::{ComponentId, Executor, Invocation, OplogEntry, Val, WorkerId, WorkerStatus};
+
+use crate::support::{
+    builder, bytes_of, bytes_val, eventually, parked_on, promise_from_val, promise_val, single,
+    start,
+};
+
+async fn open(dir: &std::path::Path) -> Result<Executor> {
+    Ok(builder().data_dir(dir).open().await?)
+}
+
+async fn harness_in(executor: &Executor) -> Result<ComponentId> {
+    Ok(executor
+        .ensure_component_file(vow_tests::guest("harness")?)
+        .await?)
+}
+
+fn u64_result(results: Vec<Val>) -> Result<u64> {
+    match single(results)? {
+        Val::U64(n) => Ok(n),
+        other => Err(anyhow!("expected u64, got {other:?}")),
+    }
+}
+
+async fn invocations_started(executor: &Executor, worker: &WorkerId) -> Result<usize> {
+    Ok(executor
+        .worker_oplog(worker, 1, 100_000)
+        .await?
+        .into_iter()
+        .filter(|r| matches!(r.entry, OplogEntry::InvocationStarted { .. }))
+        .count())
+}
+
+#[tokio::test]
+async fn state_parked_workers_and_results_survive_a_restart() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (counter, waiter, sampler, drawn, promise);
+    {
+        let executor = open(dir.path()).await?;
+        let component = harness_in(&executor).await?;
+        counter = start(&executor, component, "counter").await?;
+        for expected in 1..=5 {
+            assert_eq!(
+                u64_result(executor.invoke(&counter, "increment", vec![]).await?)?,
+                expected
+            );
+        }
+        sampler = start(&executor, component, "sampler").await?;
+        drawn = single(executor.invoke(&sampler, "sample", vec![]).await?)?;
+        waiter = start(&executor, component, "waiter").await?;
+        let parked = executor
+            .submit(
+                &waiter,
+                Invocation::new("create-and-await", vec![]).with_idempotency_key("wait-1"),
+            )
+            .await?;
+        promise = parked_on(&executor, &waiter).await?.id;
+        drop(parked);
+    }
+
+    let executor = open(dir.path()).await?;
+    let component = harness_in(&executor).await?;
+    assert_eq!(
+        component, counter.component_id,
+        "the stored component is reused"
+    );
+    assert_eq!(executor.worker_status(&counter)?, WorkerStatus::Idle);
+    assert_eq!(executor.worker_status(&waiter)?, WorkerStatus::Suspended);
+    assert_eq!(
+        executor.resident_workers(),
+        0,
+        "recovery instantiates nothing"
+    );
+
+    // Memory is rebuilt by replaying past invocations.
+    assert_eq!(
+        u64_result(executor.invoke(&counter, "increment", vec![]).await?)?,
+        6
+    );
+    // The clocks and the random bytes of the replayed `sample` are the
+    // recorded ones, so the guest's memory holds what it returned.
+    assert_eq!(
+        single(executor.invoke(&sampler, "last-sample", vec![]).await?)?,
+        Val::Option(Some(Box::new(drawn)))
+    );
+
+    // The parked invocation is still pending; the same key finds it.
+    let again = executor
+        .submit(
+            &waiter,
+            Invocation::new("create-and-await", vec![]).with_idempotency_key("wait-1"),
+        )
+        .await?;
+    assert!(!again.fresh);
+    assert!(
+        executor
+            .complete_promise(&promise, b"after restart".to_vec())
+            .await?
+    );
+    assert_eq!(bytes_of(&single(again.result().await?)?)?, b"after restart");
+    assert_eq!(invocations_started(&executor, &waiter).await?, 1);
+    assert_eq!(executor.worker_status(&waiter)?, WorkerStatus::Idle);
+    drop(executor);
+
+    // The finished result is stored: a third restart answers the key from it.
+    let executor = open(dir.path()).await?;
+    let stored = executor
+        .submit(
+            &waiter,
+            Invocation::new("create-and-await", vec![]).with_idempotency_key("wait-1"),
+        )
+        .await?;
+    assert!(!stored.fresh);
+    assert_eq!(
+        bytes_of(&single(stored.result().await?)?)?,
+        b"after restart"
+    );
+    assert!(
+        !executor
+            .complete_promise(&promise, b"late".to_vec())
+            .await?,
+        "a completed promise stays completed"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_completion_made_before_a_restart_is_not_made_again() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (target, relay, relay_promise);
+    {
+        let executor = open(dir.path()).await?;
+        let component = harness_in(&executor).await?;
+        target = start(&executor, component, "target").await?;
+        relay = start(&executor, component, "relay").await?;
+        let waiting = executor
+            .submit(
+                &target,
+                Invocation::new("create-and-await", vec![]).with_idempotency_key("t"),
+            )
+            .await?;
+        let target_promise = parked_on(&executor, &target).await?.id;
+        drop(
+            executor
+                .submit(
+                    &relay,
+                    Invocation::new(
+                        "relay",
+                        vec![promise_val(&target_promise), bytes_val(b"relayed")],
+                    )
+                    .with_idempotency_key("r"),
+                )
+                .await?,
+        );
+        // The relay completed the target, which returned, and now waits on
+        // its own promise: the process stops between its two steps.
+        assert_eq!(bytes_of(&single(waiting.result().await?)?)?, b"relayed");
+        relay_promise = parked_on(&executor, &relay).await?.id;
+    }
+
+    let executor = open(dir.path()).await?;
+    let resumed = executor
+        .submit(
+            &relay,
+            Invocation::new("relay", vec![promise_val(&relay_promise), bytes_val(b"x")])
+                .with_idempotency_key("r"),
+        )
+        .await?;
+    assert!(!resumed.fresh);
+    assert!(
+        executor
+            .complete_promise(&relay_promise, b"done".to_vec())
+            .await?
+    );
+    assert_eq!(bytes_of(&single(resumed.result().await?)?)?, b"done");
+    let completions: Vec<bool> = executor
+        .worker_oplog(&relay, 1, 1000)
+        .await?
+        .into_iter()
+        .filter_map(|r| match r.entry {
+            OplogEntry::CompletePromise { completed, .. } => Some(completed),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(completions, vec![true], "replay answered from the log");
+    assert_eq!(invocations_started(&executor, &target).await?, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn parked_workers_leave_memory_and_resume_with_their_own_payloads() -> Result<()> {
+    let executor = builder()
+        .evict_after(Some(std::time::Duration::ZERO))
+        .build()?;
+    let component = executor
+        .add_component_file(vow_tests::guest("harness")?)
+        .await?;
+    // State from before the eviction must come back.
+    let counter = start(&executor, component, "evicted-counter").await?;
+    for _ in 0..3 {
+        executor.invoke(&counter, "increment", vec![]).await?;
+    }
+    let drawn = single(executor.invoke(&counter, "sample", vec![]).await?)?;
+
+    let mut workers = vec![counter.clone()];
+    for i in 0..20 {
+        workers.push(start(&executor, component, &format!("evicted-{i}")).await?);
+    }
+    let mut calls = Vec::new();
+    for worker in &workers {
+        calls.push(
+            executor
+                .submit(worker, Invocation::new("create-and-await", vec![]))
+                .await?,
+        );
+    }
+    let mut promises = Vec::new();
+    for worker in &workers {
+        promises.push(parked_on(&executor, worker).await?.id);
+    }
+    eventually("every parked worker to leave memory", || async {
+        (executor.resident_workers() == 0).then_some(())
+    })
+    .await?;
+    for (worker, promise) in workers.iter().zip(&promises) {
+        assert_eq!(executor.worker_status(worker)?, WorkerStatus::Suspended);
+        let payload = format!("payload of {}", worker.worker_name);
+        assert!(
+            executor
+                .complete_promise(promise, payload.into_bytes())
+                .await?
+        );
+    }
+    for (worker, call) in workers.iter().zip(calls) {
+        let payload = bytes_of(&single(call.result().await?)?)?;
+        assert_eq!(
+            payload,
+            format!("payload of {}", worker.worker_name).into_bytes()
+        );
+    }
+    assert_eq!(
+        u64_result(executor.invoke(&counter, "increment", vec![]).await?)?,
+        4
+    );
+    assert_eq!(
+        single(executor.invoke(&counter, "last-sample", vec![]).await?)?,
+        Val::Option(Some(Box::new(drawn)))
+    );
+    // Output printed before the eviction is kept once, not replayed again.
+    let stdout = String::from_utf8(executor.worker_output(&counter)?.stdout)?;
+    assert_eq!(stdout.matches("waiting on").count(), 1, "{stdout}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_log_that_no_longer_matches_its_guest_fails_that_worker_only() -> Result<()> {
+    let storage: Arc<MemoryStorage> = Arc::new(MemoryStorage::new());
+    let (diverging, healthy);
+    {
+        let executor = builder().storage(storage.clone()).open().await?;
+        let component = harness_in(&executor).await?;
+        diverging = start(&executor, component, "diverging").await?;
+        healthy = start(&executor, component, "healthy").await?;
+        // 1 create, 2 invocation started, 3 create-promise, 4 finished.
+        promise_from_val(&single(
+            executor.invoke(&diverging, "new-promise", vec![]).await?,
+        )?)?;
+        executor.invoke(&healthy, "ping", vec![Val::U32(1)]).await?;
+    }
+    // Rewrite history: index 3 now claims the guest generated a key.
+    let key = WorkerKey {
+        component: diverging.component_id.0,
+        name: diverging.worker_name.clone(),
+    };
+    let record = |index: u64, entry: OplogEntry| vow_store::OplogRecord {
+        index,
+        at: 0,
+        entry: entry.encode().into(),
+    };
+    storage
+        .write(vec![
+            vow_store::Write::TruncateOplog {
+                worker: key.clone(),
+                after: 2,
+            },
+            vow_store::Write::AppendOplog {
+                worker: key,
+                records: vec![
+                    record(3, OplogEntry::IdempotencyKey { key: (1, 2) }),
+                    record(4, OplogEntry::InvocationFinished { ok: true }),
+                ],
+            },
+        ])
+        .await?;
+
+    let executor = builder().storage(storage).open().await?;
+    let error = executor
+        .invoke(&diverging, "ping", vec![Val::U32(1)])
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        error.contains(
+            "diverged from its oplog at index 3: the log holds `generate-idempotency-key` but the guest called `create-promise`"
+        ),
+        "{error}"
+    );
+    assert_eq!(executor.worker_status(&diverging)?, WorkerStatus::Failed);
+    assert_eq!(
+        executor
+            .invoke(&healthy, "ping", vec![Val::U32(41)])
+            .await?,
+        vec![Val::U32(42)]
+    );
+    Ok(())
+}
