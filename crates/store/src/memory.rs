@@ -139,12 +139,26 @@ impl State {
     }
 }
 
+/// Whether applying `write` in memory can fail.
+fn infallible(write: &Write) -> bool {
+    !matches!(
+        write,
+        Write::PutComponent(_)
+            | Write::CreateWorker(_)
+            | Write::AppendOplog { .. }
+            | Write::Enqueue(_)
+    )
+}
+
 impl Storage for MemoryStorage {
     fn write(&self, batch: Vec<Write>) -> BoxFuture<'static, Result<Vec<Outcome>>> {
         let mut state = self.state();
-        // Apply to a copy only when the batch could fail half-way; most
-        // batches are one write, which fails before changing anything.
-        let outcome = if batch.len() == 1 {
+        // A batch whose writes after the first cannot fail is applied in
+        // place: if the first fails it changed nothing, and nothing after it
+        // can fail. That is every batch the runtime writes on its hot paths
+        // (an oplog append with state updates); only other batches pay for
+        // applying to a copy.
+        let outcome = if batch.iter().skip(1).all(infallible) {
             batch
                 .into_iter()
                 .map(|w| state.apply(w))

@@ -160,3 +160,52 @@ fn waiting_workers_survive_kill_9_and_resume_exactly_once() -> anyhow::Result<()
     assert!(!listed.stdout.contains("/rust-"), "{}", listed.stdout);
     Ok(())
 }
+
+/// `vow serve` on a data directory it cannot use: the exit status and the
+/// one-line message.
+fn serve_fails(data: &std::path::Path) -> anyhow::Result<String> {
+    let done = run(
+        &[
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--data-dir",
+            &data.display().to_string(),
+        ],
+        QUICK,
+    )?
+    .code(1)?;
+    assert!(!done.stderr.contains("panicked"), "{}", done.stderr);
+    assert_eq!(done.stdout, "", "nothing is served");
+    Ok(done.stderr)
+}
+
+#[test]
+fn a_data_directory_that_cannot_be_used_is_a_clear_error() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    // A damaged database file.
+    let corrupted = dir.path().join("corrupted");
+    std::fs::create_dir(&corrupted)?;
+    std::fs::write(
+        corrupted.join(vow_runtime::DATABASE_FILE),
+        "this is not a database, it is a text file that is long enough to matter",
+    )?;
+    let stderr = serve_fails(&corrupted)?;
+    assert!(
+        stderr.contains(&format!(
+            "cannot open the data directory {}",
+            corrupted.display()
+        )) && stderr.contains("vow.sqlite"),
+        "{stderr}"
+    );
+    // A data directory that cannot be created (a file is in the way; this
+    // holds even for root, unlike permission bits).
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "")?;
+    let stderr = serve_fails(&file.join("data"))?;
+    assert!(
+        stderr.contains("creating the data directory") && stderr.contains("a-file"),
+        "{stderr}"
+    );
+    Ok(())
+}

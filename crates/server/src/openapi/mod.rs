@@ -228,6 +228,20 @@ fn paths() -> Value {
         )],
     );
     add(
+        w("/oplog"),
+        vec![(
+            "get",
+            Op {
+                id: "getOplog",
+                summary: "A page of the worker's operation log",
+                params: &["cid", "name", "oplogFrom", "oplogCount"],
+                body: None,
+                ok: ("200", schema("OplogPage")),
+                errors: &["400", "404"],
+            },
+        )],
+    );
+    add(
         w("/promises"),
         vec![(
             "get",

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use vow_runtime::{WorkerConfig, WorkerId, WorkerMetadata};
 
 use crate::error::ApiError;
-use crate::extract::{ComponentPath, JsonBody, WorkerPath};
+use crate::extract::{ApiQuery, ComponentPath, JsonBody, WorkerPath};
 use crate::routes::AppState;
 use crate::time::rfc3339;
 
@@ -161,4 +161,69 @@ pub(crate) async fn logs(
         stdout_dropped: output.stdout_dropped,
         stderr_dropped: output.stderr_dropped,
     }))
+}
+
+/// Most oplog entries one page may hold.
+const MAX_OPLOG_PAGE: usize = 1000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OplogQuery {
+    /// First index to return (default 1).
+    from: Option<u64>,
+    /// Most entries to return (default and maximum 1000).
+    count: Option<usize>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct OplogEntryBody {
+    index: u64,
+    /// Milliseconds since the Unix epoch.
+    at: u64,
+    entry: vow_runtime::OplogEntry,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct OplogPage {
+    entries: Vec<OplogEntryBody>,
+    /// The `from` of the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<u64>,
+}
+
+/// `GET /v1/components/{cid}/workers/{name}/oplog?from=N&count=M`: a page
+/// of the worker's operation log, from the store.
+pub(crate) async fn oplog(
+    State(state): State<AppState>,
+    WorkerPath(worker): WorkerPath,
+    ApiQuery(query): ApiQuery<OplogQuery>,
+) -> Result<Json<OplogPage>, ApiError> {
+    let from = query.from.unwrap_or(1).max(1);
+    let count = query
+        .count
+        .unwrap_or(MAX_OPLOG_PAGE)
+        .clamp(1, MAX_OPLOG_PAGE);
+    // One more than asked tells whether another page follows.
+    let mut records = state
+        .executor
+        .worker_oplog(&worker, from, count + 1)
+        .await?;
+    let next = (records.len() > count).then(|| {
+        records.truncate(count);
+        from + count as u64
+    });
+    let entries = records
+        .into_iter()
+        .map(|r| OplogEntryBody {
+            index: r.index,
+            at: r
+                .at
+                .duration_since(std::time::SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            entry: r.entry,
+        })
+        .collect();
+    Ok(Json(OplogPage { entries, next }))
 }

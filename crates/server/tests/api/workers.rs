@@ -153,3 +153,55 @@ async fn logs_return_what_the_guest_printed() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn the_oplog_is_read_in_pages() -> Result<()> {
+    let app = App::new()?;
+    let cid = app.upload("harness").await?;
+    app.create_worker(&cid, "logged").await?;
+    // 1 create, then per invocation: started, create-promise, finished.
+    for _ in 0..2 {
+        let (status, _) = app.invoke(&cid, "logged", "new-promise", json!([])).await?;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let oplog = format!("/v1/components/{cid}/workers/logged/oplog");
+    let (status, first) = app.get(&format!("{oplog}?count=4")).await?;
+    assert_eq!(status, StatusCode::OK);
+    let kinds = |page: &serde_json::Value| -> Vec<String> {
+        page["entries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| e["entry"]["kind"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        kinds(&first),
+        [
+            "create",
+            "invocation-started",
+            "create-promise",
+            "invocation-finished"
+        ]
+    );
+    assert_eq!(first["entries"][2]["index"], 3);
+    assert_eq!(first["next"], 5);
+    let (_, rest) = app.get(&format!("{oplog}?from=5&count=4")).await?;
+    assert_eq!(
+        kinds(&rest),
+        [
+            "invocation-started",
+            "create-promise",
+            "invocation-finished"
+        ]
+    );
+    assert_eq!(rest.get("next"), None, "{rest}");
+
+    let (status, error) = app.get(&format!("{oplog}?from=abc")).await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    let (status, _) = app
+        .get(&format!("/v1/components/{cid}/workers/nobody/oplog"))
+        .await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    Ok(())
+}
