@@ -68,18 +68,39 @@ impl Apply<'_> {
                     "DELETE FROM oplog WHERE component = ?1 AND name = ?2",
                     "DELETE FROM promises WHERE component = ?1 AND name = ?2",
                     "DELETE FROM invocations WHERE component = ?1 AND name = ?2",
+                    "DELETE FROM snapshots WHERE component = ?1 AND name = ?2",
                 ] {
                     self.exec(sql, params![key.component.as_bytes(), key.name])?;
                 }
             }
             Write::AppendOplog { worker, records } => self.append(worker, records)?,
             Write::TruncateOplog { worker, after } => {
-                self.exec(
+                for sql in [
                     "DELETE FROM oplog WHERE component = ?1 AND name = ?2 AND idx > ?3",
+                    "DELETE FROM snapshots WHERE component = ?1 AND name = ?2 AND idx > ?3",
+                ] {
+                    self.exec(
+                        sql,
+                        params![
+                            worker.component.as_bytes(),
+                            worker.name,
+                            crate::codec::int_saturating(*after)
+                        ],
+                    )?;
+                }
+            }
+            Write::PutSnapshot(snapshot) => {
+                self.exec(
+                    "INSERT INTO snapshots (component, name, idx, at, data)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (component, name) DO UPDATE
+                     SET idx = excluded.idx, at = excluded.at, data = excluded.data",
                     params![
-                        worker.component.as_bytes(),
-                        worker.name,
-                        crate::codec::int_saturating(*after)
+                        snapshot.worker.component.as_bytes(),
+                        snapshot.worker.name,
+                        int("a snapshot index", snapshot.index)?,
+                        int("a snapshot time", snapshot.at)?,
+                        &snapshot.data[..]
                     ],
                 )?;
             }

@@ -110,8 +110,8 @@ use futures::future::{BoxFuture, ready};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 use vow_store::{
-    ComponentRecord, Error, InvocationRecord, OplogRecord, Outcome, PromiseRecord, Result, Storage,
-    WorkerKey, WorkerRecord, Write,
+    ComponentRecord, Error, InvocationRecord, OplogRecord, Outcome, PromiseRecord, Result,
+    SnapshotRecord, Storage, WorkerKey, WorkerRecord, Write,
 };
 
 use crate::read::Readers;
@@ -286,6 +286,18 @@ impl Storage for SqliteStorage {
     ) -> BoxFuture<'a, Result<Vec<InvocationRecord>>> {
         let worker = worker.clone();
         self.read(move |conn, location| read::unfinished_invocations(conn, location, &worker))
+    }
+
+    fn all_unfinished_invocations(&self) -> BoxFuture<'_, Result<Vec<InvocationRecord>>> {
+        self.read(read::all_unfinished_invocations)
+    }
+
+    fn snapshot<'a>(
+        &'a self,
+        worker: &'a WorkerKey,
+    ) -> BoxFuture<'a, Result<Option<SnapshotRecord>>> {
+        let worker = worker.clone();
+        self.read(move |conn, location| read::snapshot(conn, location, &worker))
     }
 
     fn invocation_by_key<'a>(

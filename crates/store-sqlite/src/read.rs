@@ -14,7 +14,7 @@ use rusqlite::{Connection, Row, params};
 use uuid::Uuid;
 use vow_store::{
     ComponentRecord, Error, InvocationRecord, InvocationState, OplogRecord, PromiseKey,
-    PromiseRecord, PromiseState, Result, WorkerKey, WorkerRecord, WorkerState,
+    PromiseRecord, PromiseState, Result, SnapshotRecord, WorkerKey, WorkerRecord, WorkerState,
 };
 
 use crate::codec::{decode_env, decode_strings};
@@ -328,6 +328,49 @@ pub(crate) fn unfinished_invocations(
         params![worker.component.as_bytes(), worker.name],
         invocation(worker),
     )
+}
+
+/// Every worker's unfinished invocations, by worker and seq.
+pub(crate) fn all_unfinished_invocations(
+    conn: &Connection,
+    location: &str,
+) -> Result<Vec<InvocationRecord>> {
+    query(
+        conn,
+        location,
+        "SELECT seq, idempotency_key, request, state, result, accepted_at, component, name
+         FROM invocations WHERE state <> 'finished' ORDER BY component, name, seq",
+        [],
+        |row, loc| {
+            let worker = WorkerKey {
+                component: uuid(row, 6, loc)?,
+                name: get(row, 7, loc)?,
+            };
+            invocation(&worker)(row, loc)
+        },
+    )
+}
+
+pub(crate) fn snapshot(
+    conn: &Connection,
+    location: &str,
+    worker: &WorkerKey,
+) -> Result<Option<SnapshotRecord>> {
+    let found = query(
+        conn,
+        location,
+        "SELECT idx, at, data FROM snapshots WHERE component = ?1 AND name = ?2",
+        params![worker.component.as_bytes(), worker.name],
+        |row, loc| {
+            Ok(SnapshotRecord {
+                worker: worker.clone(),
+                index: unsigned(row, 0, loc)?,
+                at: unsigned(row, 1, loc)?,
+                data: bytes(row, 2, loc)?,
+            })
+        },
+    )?;
+    Ok(found.into_iter().next())
 }
 
 pub(crate) fn invocation_by_key(

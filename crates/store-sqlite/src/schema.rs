@@ -21,7 +21,7 @@ use crate::options::SqliteOptions;
 const APPLICATION_ID: i32 = 0x566F_7721;
 
 /// The migrations, oldest first.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this build writes and understands.
 pub(crate) const LATEST: u32 = MIGRATIONS.len() as u32;
@@ -102,6 +102,19 @@ CREATE UNIQUE INDEX invocations_by_key
 CREATE INDEX invocations_unfinished
     ON invocations (component, name, seq)
     WHERE state <> 'finished';
+";
+
+/// Version 2: worker snapshots, one per worker (the latest replaces the
+/// one before). A rowid table: snapshots can be large.
+const V2: &str = "
+CREATE TABLE snapshots (
+    component BLOB    NOT NULL,
+    name      TEXT    NOT NULL,
+    idx       INTEGER NOT NULL,
+    at        INTEGER NOT NULL,
+    data      BLOB    NOT NULL,
+    PRIMARY KEY (component, name)
+);
 ";
 
 /// Opens the writer's connection: creates the file if needed, switches to

@@ -28,12 +28,14 @@ mod invocations;
 mod oplog;
 mod promises;
 mod records;
+mod snapshots;
 
 pub use batches::{concurrent_writers, empty_batch, failing_batch_is_atomic, write_order};
-pub use invocations::{delete_worker, invocations};
+pub use invocations::{all_unfinished, delete_worker, invocations};
 pub use oplog::{oplog_append_and_page, oplog_truncate};
 pub use promises::promises;
 pub use records::{components, workers};
+pub use snapshots::snapshots;
 
 use bytes::Bytes;
 use uuid::Uuid;
@@ -52,6 +54,8 @@ pub async fn run_all(store: &dyn Storage) {
     oplog_truncate(store).await;
     promises(store).await;
     invocations(store).await;
+    all_unfinished(store).await;
+    snapshots(store).await;
     delete_worker(store).await;
     failing_batch_is_atomic(store).await;
     write_order(store).await;
@@ -173,6 +177,7 @@ fn describe(batch: &[Write]) -> String {
             Write::DeletePromise(_) => "delete-promise",
             Write::Enqueue(_) => "enqueue",
             Write::SetInvocationState { .. } => "set-invocation-state",
+            Write::PutSnapshot(_) => "put-snapshot",
         })
         .collect();
     format!("batch [{}]", kinds.join(", "))

@@ -186,6 +186,21 @@ pub struct InvocationRecord {
     pub accepted_at: Millis,
 }
 
+/// A worker's memory as its guest saved it (the `save-snapshot` export of
+/// `golem:api`): loading it into a fresh instance stands for replaying every
+/// invocation of the log up to `index`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotRecord {
+    /// The worker.
+    pub worker: WorkerKey,
+    /// The index of the last log entry the snapshot covers.
+    pub index: u64,
+    /// The guest's bytes.
+    pub data: Bytes,
+    /// When it was taken.
+    pub at: Millis,
+}
+
 /// One change. Batches of them are applied with [`Storage::write`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -201,7 +216,8 @@ pub enum Write {
         /// Its new state.
         state: WorkerState,
     },
-    /// Removes a worker with its log, its promises and its invocations.
+    /// Removes a worker with its log, its snapshot, its promises and its
+    /// invocations.
     DeleteWorker(WorkerKey),
     /// Appends entries to a worker's log; indices must continue the log.
     AppendOplog {
@@ -211,7 +227,8 @@ pub enum Write {
         records: Vec<OplogRecord>,
     },
     /// Drops every entry of a worker's log after `after` (an atomic region
-    /// that a crash interrupted is run again from its start).
+    /// that a crash interrupted is run again from its start), and its
+    /// snapshot if that covers a dropped entry.
     TruncateOplog {
         /// The worker.
         worker: WorkerKey,
@@ -242,6 +259,8 @@ pub enum Write {
     /// Queues an invocation (fails with [`Error::Conflict`] if the worker
     /// already has one with this sequence number or idempotency key).
     Enqueue(InvocationRecord),
+    /// Keeps a worker's snapshot in place of the one it had.
+    PutSnapshot(SnapshotRecord),
     /// Sets an invocation's state.
     SetInvocationState {
         /// The worker.
@@ -352,6 +371,16 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
         &'a self,
         worker: &'a WorkerKey,
     ) -> BoxFuture<'a, Result<Vec<InvocationRecord>>>;
+
+    /// Every worker's invocations that have not finished, ordered by worker
+    /// and then queue order (one read for recovery, however many workers).
+    fn all_unfinished_invocations(&self) -> BoxFuture<'_, Result<Vec<InvocationRecord>>>;
+
+    /// A worker's latest snapshot, if it has one.
+    fn snapshot<'a>(
+        &'a self,
+        worker: &'a WorkerKey,
+    ) -> BoxFuture<'a, Result<Option<SnapshotRecord>>>;
 
     /// A worker's invocation with this idempotency key, if there is one.
     fn invocation_by_key<'a>(

@@ -9,7 +9,7 @@ use futures::future::{BoxFuture, ready};
 
 use crate::{
     ComponentRecord, Error, InvocationRecord, InvocationState, OplogRecord, Outcome, PromiseKey,
-    PromiseRecord, PromiseState, Result, Storage, WorkerKey, WorkerRecord, Write,
+    PromiseRecord, PromiseState, Result, SnapshotRecord, Storage, WorkerKey, WorkerRecord, Write,
 };
 
 /// Keeps every record in memory. Writes are applied when [`Storage::write`]
@@ -25,7 +25,8 @@ struct State {
     workers: BTreeMap<WorkerKey, WorkerRecord>,
     oplogs: HashMap<WorkerKey, Vec<OplogRecord>>,
     promises: BTreeMap<PromiseKey, PromiseRecord>,
-    invocations: HashMap<WorkerKey, BTreeMap<u64, InvocationRecord>>,
+    invocations: BTreeMap<WorkerKey, BTreeMap<u64, InvocationRecord>>,
+    snapshots: HashMap<WorkerKey, SnapshotRecord>,
 }
 
 impl MemoryStorage {
@@ -66,6 +67,7 @@ impl State {
                 self.workers.remove(&key);
                 self.oplogs.remove(&key);
                 self.invocations.remove(&key);
+                self.snapshots.remove(&key);
                 self.promises.retain(|p, _| p.worker != key);
             }
             Write::AppendOplog { worker, records } => {
@@ -86,6 +88,9 @@ impl State {
             Write::TruncateOplog { worker, after } => {
                 if let Some(log) = self.oplogs.get_mut(&worker) {
                     log.truncate(after as usize);
+                }
+                if self.snapshots.get(&worker).is_some_and(|s| s.index > after) {
+                    self.snapshots.remove(&worker);
                 }
             }
             Write::CreatePromise { key, at } => {
@@ -124,6 +129,9 @@ impl State {
                     )));
                 }
                 queue.insert(inv.seq, inv);
+            }
+            Write::PutSnapshot(snapshot) => {
+                self.snapshots.insert(snapshot.worker.clone(), snapshot);
             }
             Write::SetInvocationState { worker, seq, state } => {
                 if let Some(inv) = self
@@ -226,6 +234,26 @@ impl Storage for MemoryStorage {
                     .cloned()
                     .collect()
             });
+        ready(Ok(out)).boxed()
+    }
+
+    fn all_unfinished_invocations(&self) -> BoxFuture<'_, Result<Vec<InvocationRecord>>> {
+        let out = self
+            .state()
+            .invocations
+            .values()
+            .flat_map(|q| q.values())
+            .filter(|i| !matches!(i.state, InvocationState::Finished(_)))
+            .cloned()
+            .collect();
+        ready(Ok(out)).boxed()
+    }
+
+    fn snapshot<'a>(
+        &'a self,
+        worker: &'a WorkerKey,
+    ) -> BoxFuture<'a, Result<Option<SnapshotRecord>>> {
+        let out = self.state().snapshots.get(worker).cloned();
         ready(Ok(out)).boxed()
     }
 

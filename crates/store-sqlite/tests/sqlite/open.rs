@@ -31,6 +31,55 @@ fn a_new_store_has_the_current_schema_version() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A store written by the first release (schema 1, before snapshots) is
+/// migrated in place when opened, and keeps its data.
+#[tokio::test]
+async fn a_version_1_store_is_migrated_and_keeps_its_data() -> anyhow::Result<()> {
+    let (_dir, path) = temp_store_path()?;
+    let worker = WorkerKey {
+        component: uuid::Uuid::new_v4(),
+        name: "old".to_owned(),
+    };
+    {
+        let store = open(&path)?;
+        store
+            .write(vec![Write::AppendOplog {
+                worker: worker.clone(),
+                records: vec![vow_store::OplogRecord {
+                    index: 1,
+                    at: 5,
+                    entry: b"first".to_vec().into(),
+                }],
+            }])
+            .await?;
+    }
+    // Take the file back to schema 1 as version 1 of this crate left it.
+    {
+        let conn = rusqlite::Connection::open(&path)?;
+        conn.execute_batch("DROP TABLE snapshots")?;
+        conn.pragma_update(None, "user_version", 1)?;
+    }
+    let store = open(&path)?;
+    let version: u32 =
+        rusqlite::Connection::open(&path)?
+            .query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    assert_eq!(version, SCHEMA_VERSION);
+    assert_eq!(store.oplog(&worker, 1, 10).await?.len(), 1);
+    store
+        .write(vec![Write::PutSnapshot(vow_store::SnapshotRecord {
+            worker: worker.clone(),
+            index: 1,
+            data: b"memory".to_vec().into(),
+            at: 6,
+        })])
+        .await?;
+    assert_eq!(
+        store.snapshot(&worker).await?.map(|s| s.data.to_vec()),
+        Some(b"memory".to_vec())
+    );
+    Ok(())
+}
+
 #[test]
 fn a_newer_schema_is_refused() -> anyhow::Result<()> {
     let (_dir, path) = temp_store_path()?;
