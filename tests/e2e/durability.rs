@@ -324,3 +324,175 @@ async fn a_log_that_no_longer_matches_its_guest_fails_that_worker_only() -> Resu
     );
     Ok(())
 }
+
+fn snapshots_in(records: &[vow_runtime::OplogRecord]) -> usize {
+    records
+        .iter()
+        .filter(|r| matches!(r.entry, OplogEntry::Snapshot { .. }))
+        .count()
+}
+
+#[tokio::test]
+async fn snapshots_bound_replay_and_keep_state_and_settings() -> Result<()> {
+    let storage: Arc<MemoryStorage> = Arc::new(MemoryStorage::new());
+    let open = || {
+        builder()
+            .snapshot_every(Some(3))
+            .storage(storage.clone())
+            .open()
+    };
+    let policy = Val::Record(vec![
+        ("max-attempts".to_owned(), Val::U32(7)),
+        ("min-delay".to_owned(), Val::U64(1)),
+        ("max-delay".to_owned(), Val::U64(2)),
+        ("multiplier".to_owned(), Val::Float64(1.5)),
+        ("max-jitter-factor".to_owned(), Val::Option(None)),
+    ]);
+    let (counter, drawn);
+    {
+        let executor = open().await?;
+        let component = harness_in(&executor).await?;
+        counter = start(&executor, component, "snapshotted").await?;
+        executor
+            .invoke(&counter, "retry-policy-roundtrip", vec![policy.clone()])
+            .await?;
+        for _ in 0..6 {
+            executor.invoke(&counter, "increment", vec![]).await?;
+        }
+        drawn = single(executor.invoke(&counter, "sample", vec![]).await?)?;
+        assert_eq!(
+            single(executor.invoke(&counter, "snapshot-loads", vec![]).await?)?,
+            Val::U32(0)
+        );
+        executor.invoke(&counter, "ping", vec![Val::U32(1)]).await?;
+        // Ten invocations: snapshots after the third, sixth and ninth.
+        let log = executor.worker_oplog(&counter, 1, 1000).await?;
+        assert_eq!(snapshots_in(&log), 3, "{log:?}");
+    }
+
+    let executor = open().await?;
+    // Loaded from the snapshot taken after the ninth invocation, then the
+    // tenth replayed: the counter, the sample and the retry policy (set
+    // before the snapshots, so never replayed) are all back.
+    assert_eq!(
+        u64_result(executor.invoke(&counter, "increment", vec![]).await?)?,
+        7
+    );
+    assert_eq!(
+        single(executor.invoke(&counter, "snapshot-loads", vec![]).await?)?,
+        Val::U32(1)
+    );
+    assert_eq!(
+        single(executor.invoke(&counter, "last-sample", vec![]).await?)?,
+        Val::Option(Some(Box::new(drawn)))
+    );
+    assert_eq!(
+        single(
+            executor
+                .invoke(&counter, "get-retry-policy", vec![])
+                .await?
+        )?,
+        policy
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_snapshot_the_guest_refuses_is_passed_over_for_a_full_replay() -> Result<()> {
+    let storage: Arc<MemoryStorage> = Arc::new(MemoryStorage::new());
+    let open = || {
+        builder()
+            .snapshot_every(Some(2))
+            .storage(storage.clone())
+            .open()
+    };
+    let counter;
+    {
+        let executor = open().await?;
+        let component = harness_in(&executor).await?;
+        counter = start(&executor, component, "refused").await?;
+        for _ in 0..5 {
+            executor.invoke(&counter, "increment", vec![]).await?;
+        }
+    }
+    let key = WorkerKey {
+        component: counter.component_id.0,
+        name: counter.worker_name.clone(),
+    };
+    let mut snapshot = storage
+        .snapshot(&key)
+        .await?
+        .ok_or_else(|| anyhow!("no snapshot was stored"))?;
+    snapshot.data = b"not a harness snapshot".to_vec().into();
+    storage
+        .write(vec![vow_store::Write::PutSnapshot(snapshot)])
+        .await?;
+
+    let executor = open().await?;
+    assert_eq!(
+        u64_result(executor.invoke(&counter, "increment", vec![]).await?)?,
+        6
+    );
+    assert_eq!(
+        single(executor.invoke(&counter, "snapshot-loads", vec![]).await?)?,
+        Val::U32(0),
+        "the whole log was replayed instead"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn past_the_resident_cap_the_least_recently_used_workers_leave_memory() -> Result<()> {
+    let executor = builder().max_resident(3).evict_after(None).build()?;
+    let component = executor
+        .add_component_file(vow_tests::guest("harness")?)
+        .await?;
+    let mut counters = Vec::new();
+    for i in 0..6 {
+        let worker = start(&executor, component, &format!("capped-{i}")).await?;
+        for _ in 0..=i {
+            executor.invoke(&worker, "increment", vec![]).await?;
+        }
+        counters.push(worker);
+    }
+    eventually("idle workers past the cap to leave memory", || async {
+        (executor.resident_workers() <= 3).then_some(())
+    })
+    .await?;
+    // Each comes back by replay with its own state, evicting another.
+    for (i, worker) in counters.iter().enumerate() {
+        assert_eq!(
+            u64_result(executor.invoke(worker, "increment", vec![]).await?)?,
+            i as u64 + 2
+        );
+    }
+    // Parked workers leave too when the cap needs room, and resume.
+    let mut calls = Vec::new();
+    for worker in &counters {
+        calls.push(
+            executor
+                .submit(worker, Invocation::new("create-and-await", vec![]))
+                .await?,
+        );
+    }
+    let mut promises = Vec::new();
+    for worker in &counters {
+        promises.push(parked_on(&executor, worker).await?.id);
+    }
+    eventually("parked workers past the cap to leave memory", || async {
+        (executor.resident_workers() <= 3).then_some(())
+    })
+    .await?;
+    for (worker, promise) in counters.iter().zip(&promises) {
+        executor
+            .complete_promise(promise, worker.worker_name.clone().into_bytes())
+            .await?;
+    }
+    for (worker, call) in counters.iter().zip(calls) {
+        assert_eq!(
+            bytes_of(&single(call.result().await?)?)?,
+            worker.worker_name.as_bytes()
+        );
+    }
+    Ok(())
+}

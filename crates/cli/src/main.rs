@@ -180,6 +180,17 @@ struct ServeArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     evict_after: f64,
 
+    /// Most workers kept in memory; past it the least recently used idle or
+    /// parked workers leave memory and come back by replay when needed
+    #[arg(long, value_name = "COUNT", default_value_t = vow_runtime::DEFAULT_MAX_RESIDENT)]
+    max_resident: usize,
+
+    /// Snapshot a worker whose component exports golem:api's save-snapshot
+    /// and load-snapshot after this many invocations, so replay starts from
+    /// the latest snapshot (0: never)
+    #[arg(long, value_name = "INVOCATIONS", default_value_t = vow_runtime::DEFAULT_SNAPSHOT_EVERY)]
+    snapshot_every: u64,
+
     #[command(flatten)]
     cache: CacheArgs,
 }

@@ -57,8 +57,13 @@ async fn executor(args: &ServeArgs) -> anyhow::Result<Executor> {
     if !args.evict_after.is_finite() || args.evict_after < 0.0 {
         anyhow::bail!("--evict-after must be a number of seconds, 0 or more");
     }
-    let builder =
-        local::builder(&args.cache).evict_after(Some(Duration::from_secs_f64(args.evict_after)));
+    if args.max_resident == 0 {
+        anyhow::bail!("--max-resident must be 1 or more");
+    }
+    let builder = local::builder(&args.cache)
+        .evict_after(Some(Duration::from_secs_f64(args.evict_after)))
+        .max_resident(args.max_resident)
+        .snapshot_every(Some(args.snapshot_every));
     if args.in_memory {
         output::error_line("keeping everything in memory (--in-memory): a restart loses it");
         return builder.build().context("cannot set up the runtime");

@@ -68,7 +68,20 @@ pub(crate) struct LoadedComponent {
     pub(crate) info: ComponentInfo,
     pub(crate) pre: InstancePre<WorkerState>,
     exports: HashMap<String, Arc<ExportFunc>>,
+    /// The `golem:api` snapshot exports, when the component has both.
+    pub(crate) snapshot: Option<SnapshotExports>,
 }
+
+/// `golem:api/save-snapshot@1.1.0#save` and
+/// `golem:api/load-snapshot@1.1.0#load`.
+pub(crate) struct SnapshotExports {
+    pub(crate) save: Arc<ExportFunc>,
+    pub(crate) load: Arc<ExportFunc>,
+}
+
+/// The invocation names of the snapshot exports.
+const SAVE_SNAPSHOT: &str = "golem:api/save-snapshot@1.1.0.{save}";
+const LOAD_SNAPSHOT: &str = "golem:api/load-snapshot@1.1.0.{load}";
 
 impl LoadedComponent {
     /// Finds an export by its name; interface functions are also found as
@@ -213,6 +226,13 @@ pub(crate) fn load(
         }
     }
     infos.sort_by(|a, b| a.name.cmp(&b.name));
+    let snapshot = match (exports.get(SAVE_SNAPSHOT), exports.get(LOAD_SNAPSHOT)) {
+        (Some(save), Some(load)) => Some(SnapshotExports {
+            save: Arc::clone(save),
+            load: Arc::clone(load),
+        }),
+        _ => None,
+    };
     Ok(LoadedComponent {
         info: ComponentInfo {
             id: source.id,
@@ -223,6 +243,7 @@ pub(crate) fn load(
         },
         pre,
         exports,
+        snapshot,
     })
 }
 

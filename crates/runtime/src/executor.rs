@@ -39,6 +39,8 @@ struct Settings {
     output_limit: usize,
     max_resources: usize,
     evict_after: Option<Duration>,
+    max_resident: usize,
+    snapshot_every: Option<u64>,
     storage: StorageChoice,
 }
 
@@ -59,6 +61,14 @@ impl std::fmt::Debug for StorageChoice {
         }
     }
 }
+
+/// How many workers an executor keeps in memory unless told otherwise (see
+/// [`ExecutorBuilder::max_resident`]).
+pub const DEFAULT_MAX_RESIDENT: usize = 1_000;
+
+/// After how many invocations a worker is snapshotted unless told otherwise
+/// (see [`ExecutorBuilder::snapshot_every`]).
+pub const DEFAULT_SNAPSHOT_EVERY: u64 = 100;
 
 /// The name of the SQLite file inside a data directory.
 pub const DATABASE_FILE: &str = "vow.sqlite";
@@ -81,6 +91,8 @@ impl Default for ExecutorBuilder {
                 output_limit: 1 << 20,
                 max_resources: 10_000,
                 evict_after: Some(Duration::from_secs(10)),
+                max_resident: DEFAULT_MAX_RESIDENT,
+                snapshot_every: Some(DEFAULT_SNAPSHOT_EVERY),
                 storage: StorageChoice::Memory,
             },
         }
@@ -147,6 +159,29 @@ impl ExecutorBuilder {
     /// worker as soon as it parks; `None` keeps parked workers in memory.
     pub fn evict_after(mut self, delay: Option<Duration>) -> Self {
         self.settings.evict_after = delay;
+        self
+    }
+
+    /// Most workers kept in memory at once (default
+    /// [`DEFAULT_MAX_RESIDENT`]). When one more comes into memory, the least
+    /// recently used workers that are idle or parked on a promise leave it:
+    /// their Store is dropped, and the next invocation or completion brings
+    /// them back by replaying their log. Running workers are never evicted,
+    /// so the count can exceed the cap while more than that many run at once.
+    pub fn max_resident(mut self, count: usize) -> Self {
+        self.settings.max_resident = count.max(1);
+        self
+    }
+
+    /// How often a worker whose component exports `golem:api`'s
+    /// `save-snapshot` and `load-snapshot` is snapshotted: after this many
+    /// invocations (default [`DEFAULT_SNAPSHOT_EVERY`]); `None` never. A
+    /// worker coming back into memory loads its latest snapshot and replays
+    /// only the invocations after it, so replay time stays bounded however
+    /// long its history. Components without those exports replay their
+    /// whole history.
+    pub fn snapshot_every(mut self, invocations: Option<u64>) -> Self {
+        self.settings.snapshot_every = invocations.filter(|n| *n > 0);
         self
     }
 
@@ -226,6 +261,7 @@ impl ExecutorBuilder {
         let linker = new_linker(&engine)?;
         let (promises, dispatcher) = Promises::spawn(Arc::clone(&storage), promises);
         let ticker = Ticker::start(engine.clone(), settings.epoch_interval);
+        let registry = Arc::new(Registry::new(settings.max_resident));
         let shared = Shared {
             storage: Arc::clone(&storage),
             promises: promises.clone(),
@@ -237,7 +273,7 @@ impl ExecutorBuilder {
                 linker,
                 settings,
                 components: RwLock::new(HashMap::new()),
-                registry: Arc::new(Registry::default()),
+                registry,
                 promises,
                 storage,
                 shared,
@@ -628,6 +664,7 @@ impl Executor {
             max_resources: settings.max_resources,
             invocation_timeout: settings.invocation_timeout,
             evict_after: settings.evict_after,
+            snapshot_every: settings.snapshot_every,
         }
     }
 
@@ -662,8 +699,7 @@ impl Executor {
             return Err(Error::WorkerExists(id));
         }
         let created_at = std::time::SystemTime::now();
-        let (entry, mailbox) =
-            WorkerEntry::new(id.clone(), config, created_at, &self.inner.shared, 1, 0);
+        let entry = WorkerEntry::new(id.clone(), config, created_at, &self.inner.shared, 1, 0);
         let env = self.env(loaded);
         let seed = uuid::Uuid::new_v4().as_u64_pair();
         let live = run::instantiate(&entry, &env, seed).await?;
@@ -704,7 +740,7 @@ impl Executor {
                 other => other.into(),
             });
         }
-        let task = tokio::spawn(run::run(Arc::clone(&entry), env, Some(live), mailbox, None));
+        let task = tokio::spawn(run::run(Arc::clone(&entry), env, Some(live), None));
         entry.set_task(task.abort_handle());
         tracing::info!(worker = %id, "worker started");
         Ok(id)
@@ -732,6 +768,7 @@ impl Executor {
                     function: invocation.function.clone(),
                 })?;
         check_params(&export, &invocation.params)?;
+        entry.load_seq().await?;
         if let Some(key) = &invocation.idempotency_key {
             if let Some(outcome) = entry.idempotent_outcome(key) {
                 return Ok(InvocationHandle {

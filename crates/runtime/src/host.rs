@@ -19,7 +19,7 @@ use crate::bindings::golem::api::host::{
 use crate::error::Error;
 use crate::ids::{ComponentId, PromiseId, WorkerId};
 use crate::journal::{Durable, SharedJournal, lock};
-use crate::oplog::{OplogEntry, RecordedMetadata};
+use crate::oplog::{HostSettings, OplogEntry, RecordedMetadata};
 use crate::persist;
 use crate::promise::AwaitError;
 use crate::worker::{Registry, WorkerEntry, WorkerMetadata, WorkerStatus};
@@ -51,6 +51,46 @@ impl GolemCtx {
             persistence: PersistenceLevel::Smart,
             idempotent: true,
         }
+    }
+
+    /// The settings a snapshot keeps.
+    pub(crate) fn settings(&self) -> HostSettings {
+        let p = self.retry_policy;
+        HostSettings {
+            retry_policy: (
+                p.max_attempts,
+                p.min_delay,
+                p.max_delay,
+                p.multiplier,
+                p.max_jitter_factor,
+            ),
+            persistence: match self.persistence {
+                PersistenceLevel::PersistNothing => "persist-nothing",
+                PersistenceLevel::PersistRemoteSideEffects => "persist-remote-side-effects",
+                PersistenceLevel::Smart => "smart",
+            }
+            .to_owned(),
+            idempotent: self.idempotent,
+        }
+    }
+
+    /// Restores the settings a snapshot kept.
+    pub(crate) fn restore_settings(&mut self, settings: &HostSettings) {
+        let (max_attempts, min_delay, max_delay, multiplier, max_jitter_factor) =
+            settings.retry_policy;
+        self.retry_policy = RetryPolicy {
+            max_attempts,
+            min_delay,
+            max_delay,
+            multiplier,
+            max_jitter_factor,
+        };
+        self.persistence = match settings.persistence.as_str() {
+            "persist-nothing" => PersistenceLevel::PersistNothing,
+            "persist-remote-side-effects" => PersistenceLevel::PersistRemoteSideEffects,
+            _ => PersistenceLevel::Smart,
+        };
+        self.idempotent = settings.idempotent;
     }
 
     fn registry(&self) -> wasmtime::Result<Arc<Registry>> {

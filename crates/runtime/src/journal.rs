@@ -60,7 +60,15 @@ pub(crate) struct Journal {
     /// The largest monotonic-clock value the guest has seen, so the clock
     /// never runs backwards across restarts.
     last_monotonic: u64,
+    /// Set while the guest saves or loads a snapshot: clocks and random are
+    /// answered live and not recorded, and host calls are refused, so the
+    /// log is the same whether or not a snapshot was taken.
+    detached: bool,
 }
+
+/// Why a host call failed while the journal was detached.
+const DETACHED: &str =
+    "golem:api host functions cannot be called from save-snapshot or load-snapshot";
 
 impl Journal {
     /// A journal whose log ends at `last` and has nothing to replay.
@@ -80,6 +88,7 @@ impl Journal {
             diverged: None,
             muted,
             last_monotonic: 0,
+            detached: false,
         }
     }
 
@@ -87,19 +96,40 @@ impl Journal {
         Arc::new(Mutex::new(self))
     }
 
-    /// Loads entries to replay (every entry after the worker's creation that
-    /// the store holds); the position goes back to the creation entry.
-    pub(crate) fn start_replay(&mut self, records: Vec<OplogRecord>) {
-        self.last = records.last().map_or(self.last, |r| r.index);
+    /// Loads entries to replay: those the store holds after the entry at
+    /// `position` (the worker's creation, or the snapshot the worker is
+    /// loaded from), where the position goes back to.
+    pub(crate) fn start_replay_after(&mut self, position: OplogIndex, records: Vec<OplogRecord>) {
+        self.last = records.last().map_or(self.last.max(position), |r| r.index);
         for record in &records {
-            if let OplogEntry::MonotonicClock { nanos } = record.entry {
+            if let OplogEntry::MonotonicClock { nanos }
+            | OplogEntry::Snapshot {
+                monotonic: nanos, ..
+            } = record.entry
+            {
                 self.last_monotonic = self.last_monotonic.max(nanos);
             }
         }
         self.replay = records.into();
-        self.position = 1;
+        self.position = position;
         self.diverged = None;
         self.muted.store(true, Ordering::Release);
+    }
+
+    /// Raises the monotonic clock's floor (from a snapshot's record).
+    pub(crate) fn raise_monotonic(&mut self, nanos: u64) {
+        self.last_monotonic = self.last_monotonic.max(nanos);
+    }
+
+    /// The largest monotonic-clock value the guest has seen.
+    pub(crate) fn last_monotonic(&self) -> u64 {
+        self.last_monotonic
+    }
+
+    /// Detaches the journal while the guest saves or loads a snapshot
+    /// (`true`), or attaches it again.
+    pub(crate) fn set_detached(&mut self, detached: bool) {
+        self.detached = detached;
     }
 
     /// Index of the last entry in the log.
@@ -138,6 +168,17 @@ impl Journal {
     pub(crate) fn next(&mut self, kind: &'static str) -> Result<Option<OplogEntry>, String> {
         if let Some(diverged) = &self.diverged {
             return Err(diverged.clone());
+        }
+        if self.detached {
+            return Err(DETACHED.to_owned());
+        }
+        // A snapshot taken between two invocations changes nothing the guest
+        // sees: replay passes over it.
+        while let Some(front) = self.replay.front()
+            && matches!(front.entry, OplogEntry::Snapshot { .. })
+        {
+            self.position = front.index;
+            self.replay.pop_front();
         }
         let Some(front) = self.replay.front() else {
             self.unmute();
@@ -194,6 +235,9 @@ impl Journal {
 
     /// A clock read: the recorded value in replay, `live()` otherwise.
     fn clock(&mut self, kind: &'static str, live: impl FnOnce() -> u64) -> u64 {
+        if self.detached {
+            return live();
+        }
         let replayed = match self.next(kind) {
             Ok(Some(OplogEntry::WallClock { nanos } | OplogEntry::MonotonicClock { nanos })) => {
                 Some(nanos)
@@ -220,6 +264,10 @@ impl Journal {
     }
 
     fn random(&mut self, dest: &mut [u8], source: &mut StdRng) {
+        if self.detached {
+            rand::Rng::fill_bytes(source, dest);
+            return;
+        }
         match self.next("random") {
             Ok(Some(OplogEntry::Random { bytes })) if bytes.len() == dest.len() => {
                 dest.copy_from_slice(&bytes);

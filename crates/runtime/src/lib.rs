@@ -86,11 +86,12 @@ mod worker;
 pub use component::{ComponentInfo, ExportInfo, ParamInfo};
 pub use error::{Error, Result};
 pub use executor::{
-    DATABASE_FILE, Executor, ExecutorBuilder, FunctionType, Invocation, InvocationHandle,
+    DATABASE_FILE, DEFAULT_MAX_RESIDENT, DEFAULT_SNAPSHOT_EVERY, Executor, ExecutorBuilder,
+    FunctionType, Invocation, InvocationHandle,
 };
 pub use host::WorkerListing;
 pub use ids::{ComponentId, MAX_WORKER_NAME_LEN, OplogIndex, PromiseId, WorkerId};
-pub use oplog::{OplogEntry, OplogRecord, RecordedMetadata};
+pub use oplog::{HostSettings, OplogEntry, OplogRecord, RecordedMetadata};
 pub use output::WorkerOutput;
 pub use promise::{PromiseFilter, PromiseInfo, PromiseStatus};
 pub use values::wit_type;

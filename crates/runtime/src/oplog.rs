@@ -114,6 +114,31 @@ pub enum OplogEntry {
         /// The instant, in nanoseconds.
         nanos: u64,
     },
+    /// The guest's memory was saved with its `save-snapshot` export, after
+    /// the invocation before this entry finished; the bytes are kept in the
+    /// store. Loading them into a fresh instance stands for replaying every
+    /// entry up to here, so replay starts after the latest snapshot.
+    Snapshot {
+        /// Size of the saved bytes.
+        size: u64,
+        /// The host-side settings in force, which replay after the snapshot
+        /// cannot rebuild.
+        settings: HostSettings,
+        /// The largest monotonic-clock value the guest had seen.
+        monotonic: u64,
+    },
+}
+
+/// Per-worker settings the guest changes through the host interface.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HostSettings {
+    /// `set-retry-policy`: max attempts, min delay and max delay (ns),
+    /// multiplier, max jitter factor.
+    pub retry_policy: (u32, u64, u64, f64, Option<f64>),
+    /// `set-oplog-persistence-level`, as the WIT spells it.
+    pub persistence: String,
+    /// `set-idempotence-mode`.
+    pub idempotent: bool,
 }
 
 /// Worker metadata as a guest received it, recorded so replay answers the
@@ -155,6 +180,7 @@ impl OplogEntry {
             Self::Random { .. } => "random",
             Self::WallClock { .. } => "wall-clock",
             Self::MonotonicClock { .. } => "monotonic-clock",
+            Self::Snapshot { .. } => "snapshot",
         }
     }
 

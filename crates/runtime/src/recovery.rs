@@ -11,14 +11,16 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use vow_store::{InvocationState, WorkerRecord};
+use std::collections::HashMap;
+
+use vow_store::{InvocationRecord, InvocationState, WorkerKey, WorkerRecord};
 
 use crate::error::Result;
 use crate::executor::{Executor, queue_job};
 use crate::ids::ComponentId;
 use crate::persist;
 use crate::run;
-use crate::worker::{WorkerConfig, WorkerEntry, WorkerStatus};
+use crate::worker::{UNKNOWN_SEQ, WorkerConfig, WorkerEntry, WorkerStatus};
 
 /// Loads every component and worker the executor's store holds.
 pub(crate) async fn recover(executor: &Executor) -> Result<()> {
@@ -34,10 +36,18 @@ pub(crate) async fn recover(executor: &Executor) -> Result<()> {
         }
     }
     let workers = storage.workers().await?;
+    let mut unfinished: HashMap<WorkerKey, Vec<InvocationRecord>> = HashMap::new();
+    for invocation in storage.all_unfinished_invocations().await? {
+        unfinished
+            .entry(invocation.worker.clone())
+            .or_default()
+            .push(invocation);
+    }
     let count = workers.len();
     let mut resumed = 0;
     for record in workers {
-        if recover_worker(executor, record).await? {
+        let invocations = unfinished.remove(&record.key).unwrap_or_default();
+        if recover_worker(executor, record, invocations)? {
             resumed += 1;
         }
     }
@@ -47,16 +57,22 @@ pub(crate) async fn recover(executor: &Executor) -> Result<()> {
     Ok(())
 }
 
-/// Registers one stored worker; `true` if it has work to resume.
-async fn recover_worker(executor: &Executor, record: WorkerRecord) -> Result<bool> {
+/// Registers one stored worker with its unfinished invocations; `true` if
+/// it has work to resume.
+fn recover_worker(
+    executor: &Executor,
+    record: WorkerRecord,
+    invocations: Vec<InvocationRecord>,
+) -> Result<bool> {
     let id = persist::worker_id(&record.key);
     let Ok(component) = executor.loaded_component(id.component_id) else {
         tracing::error!(worker = %id, "worker's component is missing; worker not recovered");
         return Ok(false);
     };
-    let storage = Arc::clone(executor.storage());
-    let last_seq = storage.last_invocation_seq(&record.key).await?;
-    let (entry, mailbox) = WorkerEntry::new(
+    // Sequence numbers only grow, so the last unfinished invocation holds
+    // the last one; otherwise it is read at the worker's next invocation.
+    let last_seq = invocations.last().map_or(UNKNOWN_SEQ, |i| i.seq);
+    let entry = WorkerEntry::new(
         id.clone(),
         WorkerConfig {
             args: record.args,
@@ -91,7 +107,7 @@ async fn recover_worker(executor: &Executor, record: WorkerRecord) -> Result<boo
     executor.registry().insert(Arc::clone(&entry))?;
     let mut pending = 0;
     if status != WorkerStatus::Failed {
-        for invocation in storage.unfinished_invocations(&record.key).await? {
+        for invocation in invocations {
             let request: persist::Request = persist::decode(&invocation.request, "a request")?;
             let Some(export) = component.export(&request.function) else {
                 tracing::error!(worker = %id, function = request.function, "stored invocation names an unknown function");
@@ -111,7 +127,7 @@ async fn recover_worker(executor: &Executor, record: WorkerRecord) -> Result<boo
         }
     }
     let env = executor.env(component);
-    let task = tokio::spawn(run::run(Arc::clone(&entry), env, None, mailbox, parked_on));
+    let task = tokio::spawn(run::run(Arc::clone(&entry), env, None, parked_on));
     entry.set_task(task.abort_handle());
     Ok(pending > 0)
 }

@@ -14,7 +14,6 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use wasmtime::component::{Instance, Val};
 use wasmtime::{Engine, Store, StoreLimitsBuilder};
@@ -39,6 +38,8 @@ pub(crate) struct Env {
     pub(crate) invocation_timeout: Option<Duration>,
     /// How long a worker may stay parked in memory; `None` keeps it.
     pub(crate) evict_after: Option<Duration>,
+    /// Invocations between snapshots; `None` takes none.
+    pub(crate) snapshot_every: Option<u64>,
 }
 
 /// A worker in memory.
@@ -47,12 +48,15 @@ pub(crate) struct Live {
     instance: Instance,
     /// Counts the worker as resident while this lives.
     registry: Weak<Registry>,
+    entry: Arc<WorkerEntry>,
+    /// Invocations finished since the last snapshot (replayed ones too).
+    since_snapshot: u64,
 }
 
 impl Drop for Live {
     fn drop(&mut self) {
         if let Some(registry) = self.registry.upgrade() {
-            registry.count_resident(false);
+            registry.left(&self.entry);
         }
     }
 }
@@ -102,25 +106,27 @@ pub(crate) async fn instantiate(
             reason: chain(&e),
         })?;
     if let Some(registry) = env.registry.upgrade() {
-        registry.count_resident(true);
+        registry.arrived(entry);
     }
     Ok(Live {
         store,
         instance,
         registry: env.registry.clone(),
+        entry: Arc::clone(entry),
+        since_snapshot: 0,
     })
 }
 
-/// Reads a worker's whole log from the store.
-async fn read_log(entry: &WorkerEntry) -> Result<Vec<OplogRecord>> {
+/// Reads a worker's log from the store, from index `from` to its end.
+async fn read_log(entry: &WorkerEntry, from: u64) -> Result<Vec<OplogRecord>> {
     let key = persist::worker_key(&entry.id);
     // An empty batch: once it is durable, so is everything written before,
     // and reads see it.
     entry.storage.write(Vec::new()).await?;
     let mut records = Vec::new();
     loop {
-        let from = records.len() as u64 + 1;
-        let page = entry.storage.oplog(&key, from, OPLOG_PAGE).await?;
+        let next = from + records.len() as u64;
+        let page = entry.storage.oplog(&key, next, OPLOG_PAGE).await?;
         let done = page.len() < OPLOG_PAGE;
         for record in page {
             records.push(OplogRecord::from_stored(record).map_err(Error::Storage)?);
@@ -131,25 +137,108 @@ async fn read_log(entry: &WorkerEntry) -> Result<Vec<OplogRecord>> {
     }
 }
 
-/// Brings a worker into memory: instantiates it and replays every finished
-/// invocation of its log. Entries of an invocation still in progress stay
-/// in the journal for [`attempt`] to replay.
+/// The entry at `index`, if the log has one.
+async fn read_entry(entry: &WorkerEntry, index: u64) -> Result<Option<OplogRecord>> {
+    let key = persist::worker_key(&entry.id);
+    let page = entry.storage.oplog(&key, index, 1).await?;
+    page.into_iter()
+        .next()
+        .map(|r| OplogRecord::from_stored(r).map_err(Error::Storage))
+        .transpose()
+}
+
+/// Why loading a worker failed.
+enum LoadFailure {
+    /// Its snapshot could not be used; a replay of the whole log may work.
+    Snapshot(String),
+    Failed(Error),
+}
+
+impl From<Error> for LoadFailure {
+    fn from(error: Error) -> Self {
+        Self::Failed(error)
+    }
+}
+
+impl From<vow_store::Error> for LoadFailure {
+    fn from(error: vow_store::Error) -> Self {
+        Self::Failed(error.into())
+    }
+}
+
+/// Brings a worker into memory: instantiates it, loads its latest snapshot
+/// if it has one, and replays every finished invocation after that. Entries
+/// of an invocation still in progress stay in the journal for [`attempt`]
+/// to replay. A snapshot that cannot be loaded is passed over for a replay
+/// of the whole log.
 async fn load(entry: &Arc<WorkerEntry>, env: &Env) -> Result<Live> {
+    let snapshot = match &env.component.snapshot {
+        Some(_) => {
+            entry.storage.write(Vec::new()).await?;
+            entry
+                .storage
+                .snapshot(&persist::worker_key(&entry.id))
+                .await?
+        }
+        None => None,
+    };
+    if let Some(snapshot) = snapshot {
+        match load_from(entry, env, Some(snapshot)).await {
+            Ok(live) => return Ok(live),
+            Err(LoadFailure::Failed(error)) => return Err(error),
+            Err(LoadFailure::Snapshot(reason)) => {
+                tracing::warn!(worker = %entry.id, %reason, "snapshot not loaded; replaying the whole log");
+            }
+        }
+    }
+    match load_from(entry, env, None).await {
+        Ok(live) => Ok(live),
+        Err(LoadFailure::Failed(error)) => Err(error),
+        Err(LoadFailure::Snapshot(reason)) => Err(Error::Storage(reason)),
+    }
+}
+
+/// Loads a worker from its creation (`snapshot` is `None`) or from a
+/// snapshot.
+async fn load_from(
+    entry: &Arc<WorkerEntry>,
+    env: &Env,
+    snapshot: Option<vow_store::SnapshotRecord>,
+) -> std::result::Result<Live, LoadFailure> {
     let started = std::time::Instant::now();
-    let mut records = read_log(entry).await?;
-    let seed = match records.first().map(|r| &r.entry) {
-        Some(OplogEntry::Create { insecure_seed, .. }) => *insecure_seed,
-        _ => {
-            return Err(Error::Storage(format!(
-                "the oplog of worker {} does not start with its creation",
-                entry.id
+    let not_created = || {
+        Error::Storage(format!(
+            "the oplog of worker {} does not start with its creation",
+            entry.id
+        ))
+    };
+    let seed = match read_entry(entry, 1).await?.map(|r| r.entry) {
+        Some(OplogEntry::Create { insecure_seed, .. }) => insecure_seed,
+        _ => return Err(not_created().into()),
+    };
+    let position = snapshot.as_ref().map_or(1, |s| s.index);
+    let mut records = read_log(entry, position).await?;
+    // The first record is the creation, or the snapshot's own entry.
+    let saved = match (records.first().map(|r| &r.entry), snapshot) {
+        (Some(OplogEntry::Create { .. }), None) => None,
+        (
+            Some(OplogEntry::Snapshot {
+                settings,
+                monotonic,
+                ..
+            }),
+            Some(snapshot),
+        ) => Some((snapshot.data, settings.clone(), *monotonic)),
+        (_, Some(snapshot)) => {
+            return Err(LoadFailure::Snapshot(format!(
+                "the log of worker {} has no snapshot entry at index {}",
+                entry.id, snapshot.index
             )));
         }
+        (_, None) => return Err(not_created().into()),
     };
     records.remove(0);
-    if entry
-        .interrupted
-        .swap(false, std::sync::atomic::Ordering::AcqRel)
+    if entry.interrupted.load(std::sync::atomic::Ordering::Acquire)
         && let Some(begin) = open_region(&records)
     {
         // An atomic region a crash interrupted runs again from its start.
@@ -158,25 +247,119 @@ async fn load(entry: &Arc<WorkerEntry>, env: &Env) -> Result<Live> {
         let truncated = lock(&entry.journal).truncate(begin);
         truncated.await?;
     }
+    entry
+        .interrupted
+        .store(false, std::sync::atomic::Ordering::Release);
     let total = records.len();
-    lock(&entry.journal).start_replay(records);
+    lock(&entry.journal).start_replay_after(position, records);
     let mut live = instantiate(entry, env, seed).await?;
+    if let Some((data, settings, monotonic)) = saved {
+        live.store.data_mut().golem.restore_settings(&settings);
+        lock(&entry.journal).raise_monotonic(monotonic);
+        load_snapshot(&mut live, entry, env, data.to_vec())
+            .await
+            .map_err(LoadFailure::Snapshot)?;
+    }
     let mut replayed = 0;
     while has_finished_invocation(entry) {
         replay_invocation(&mut live, entry, env).await?;
         replayed += 1;
     }
+    live.since_snapshot = replayed;
     if !lock(&entry.journal).replaying() {
         lock(&entry.journal).unmute();
     }
     tracing::debug!(
         worker = %entry.id,
+        from = position,
         entries = total,
         invocations = replayed,
         elapsed_us = started.elapsed().as_micros() as u64,
         "worker loaded by replay"
     );
     Ok(live)
+}
+
+/// Calls the guest's `load-snapshot` with the journal detached.
+async fn load_snapshot(
+    live: &mut Live,
+    entry: &WorkerEntry,
+    env: &Env,
+    data: Vec<u8>,
+) -> std::result::Result<(), String> {
+    let Some(exports) = &env.component.snapshot else {
+        return Err("the component does not export load-snapshot".to_owned());
+    };
+    let func = live
+        .instance
+        .get_func(&mut live.store, exports.load.index)
+        .ok_or("load-snapshot is missing from the instance")?;
+    let typed = func
+        .typed::<(Vec<u8>,), (std::result::Result<(), String>,)>(&live.store)
+        .map_err(|e| format!("load-snapshot has an unexpected type: {}", chain(&e)))?;
+    lock(&entry.journal).set_detached(true);
+    let outcome = typed.call_async(&mut live.store, (data,)).await;
+    lock(&entry.journal).set_detached(false);
+    match outcome {
+        Ok((Ok(()),)) => Ok(()),
+        Ok((Err(reason),)) => Err(format!("load-snapshot refused the snapshot: {reason}")),
+        Err(error) => Err(format!("load-snapshot trapped: {}", chain(&error))),
+    }
+}
+
+/// Saves the worker's memory with its `save-snapshot` export and stores it
+/// with a `snapshot` entry in the log. The journal is detached meanwhile,
+/// so the log reads the same with or without the snapshot.
+async fn take_snapshot(live: &mut Live, entry: &WorkerEntry, env: &Env) -> Result<()> {
+    let Some(exports) = &env.component.snapshot else {
+        return Ok(());
+    };
+    let failed = |message: String| Error::Trap {
+        worker: entry.id.clone(),
+        function: exports.save.name.clone(),
+        message,
+    };
+    let func = live
+        .instance
+        .get_func(&mut live.store, exports.save.index)
+        .ok_or_else(|| failed("save-snapshot is missing from the instance".to_owned()))?;
+    let typed = func.typed::<(), (Vec<u8>,)>(&live.store).map_err(|e| {
+        failed(format!(
+            "save-snapshot has an unexpected type: {}",
+            chain(&e)
+        ))
+    })?;
+    lock(&entry.journal).set_detached(true);
+    let outcome = typed.call_async(&mut live.store, ()).await;
+    lock(&entry.journal).set_detached(false);
+    let (data,) = outcome.map_err(|e| failed(chain(&e)))?;
+    let settings = live.store.data().golem.settings();
+    let size = data.len();
+    let write = {
+        let mut journal = lock(&entry.journal);
+        let index = journal.last_index() + 1;
+        let monotonic = journal.last_monotonic();
+        let snapshot = vow_store::SnapshotRecord {
+            worker: persist::worker_key(&entry.id),
+            index,
+            at: vow_store::now_millis(),
+            data: data.into(),
+        };
+        journal
+            .append(
+                OplogEntry::Snapshot {
+                    size: size as u64,
+                    settings,
+                    monotonic,
+                },
+                vec![vow_store::Write::PutSnapshot(snapshot)],
+            )
+            .1
+    };
+    write.await?;
+    live.since_snapshot = 0;
+    tracing::debug!(worker = %entry.id, bytes = size, "snapshot taken");
+    Ok(())
 }
 
 /// The index of the first atomic region left open after the last finished
@@ -288,17 +471,35 @@ enum Attempt {
 /// Runs a worker's mailbox until the worker is deleted. `live` is the
 /// instance of a worker that was just started; a recovered worker starts
 /// without one (and, if it was parked, with the promise it waits on).
+///
+/// The loading and running futures are boxed so that a task waiting with
+/// no instance (a worker out of memory) stays small.
 pub(crate) async fn run(
     entry: Arc<WorkerEntry>,
     env: Env,
     mut live: Option<Live>,
-    mut mailbox: mpsc::UnboundedReceiver<Job>,
     mut parked_on: Option<PromiseId>,
 ) {
-    while let Some(job) = mailbox.recv().await {
-        entry
-            .queued
-            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    loop {
+        let job = if live.is_some() {
+            tokio::select! {
+                job = entry.next_job() => job,
+                () = entry.evict_signal.notified() => {
+                    if take_eviction(&env, &entry) && entry.evictable() {
+                        tracing::debug!(worker = %entry.id, "idle worker left memory");
+                        live = None;
+                    }
+                    continue;
+                }
+            }
+        } else {
+            entry.next_job().await
+        };
+        let Some(job) = job else {
+            return;
+        };
+        // A request to leave memory that came too late: the worker is busy.
+        take_eviction(&env, &entry);
         if let Err(error) = entry.check_not_failed() {
             let _ = job.reply.send(Err(error));
             continue;
@@ -309,7 +510,7 @@ pub(crate) async fn run(
                 wait_for(&entry, promise).await;
             }
             if live.is_none() {
-                match load(&entry, &env).await {
+                match Box::pin(load(&entry, &env)).await {
                     Ok(loaded) => live = Some(loaded),
                     Err(error) => break Err(error),
                 }
@@ -317,10 +518,10 @@ pub(crate) async fn run(
             let Some(current) = live.as_mut() else {
                 continue;
             };
-            match attempt(current, &entry, &env, &job, deadline).await {
+            match Box::pin(attempt(current, &entry, &env, &job, deadline)).await {
                 Attempt::Done(outcome) => break outcome,
                 Attempt::Evicted(promise) => {
-                    tracing::debug!(worker = %entry.id, %promise, "worker evicted while parked");
+                    tracing::debug!(worker = %entry.id, %promise, "parked worker left memory");
                     live = None;
                     parked_on = Some(promise);
                 }
@@ -337,11 +538,41 @@ pub(crate) async fn run(
             entry.set_status(WorkerStatus::Idle);
         }
         // The outcome is answered only once it is durable.
-        let stored = finish(&entry, &job, &outcome, failed).await;
+        let stored = Box::pin(finish(&entry, &job, &outcome, failed)).await;
         let _ = job.reply.send(match stored {
             Ok(()) => outcome,
             Err(error) => Err(error),
         });
+        if let Some(current) = live.as_mut() {
+            current.since_snapshot += 1;
+            let due = env
+                .snapshot_every
+                .is_some_and(|every| current.since_snapshot >= every);
+            if due
+                && !failed
+                && let Err(error) = Box::pin(take_snapshot(current, &entry, &env)).await
+            {
+                // A save that trapped leaves an instance that cannot be
+                // entered again; the next invocation replays the log.
+                tracing::warn!(worker = %entry.id, %error, "snapshot not taken");
+                live = None;
+            }
+        }
+        if live.is_some() {
+            touch(&env, &entry);
+        }
+    }
+}
+
+fn take_eviction(env: &Env, entry: &WorkerEntry) -> bool {
+    env.registry
+        .upgrade()
+        .is_some_and(|registry| registry.take_eviction(entry))
+}
+
+fn touch(env: &Env, entry: &Arc<WorkerEntry>) {
+    if let Some(registry) = env.registry.upgrade() {
+        registry.touch(entry);
     }
 }
 
@@ -394,7 +625,7 @@ async fn wait_for(entry: &WorkerEntry, promise: PromiseId) {
 /// Runs (or resumes by replay) one invocation on a live worker.
 async fn attempt(
     live: &mut Live,
-    entry: &WorkerEntry,
+    entry: &Arc<WorkerEntry>,
     env: &Env,
     job: &Job,
     deadline: Option<Instant>,
@@ -418,7 +649,7 @@ async fn attempt(
         tokio::pin!(call);
         tokio::select! {
             outcome = &mut call => outcome,
-            promise = parked_too_long(entry, evict_after) => return Attempt::Evicted(promise),
+            promise = parked_too_long(entry, env, evict_after) => return Attempt::Evicted(promise),
             () = until(deadline) => {
                 return Attempt::Done(Err(Error::Timeout {
                     worker: entry.id.clone(),
@@ -505,19 +736,39 @@ fn leftover(entry: &WorkerEntry, export: &ExportFunc) -> Option<Error> {
 }
 
 /// Resolves with the promise the guest is parked on once it has been
-/// parked for `after`; never when eviction is off.
-async fn parked_too_long(entry: &WorkerEntry, after: Option<Duration>) -> PromiseId {
-    let Some(after) = after else {
-        return std::future::pending().await;
-    };
+/// parked for `after` (never, when `after` is `None`), or once the registry
+/// asks the worker to leave memory while it is parked.
+async fn parked_too_long(
+    entry: &Arc<WorkerEntry>,
+    env: &Env,
+    after: Option<Duration>,
+) -> PromiseId {
     loop {
-        entry.park_signal.notified().await;
-        while let Some((promise, since)) = entry.parked() {
-            let due = Instant::from_std(since) + after;
-            if Instant::now() >= due {
-                return promise;
+        let due = entry
+            .parked()
+            .zip(after)
+            .map(|((_, since), after)| Instant::from_std(since) + after);
+        tokio::select! {
+            () = entry.park_signal.notified() => {
+                // Parked or resumed: a parked worker is a candidate to leave.
+                if entry.parked().is_some() {
+                    touch(env, entry);
+                }
             }
-            tokio::time::sleep_until(due).await;
+            () = entry.evict_signal.notified() => {
+                if take_eviction(env, entry)
+                    && let Some((promise, _)) = entry.parked()
+                {
+                    return promise;
+                }
+            }
+            () = until(due) => {
+                if let Some((promise, since)) = entry.parked()
+                    && after.is_some_and(|after| since.elapsed() >= after)
+                {
+                    return promise;
+                }
+            }
         }
     }
 }

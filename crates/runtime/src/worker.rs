@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 use vow_store::{SharedStorage, Write};
 use wasmtime::StoreLimits;
 use wasmtime::component::Val;
@@ -166,7 +166,6 @@ pub(crate) struct WorkerEntry {
     pub(crate) storage: SharedStorage,
     pub(crate) journal: SharedJournal,
     status: AtomicU8,
-    pub(crate) queued: AtomicUsize,
     last_error: Mutex<Option<String>>,
     /// The promise the guest is parked on, and since when.
     parked: Mutex<Option<(PromiseId, Instant)>>,
@@ -177,11 +176,30 @@ pub(crate) struct WorkerEntry {
     /// Set for a worker that was running when the process stopped: its
     /// next load runs an interrupted atomic region again from its start.
     pub(crate) interrupted: AtomicBool,
-    mailbox: mpsc::UnboundedSender<Job>,
+    /// Invocations waiting for the worker task, oldest first. A plain queue
+    /// rather than a channel: a channel allocates a block of slots up front,
+    /// and a million waiting workers each keep a mailbox.
+    mailbox: Mutex<VecDeque<Job>>,
+    /// Signalled when a job is queued or the worker is closed.
+    mail: Notify,
+    /// Set once the worker is deleted: nothing more is queued.
+    closed: AtomicBool,
+    /// Asks the worker task to drop its instance (the live-worker cap was
+    /// exceeded and this worker was the least recently used).
+    pub(crate) evict_signal: Notify,
+    /// This worker's place in the registry's least-recently-used order while
+    /// it is resident and not running.
+    pub(crate) lru_tick: Mutex<Option<u64>>,
+    /// Set while the registry's request to leave memory is unanswered.
+    pub(crate) evict_requested: AtomicBool,
     task: Mutex<Option<tokio::task::AbortHandle>>,
     /// Outcomes of recent invocations that carried an idempotency key.
     idempotency: Mutex<VecDeque<(String, SharedOutcome)>>,
 }
+
+/// The last invocation sequence number of a recovered worker before it is
+/// read from the store.
+pub(crate) const UNKNOWN_SEQ: u64 = u64::MAX;
 
 /// Idempotency keys remembered per worker; older ones are forgotten first.
 const IDEMPOTENCY_KEYS: usize = 1024;
@@ -197,7 +215,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl WorkerEntry {
     /// A worker entry; `last_index` is the last index of its log as far as
-    /// known (0 when it is read from the store at the first load).
+    /// known (0 when it is read from the store at the first load), and
+    /// `last_seq` its last invocation sequence number ([`UNKNOWN_SEQ`] to
+    /// read it from the store when needed).
     pub(crate) fn new(
         id: WorkerId,
         config: WorkerConfig,
@@ -205,8 +225,7 @@ impl WorkerEntry {
         shared: &Shared,
         last_index: u64,
         last_seq: u64,
-    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Job>) {
-        let (mailbox, rx) = mpsc::unbounded_channel();
+    ) -> Arc<Self> {
         let muted = Arc::new(AtomicBool::new(false));
         let journal = Journal::new(
             id.clone(),
@@ -215,7 +234,7 @@ impl WorkerEntry {
             Arc::clone(&muted),
         )
         .shared();
-        let entry = Arc::new(Self {
+        Arc::new(Self {
             id,
             args: config.args,
             env: config.env,
@@ -226,17 +245,20 @@ impl WorkerEntry {
             storage: Arc::clone(&shared.storage),
             journal,
             status: AtomicU8::new(WorkerStatus::Idle as u8),
-            queued: AtomicUsize::new(0),
             last_error: Mutex::new(None),
             parked: Mutex::new(None),
             park_signal: Notify::new(),
             seq: AtomicU64::new(last_seq),
             interrupted: AtomicBool::new(false),
-            mailbox,
+            mailbox: Mutex::new(VecDeque::new()),
+            mail: Notify::new(),
+            closed: AtomicBool::new(false),
+            evict_signal: Notify::new(),
+            lru_tick: Mutex::new(None),
+            evict_requested: AtomicBool::new(false),
             task: Mutex::new(None),
             idempotency: Mutex::new(VecDeque::new()),
-        });
-        (entry, rx)
+        })
     }
 
     pub(crate) fn status(&self) -> WorkerStatus {
@@ -297,6 +319,7 @@ impl WorkerEntry {
         *lock(&self.parked) = None;
         self.set_status(WorkerStatus::Running);
         self.persist_state();
+        self.park_signal.notify_one();
     }
 
     /// What the guest is parked on, and since when.
@@ -314,7 +337,26 @@ impl WorkerEntry {
         *lock(&self.parked) = Some((promise, Instant::now()));
     }
 
-    /// The next invocation sequence number.
+    /// Reads the last invocation sequence number from the store if it is
+    /// not known yet (a recovered worker learns it at its first invocation,
+    /// so recovery does not read it for every worker).
+    pub(crate) async fn load_seq(&self) -> Result<()> {
+        if self.seq.load(Ordering::Acquire) != UNKNOWN_SEQ {
+            return Ok(());
+        }
+        let last = self
+            .storage
+            .last_invocation_seq(&persist::worker_key(&self.id))
+            .await?;
+        // A concurrent first invocation may have loaded it already.
+        let _ = self
+            .seq
+            .compare_exchange(UNKNOWN_SEQ, last, Ordering::AcqRel, Ordering::Acquire);
+        Ok(())
+    }
+
+    /// The next invocation sequence number ([`load_seq`](Self::load_seq)
+    /// first).
     pub(crate) fn next_seq(&self) -> u64 {
         self.seq.fetch_add(1, Ordering::AcqRel) + 1
     }
@@ -329,7 +371,7 @@ impl WorkerEntry {
             retry_count: 0,
             created_at: self.created_at,
             last_error: self.last_error(),
-            pending_invocations: self.queued.load(Ordering::Acquire),
+            pending_invocations: lock(&self.mailbox).len(),
         }
     }
 
@@ -347,11 +389,43 @@ impl WorkerEntry {
     /// Queues a job; it runs after every job queued before it.
     pub(crate) fn enqueue(&self, job: Job) -> Result<()> {
         self.check_not_failed()?;
-        self.queued.fetch_add(1, Ordering::AcqRel);
-        self.mailbox.send(job).map_err(|_| {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
-            Error::WorkerDeleted(self.id.clone())
-        })
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::WorkerDeleted(self.id.clone()));
+        }
+        lock(&self.mailbox).push_back(job);
+        self.mail.notify_one();
+        Ok(())
+    }
+
+    /// The next queued job, waiting for one; `None` once the worker is
+    /// deleted. Only the worker task calls this.
+    pub(crate) async fn next_job(&self) -> Option<Job> {
+        loop {
+            if self.closed.load(Ordering::Acquire) {
+                return None;
+            }
+            if let Some(job) = lock(&self.mailbox).pop_front() {
+                return Some(job);
+            }
+            // `notify_one` stores a permit when nobody waits, so a job
+            // queued between the check and here is not missed.
+            self.mail.notified().await;
+        }
+    }
+
+    /// Whether a job is waiting in the mailbox.
+    pub(crate) fn has_mail(&self) -> bool {
+        !lock(&self.mailbox).is_empty()
+    }
+
+    /// Whether the worker could leave memory now: idle with nothing queued,
+    /// or parked on a promise.
+    pub(crate) fn evictable(&self) -> bool {
+        match self.status() {
+            WorkerStatus::Idle => !self.has_mail(),
+            WorkerStatus::Suspended => self.parked().is_some(),
+            _ => false,
+        }
     }
 
     pub(crate) fn idempotent_outcome(&self, key: &str) -> Option<SharedOutcome> {
@@ -373,30 +447,120 @@ impl WorkerEntry {
         *lock(&self.task) = Some(handle);
     }
 
-    /// Stops the worker task; an invocation in progress is dropped with its Store.
+    /// Stops the worker task; an invocation in progress is dropped with its
+    /// Store, and queued ones fail with [`Error::WorkerDeleted`].
     pub(crate) fn abort(&self) {
+        self.closed.store(true, Ordering::Release);
         if let Some(task) = lock(&self.task).take() {
             task.abort();
         }
+        // Dropping the jobs drops their reply senders.
+        let queued: Vec<Job> = lock(&self.mailbox).drain(..).collect();
+        drop(queued);
+        self.mail.notify_one();
     }
 }
 
 /// All workers, by id, whether in memory or not.
-#[derive(Default)]
 pub(crate) struct Registry {
     workers: RwLock<HashMap<WorkerId, Arc<WorkerEntry>>>,
     /// Workers with a Store in memory right now.
     resident: AtomicUsize,
+    /// Most workers kept in memory; past it the least recently used idle or
+    /// parked ones are asked to leave.
+    max_resident: usize,
+    /// Resident workers by last use, oldest first.
+    lru: Mutex<Lru>,
+    /// Workers asked to leave memory that have not answered yet.
+    evicting: AtomicUsize,
 }
 
+#[derive(Default)]
+struct Lru {
+    next: u64,
+    order: std::collections::BTreeMap<u64, std::sync::Weak<WorkerEntry>>,
+}
+
+/// How many resident workers past the cap an eviction round looks at
+/// beyond the ones it needs, skipping those that are running.
+const EVICTION_SCAN: usize = 64;
+
 impl Registry {
-    /// A worker came into memory (`true`) or left it.
-    pub(crate) fn count_resident(&self, arrived: bool) {
-        if arrived {
-            self.resident.fetch_add(1, Ordering::AcqRel);
-        } else {
-            self.resident.fetch_sub(1, Ordering::AcqRel);
+    pub(crate) fn new(max_resident: usize) -> Self {
+        Self {
+            workers: RwLock::default(),
+            resident: AtomicUsize::new(0),
+            max_resident: max_resident.max(1),
+            lru: Mutex::default(),
+            evicting: AtomicUsize::new(0),
         }
+    }
+
+    /// A worker came into memory: it becomes the most recently used, and if
+    /// that makes too many, the least recently used leave.
+    pub(crate) fn arrived(&self, entry: &Arc<WorkerEntry>) {
+        self.resident.fetch_add(1, Ordering::AcqRel);
+        self.touch(entry);
+        self.enforce_cap();
+    }
+
+    /// A worker left memory.
+    pub(crate) fn left(&self, entry: &WorkerEntry) {
+        self.resident.fetch_sub(1, Ordering::AcqRel);
+        if let Some(tick) = lock(&entry.lru_tick).take() {
+            lock(&self.lru).order.remove(&tick);
+        }
+    }
+
+    /// Marks a resident worker as used now.
+    pub(crate) fn touch(&self, entry: &Arc<WorkerEntry>) {
+        let mut lru = lock(&self.lru);
+        let mut tick = lock(&entry.lru_tick);
+        if let Some(old) = tick.take() {
+            lru.order.remove(&old);
+        }
+        lru.next += 1;
+        let now = lru.next;
+        lru.order.insert(now, Arc::downgrade(entry));
+        *tick = Some(now);
+    }
+
+    /// Asks the least recently used idle or parked workers to leave memory
+    /// while more are resident than the cap allows (counting those already
+    /// asked). Running workers are skipped: they leave once they are idle
+    /// and another worker needs the room.
+    fn enforce_cap(&self) {
+        let resident = self.resident.load(Ordering::Acquire);
+        let over = resident
+            .saturating_sub(self.max_resident)
+            .saturating_sub(self.evicting.load(Ordering::Acquire));
+        if over == 0 {
+            return;
+        }
+        let lru = lock(&self.lru);
+        let mut asked = 0;
+        for entry in lru.order.values().take(over + EVICTION_SCAN) {
+            if asked == over {
+                break;
+            }
+            let Some(entry) = entry.upgrade() else {
+                continue;
+            };
+            if entry.evictable() && !entry.evict_requested.swap(true, Ordering::AcqRel) {
+                self.evicting.fetch_add(1, Ordering::AcqRel);
+                entry.evict_signal.notify_one();
+                asked += 1;
+            }
+        }
+    }
+
+    /// Takes this worker's pending request to leave memory, if there is one.
+    pub(crate) fn take_eviction(&self, entry: &WorkerEntry) -> bool {
+        let asked = entry.evict_requested.swap(false, Ordering::AcqRel);
+        if asked {
+            self.evicting.fetch_sub(1, Ordering::AcqRel);
+        }
+        asked
     }
 
     pub(crate) fn resident(&self) -> usize {

@@ -100,6 +100,14 @@ wit_bindgen::generate!({
             export relay: func(target: promise-id, data: list<u8>) -> list<u8>;
             /// `update-worker`.
             export update-worker: func(id: worker-id, version: u64, mode: update-mode);
+
+            /// Saves the counter and the last sample.
+            export golem:api/save-snapshot@1.1.0;
+            /// Restores what `save` saved; refuses bytes it did not write.
+            export golem:api/load-snapshot@1.1.0;
+            /// How many snapshots this instance loaded (not saved in them:
+            /// tells a test whether the worker came back from a snapshot).
+            export snapshot-loads: func() -> u32;
         }
     ",
     // The repository's WIT directory, where `golem:api/host@1.1.0` lives.
@@ -321,9 +329,54 @@ impl Guest for Component {
         host::complete_promise(&target, &data);
         Self::create_and_await()
     }
+
+    fn snapshot_loads() -> u32 {
+        SNAPSHOT_LOADS.with(std::cell::Cell::get)
+    }
+}
+
+/// Marks the snapshot format, so `load` refuses anything else.
+const SNAPSHOT_MAGIC: &[u8] = b"harness1";
+
+impl exports::golem::api::save_snapshot::Guest for Component {
+    fn save() -> Vec<u8> {
+        let mut out = SNAPSHOT_MAGIC.to_vec();
+        out.extend_from_slice(&COUNTER.with(std::cell::Cell::get).to_le_bytes());
+        if let Some((uuid, wall, monotonic)) = LAST_SAMPLE.with(|s| s.borrow().clone()) {
+            out.extend_from_slice(&wall.to_le_bytes());
+            out.extend_from_slice(&monotonic.to_le_bytes());
+            out.extend_from_slice(uuid.as_bytes());
+        }
+        out
+    }
+}
+
+impl exports::golem::api::load_snapshot::Guest for Component {
+    fn load(bytes: Vec<u8>) -> Result<(), String> {
+        let rest = bytes
+            .strip_prefix(SNAPSHOT_MAGIC)
+            .ok_or("not a harness snapshot")?;
+        let word = |at: usize| -> Result<u64, String> {
+            rest.get(at..at + 8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_le_bytes)
+                .ok_or_else(|| "truncated snapshot".to_owned())
+        };
+        COUNTER.with(|c| c.set(word(0).unwrap_or(0)));
+        let sample = if rest.len() > 8 {
+            let uuid = String::from_utf8(rest[24..].to_vec()).map_err(|e| e.to_string())?;
+            Some((uuid, word(8)?, word(16)?))
+        } else {
+            None
+        };
+        LAST_SAMPLE.with(|s| *s.borrow_mut() = sample);
+        SNAPSHOT_LOADS.with(|n| n.set(n.get() + 1));
+        Ok(())
+    }
 }
 
 thread_local! {
+    static SNAPSHOT_LOADS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
     static COUNTER: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
     static LAST_SAMPLE: std::cell::RefCell<Option<(String, u64, u64)>> =
         const { std::cell::RefCell::new(None) };
