@@ -496,3 +496,112 @@ async fn past_the_resident_cap_the_least_recently_used_workers_leave_memory() ->
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_parked_invocation_nobody_waits_for_is_read_back_from_the_store() -> Result<()> {
+    let executor = builder()
+        .evict_after(Some(std::time::Duration::ZERO))
+        .build()?;
+    let component = executor
+        .add_component_file(vow_tests::guest("harness")?)
+        .await?;
+    let keyed = start(&executor, component, "forgotten-keyed").await?;
+    let plain = start(&executor, component, "forgotten-plain").await?;
+    let call = || Invocation::new("create-and-await", vec![]);
+    // Fire and forget: nobody keeps the handles.
+    drop(
+        executor
+            .submit(&keyed, call().with_idempotency_key("k"))
+            .await?,
+    );
+    drop(executor.submit(&plain, call()).await?);
+    let keyed_promise = parked_on(&executor, &keyed).await?.id;
+    let plain_promise = parked_on(&executor, &plain).await?.id;
+    eventually("both workers to leave memory", || async {
+        (executor.resident_workers() == 0).then_some(())
+    })
+    .await?;
+
+    // A caller comes back with the key and gets the same invocation.
+    let again = executor
+        .submit(&keyed, call().with_idempotency_key("k"))
+        .await?;
+    assert!(!again.fresh);
+    executor
+        .complete_promise(&keyed_promise, b"keyed".to_vec())
+        .await?;
+    executor
+        .complete_promise(&plain_promise, b"plain".to_vec())
+        .await?;
+    assert_eq!(bytes_of(&single(again.result().await?)?)?, b"keyed");
+    // The other finishes with nobody listening: its log says so.
+    let awaited = eventually("the plain invocation to finish", || async {
+        let log = executor.worker_oplog(&plain, 1, 100).await.ok()?;
+        log.iter().find_map(|r| match &r.entry {
+            OplogEntry::AwaitPromise { payload, .. } => Some(payload.clone()),
+            _ => None,
+        })
+    })
+    .await?;
+    assert_eq!(awaited, b"plain");
+    eventually("the plain worker to be idle", || async {
+        (executor.worker_status(&plain).ok()? == WorkerStatus::Idle).then_some(())
+    })
+    .await?;
+    assert_eq!(invocations_started(&executor, &keyed).await?, 1);
+    assert_eq!(invocations_started(&executor, &plain).await?, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn set_oplog_index_goes_back_and_replays_the_same_after_a_restart() -> Result<()> {
+    let storage: Arc<MemoryStorage> = Arc::new(MemoryStorage::new());
+    let (jumper, promise, ends);
+    {
+        let executor = builder().storage(storage.clone()).open().await?;
+        let component = harness_in(&executor).await?;
+        let holder = start(&executor, component, "holder").await?;
+        jumper = start(&executor, component, "jumper").await?;
+        promise = promise_from_val(&single(
+            executor.invoke(&holder, "new-promise", vec![]).await?,
+        )?)?;
+        // 1 create, 2 invocation started, 3 complete-promise (true), 4 jump
+        // back to 2, then live again: 5 complete-promise (false).
+        ends = single(
+            executor
+                .invoke(&jumper, "jump-back", vec![promise_val(&promise)])
+                .await?,
+        )?;
+        assert_eq!(ends, Val::Tuple(vec![Val::U64(2), Val::U64(5)]));
+        let entries: Vec<(u64, &'static str)> = executor
+            .worker_oplog(&jumper, 1, 100)
+            .await?
+            .iter()
+            .map(|r| (r.index, r.entry.kind()))
+            .collect();
+        assert_eq!(
+            entries,
+            vec![
+                (1, "create"),
+                (2, "invocation-started"),
+                (3, "complete-promise"),
+                (4, "jump"),
+                (5, "complete-promise"),
+                (6, "invocation-finished"),
+            ]
+        );
+    }
+    // Replay passes over what the jump went back over, so the worker comes
+    // back without diverging.
+    let executor = builder().storage(storage).open().await?;
+    assert_eq!(
+        executor.invoke(&jumper, "ping", vec![Val::U32(1)]).await?,
+        vec![Val::U32(2)]
+    );
+    assert!(
+        !executor
+            .complete_promise(&promise, b"late".to_vec())
+            .await?
+    );
+    Ok(())
+}

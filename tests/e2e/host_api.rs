@@ -286,7 +286,7 @@ async fn get_workers_applies_every_filter_kind() -> Result<()> {
 }
 
 #[tokio::test]
-async fn calls_that_need_durability_trap_with_a_clear_message() -> Result<()> {
+async fn calls_vow_cannot_honour_trap_with_a_clear_message() -> Result<()> {
     let (executor, component) = harness().await?;
     let a = start(&executor, component, "a").await?;
     let err = executor
@@ -294,7 +294,9 @@ async fn calls_that_need_durability_trap_with_a_clear_message() -> Result<()> {
         .await;
     match err {
         Err(Error::Trap { message, .. }) => assert!(
-            message.contains("set-oplog-index(1) is not supported yet"),
+            message.contains(
+                "set-oplog-index(1): a worker can only go back within its current invocation, to an index from 2 (its start)"
+            ),
             "{message}"
         ),
         other => anyhow::bail!("expected a trap, got {other:?}"),

@@ -294,6 +294,41 @@ enum WorkerCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print a worker's operation log (what it did, as replay will see it)
+    Oplog {
+        /// Component id
+        component: String,
+        /// Worker name
+        name: String,
+        /// First index to print
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// Most entries to print (all when absent)
+        #[arg(long)]
+        count: Option<u64>,
+        /// Print the entries as JSON lines
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop a worker's invocation in progress; it stays interrupted, running
+    /// nothing, until resumed
+    Interrupt {
+        /// Component id
+        component: String,
+        /// Worker name
+        name: String,
+        /// Go on at once, as after a crash, instead of waiting for `resume`
+        #[arg(long)]
+        recover_immediately: bool,
+    },
+    /// Let an interrupted worker go on: its interrupted invocation runs again
+    /// by replay
+    Resume {
+        /// Component id
+        component: String,
+        /// Worker name
+        name: String,
+    },
     /// Stop and remove a worker; promises it created are deleted
     Delete {
         /// Component id

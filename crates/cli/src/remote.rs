@@ -272,6 +272,44 @@ pub(crate) async fn worker(server: &str, command: WorkerCommand) -> anyhow::Resu
             output::raw_err(logs.stderr.as_bytes())?;
             Ok(())
         }
+        WorkerCommand::Oplog {
+            component,
+            name,
+            from,
+            count,
+            json,
+        } => oplog(&client, &component, &name, from, count, json).await,
+        WorkerCommand::Interrupt {
+            component,
+            name,
+            recover_immediately,
+        } => {
+            let path = [
+                "v1",
+                "components",
+                &component,
+                "workers",
+                &name,
+                "interrupt",
+            ];
+            let request = Request::new(Method::POST, &path)
+                .query("recovery-immediately", recover_immediately.to_string());
+            client.call(request).await?;
+            output::line(&if recover_immediately {
+                format!("interrupted worker {component}/{name}; it goes on at once by replay")
+            } else {
+                format!(
+                    "interrupted worker {component}/{name}; `vow worker resume {component} {name}` lets it go on"
+                )
+            })?;
+            Ok(())
+        }
+        WorkerCommand::Resume { component, name } => {
+            let path = ["v1", "components", &component, "workers", &name, "resume"];
+            client.call(Request::new(Method::POST, &path)).await?;
+            output::line(&format!("resumed worker {component}/{name}"))?;
+            Ok(())
+        }
         WorkerCommand::Delete { component, name } => {
             let path = ["v1", "components", &component, "workers", &name];
             client.call(Request::new(Method::DELETE, &path)).await?;
@@ -279,6 +317,67 @@ pub(crate) async fn worker(server: &str, command: WorkerCommand) -> anyhow::Resu
             Ok(())
         }
     }
+}
+
+/// Prints a worker's oplog page by page: one line per entry (index, time,
+/// kind and the entry's fields), or the entries as JSON lines.
+async fn oplog(
+    client: &Client,
+    component: &str,
+    name: &str,
+    from: u64,
+    count: Option<u64>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let path = ["v1", "components", component, "workers", name, "oplog"];
+    let mut next = Some(from.max(1));
+    let mut left = count.unwrap_or(u64::MAX);
+    while let Some(from) = next
+        && left > 0
+    {
+        let page_size = left.min(1000);
+        let answer = client
+            .call(
+                Request::new(Method::GET, &path)
+                    .query("from", from.to_string())
+                    .query("count", page_size.to_string()),
+            )
+            .await?;
+        let entries = answer["entries"].as_array().cloned().unwrap_or_default();
+        for entry in &entries {
+            if json {
+                output::line(&entry.to_string())?;
+                continue;
+            }
+            let mut fields = entry["entry"].clone();
+            let kind = fields["kind"].as_str().unwrap_or("?").to_owned();
+            if let Some(map) = fields.as_object_mut() {
+                map.remove("kind");
+            }
+            let at = entry["at"]
+                .as_u64()
+                .map(|ms| {
+                    vow_server::time::rfc3339(
+                        std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
+                    )
+                })
+                .unwrap_or_default();
+            let detail = match fields.as_object() {
+                Some(map) if map.is_empty() => String::new(),
+                _ => fields.to_string(),
+            };
+            output::line(
+                format!(
+                    "{:>6}  {at}  {kind:<20} {detail}",
+                    entry["index"].as_u64().unwrap_or(0)
+                )
+                .trim_end(),
+            )?;
+        }
+        left = left.saturating_sub(entries.len() as u64);
+        next = answer["next"].as_u64();
+    }
+    Ok(())
 }
 
 fn show_worker(worker: &Worker) -> anyhow::Result<()> {

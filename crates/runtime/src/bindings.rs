@@ -1,7 +1,8 @@
 //! Host bindings generated from the top-level `wit/` folder.
 //!
-//! Only `await-promise`, `complete-promise` and `oplog-commit` are async: they
-//! wait for the promise dispatcher or the store. Everything else answers synchronously, which is cheaper
+//! Only `await-promise`, `complete-promise`, `oplog-commit` and
+//! `set-oplog-index` are async: they wait for the promise dispatcher or the
+//! store. Everything else answers synchronously, which is cheaper
 //! on the guest's fiber. Every import is trappable so a guest mistake (an
 //! unknown promise, an unsupported call) becomes a trap with a clear message.
 
@@ -12,6 +13,7 @@ wasmtime::component::bindgen!({
         "golem:api/host.await-promise": async | trappable | tracing,
         "golem:api/host.complete-promise": async | trappable | tracing,
         "golem:api/host.oplog-commit": async | trappable | tracing,
+        "golem:api/host.set-oplog-index": async | trappable | tracing,
         default: trappable | tracing,
     },
     with: {

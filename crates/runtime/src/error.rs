@@ -39,6 +39,16 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// `resume` of a worker that is not interrupted.
+    #[error(
+        "worker {worker} is not interrupted (it is {status}); only an interrupted worker can be resumed"
+    )]
+    NotInterrupted {
+        /// The worker.
+        worker: WorkerId,
+        /// What it is doing instead.
+        status: crate::worker::WorkerStatus,
+    },
     /// The worker failed earlier and takes no more invocations.
     #[error("worker {worker} has failed and takes no more invocations: {reason}")]
     WorkerFailed {

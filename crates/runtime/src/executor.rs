@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::FutureExt as _;
-use tokio::sync::oneshot;
 use wasmtime::component::types::Type;
 use wasmtime::component::{Linker, Val};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -273,6 +272,7 @@ impl ExecutorBuilder {
                 linker,
                 settings,
                 components: RwLock::new(HashMap::new()),
+                envs: std::sync::Mutex::default(),
                 registry,
                 promises,
                 storage,
@@ -353,6 +353,8 @@ struct Inner {
     linker: Linker<WorkerState>,
     settings: Settings,
     components: RwLock<HashMap<ComponentId, Arc<LoadedComponent>>>,
+    /// What worker tasks run with, one per component.
+    envs: std::sync::Mutex<HashMap<ComponentId, Arc<Env>>>,
     registry: Arc<Registry>,
     promises: Promises,
     storage: SharedStorage,
@@ -417,27 +419,14 @@ use crate::worker::SharedOutcome;
 /// Puts a job in a worker's mailbox and returns the shared future of its
 /// outcome (remembered under its idempotency key, if it has one).
 pub(crate) fn queue_job(
-    entry: &WorkerEntry,
+    entry: &Arc<WorkerEntry>,
     export: Arc<component::ExportFunc>,
     params: Vec<Val>,
     idempotency_key: Option<String>,
     seq: u64,
 ) -> Result<SharedOutcome> {
-    let (reply, rx) = oneshot::channel();
-    let id = entry.id.clone();
-    let outcome: SharedOutcome = async move { rx.await.unwrap_or(Err(Error::WorkerDeleted(id))) }
-        .boxed()
-        .shared();
-    if let Some(key) = &idempotency_key {
-        entry.remember_outcome(key.clone(), outcome.clone());
-    }
-    entry.enqueue(Job {
-        export,
-        params,
-        idempotency_key,
-        seq,
-        reply,
-    })?;
+    let (job, outcome) = Job::new(entry, export, params, idempotency_key, seq);
+    entry.enqueue(job)?;
     Ok(outcome)
 }
 
@@ -653,8 +642,20 @@ impl Executor {
             .ok_or_else(|| Error::WorkerNotFound(id.clone()))
     }
 
-    /// What a worker task of this component needs.
-    pub(crate) fn env(&self, component: Arc<LoadedComponent>) -> Env {
+    /// What workers of `component` run with (shared by all of them).
+    pub(crate) fn env(&self, component: Arc<LoadedComponent>) -> Arc<Env> {
+        let mut envs = self.inner.envs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(env) = envs.get(&component.info.id)
+            && Arc::ptr_eq(&env.component, &component)
+        {
+            return Arc::clone(env);
+        }
+        let env = Arc::new(self.new_env(Arc::clone(&component)));
+        envs.insert(component.info.id, Arc::clone(&env));
+        env
+    }
+
+    fn new_env(&self, component: Arc<LoadedComponent>) -> Env {
         let settings = &self.inner.settings;
         Env {
             engine: self.inner.engine.clone(),
@@ -699,8 +700,16 @@ impl Executor {
             return Err(Error::WorkerExists(id));
         }
         let created_at = std::time::SystemTime::now();
-        let entry = WorkerEntry::new(id.clone(), config, created_at, &self.inner.shared, 1, 0);
         let env = self.env(loaded);
+        let entry = WorkerEntry::new(
+            id.clone(),
+            config,
+            created_at,
+            &self.inner.shared,
+            1,
+            0,
+            Arc::clone(&env),
+        );
         let seed = uuid::Uuid::new_v4().as_u64_pair();
         let live = run::instantiate(&entry, &env, seed).await?;
         // Another start of the same name may have won the race while this
@@ -740,8 +749,7 @@ impl Executor {
                 other => other.into(),
             });
         }
-        let task = tokio::spawn(run::run(Arc::clone(&entry), env, Some(live), None));
-        entry.set_task(task.abort_handle());
+        entry.spawn_live(live);
         tracing::info!(worker = %id, "worker started");
         Ok(id)
     }
@@ -768,22 +776,15 @@ impl Executor {
                     function: invocation.function.clone(),
                 })?;
         check_params(&export, &invocation.params)?;
-        entry.load_seq().await?;
+        // Held until the job is queued: submissions to one worker take
+        // their turn, so a key is looked up and remembered as one step.
+        let loaded = entry.ensure_loaded().await?;
         if let Some(key) = &invocation.idempotency_key {
-            if let Some(outcome) = entry.idempotent_outcome(key) {
-                return Ok(InvocationHandle {
-                    outcome,
-                    fresh: false,
-                });
-            }
-            if let Some(outcome) = self.stored_outcome(&entry, &export, key).await? {
-                return Ok(InvocationHandle {
-                    outcome,
-                    fresh: false,
-                });
-            }
-            // Checked again: no await between here and remembering it.
-            if let Some(outcome) = entry.idempotent_outcome(key) {
+            let known = match entry.idempotent_outcome(key) {
+                Some(outcome) => Some(outcome),
+                None => self.stored_outcome(&entry, &export, key).await?,
+            };
+            if let Some(outcome) = known {
                 return Ok(InvocationHandle {
                     outcome,
                     fresh: false,
@@ -816,6 +817,7 @@ impl Executor {
             invocation.idempotency_key,
             seq,
         )?;
+        drop(loaded);
         write.await?;
         Ok(InvocationHandle {
             outcome,
@@ -917,15 +919,7 @@ impl Executor {
     /// What a worker has written to stdout and stderr (the newest bytes up to
     /// the output limit).
     pub fn worker_output(&self, id: &WorkerId) -> Result<WorkerOutput> {
-        let worker = self.worker(id)?;
-        let (stdout, stdout_dropped) = worker.stdout.snapshot();
-        let (stderr, stderr_dropped) = worker.stderr.snapshot();
-        Ok(WorkerOutput {
-            stdout,
-            stderr,
-            stdout_dropped,
-            stderr_dropped,
-        })
+        Ok(self.worker(id)?.output.snapshot())
     }
 
     /// Up to `limit` entries of a worker's operation log, from index `from`
@@ -947,6 +941,46 @@ impl Executor {
             .into_iter()
             .map(|r| OplogRecord::from_stored(r).map_err(Error::Storage))
             .collect()
+    }
+
+    /// Interrupts a worker: an invocation in progress (running, or parked
+    /// on a promise) stops at once and its instance is dropped. Without
+    /// `recover_immediately` the worker becomes
+    /// [`Interrupted`](WorkerStatus::Interrupted) and runs nothing (queued
+    /// invocations wait, a completion of its promise is kept for later)
+    /// until [`resume_worker`](Self::resume_worker), across restarts too.
+    /// With it, the worker goes on at once as after a crash. Either way the
+    /// stopped invocation runs again by replay from its start, an open
+    /// atomic region from its begin; a caller waiting on it gets its answer
+    /// as before.
+    pub fn interrupt_worker(&self, id: &WorkerId, recover_immediately: bool) -> Result<()> {
+        let worker = self.worker(id)?;
+        worker.check_not_failed()?;
+        worker.interrupt(!recover_immediately);
+        if !recover_immediately {
+            // Shown at once; the worker task confirms it when it stops.
+            worker.set_status(WorkerStatus::Interrupted);
+        }
+        tracing::info!(worker = %id, recover_immediately, "worker interrupted");
+        Ok(())
+    }
+
+    /// Resumes an interrupted worker: its interrupted invocation runs again
+    /// by replay, then its queue. Fails with [`Error::NotInterrupted`] for a
+    /// worker that is not interrupted.
+    pub fn resume_worker(&self, id: &WorkerId) -> Result<()> {
+        let worker = self.worker(id)?;
+        // A worker recovered from a crash is interrupted but not paused: it
+        // is already on its way.
+        if !worker.resume() && worker.status() != WorkerStatus::Interrupted {
+            return Err(Error::NotInterrupted {
+                worker: id.clone(),
+                status: worker.status(),
+            });
+        }
+        // A dormant worker has no task to notice.
+        worker.wake_now();
+        Ok(())
     }
 
     /// Stops and removes a worker. An invocation in progress fails with

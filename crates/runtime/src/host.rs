@@ -417,11 +417,26 @@ impl Host for HostView<'_> {
         Ok(lock(&self.ctx.journal).position())
     }
 
-    fn set_oplog_index(&mut self, oplog_idx: u64) -> wasmtime::Result<()> {
-        Err(trap(format!(
-            "set-oplog-index({oplog_idx}) is not supported yet: vow replays a worker's log \
-             from its start and cannot travel back within a running invocation"
-        )))
+    async fn set_oplog_index(&mut self, oplog_idx: u64) -> wasmtime::Result<()> {
+        let (position, start) = {
+            let journal = lock(&self.ctx.journal);
+            (journal.position(), journal.invocation_start())
+        };
+        if oplog_idx == position {
+            return Ok(());
+        }
+        if oplog_idx > position || oplog_idx < start {
+            return Err(trap(format!(
+                "set-oplog-index({oplog_idx}): a worker can only go back within its current \
+                 invocation, to an index from {start} (its start) to {position} (now)"
+            )));
+        }
+        // Going back is itself an entry, so a restart replays the same way;
+        // it is durable before the guest is unwound.
+        self.ctx
+            .record_durably(OplogEntry::Jump { to: oplog_idx }, Vec::new())
+            .await?;
+        Err(wasmtime::Error::new(crate::run::Rewind { to: oplog_idx }))
     }
 
     async fn oplog_commit(&mut self, replicas: u8) -> wasmtime::Result<()> {

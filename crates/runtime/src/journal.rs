@@ -15,7 +15,6 @@
 //! here, so none of them needs to know which mode the worker is in.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -27,6 +26,7 @@ use vow_store::{SharedStorage, WorkerKey, Write};
 
 use crate::ids::{OplogIndex, WorkerId};
 use crate::oplog::{OplogEntry, OplogRecord};
+use crate::output::Output;
 
 /// The future of a store write; resolves once the write is durable.
 pub(crate) type Durable = BoxFuture<'static, vow_store::Result<Vec<vow_store::Outcome>>>;
@@ -42,7 +42,7 @@ pub(crate) fn lock(journal: &SharedJournal) -> MutexGuard<'_, Journal> {
 
 /// The record-or-replay state of one worker.
 pub(crate) struct Journal {
-    worker: WorkerId,
+    /// The worker (also what messages name it by).
     key: WorkerKey,
     storage: SharedStorage,
     /// Index of the last entry in the log.
@@ -56,10 +56,13 @@ pub(crate) struct Journal {
     diverged: Option<String>,
     /// While set, the worker's stdout/stderr writes are not captured: they
     /// were captured when the code ran live.
-    muted: Arc<AtomicBool>,
+    muted: Arc<Output>,
     /// The largest monotonic-clock value the guest has seen, so the clock
     /// never runs backwards across restarts.
     last_monotonic: u64,
+    /// Index of the current (or last) invocation's `invocation-started`
+    /// entry: `set-oplog-index` can go back no further.
+    invocation_start: OplogIndex,
     /// Set while the guest saves or loads a snapshot: clocks and random are
     /// answered live and not recorded, and host calls are refused, so the
     /// log is the same whether or not a snapshot was taken.
@@ -76,11 +79,10 @@ impl Journal {
         worker: WorkerId,
         storage: SharedStorage,
         last: OplogIndex,
-        muted: Arc<AtomicBool>,
+        muted: Arc<Output>,
     ) -> Self {
         Self {
             key: crate::persist::worker_key(&worker),
-            worker,
             storage,
             last,
             position: last,
@@ -88,6 +90,7 @@ impl Journal {
             diverged: None,
             muted,
             last_monotonic: 0,
+            invocation_start: 0,
             detached: false,
         }
     }
@@ -99,8 +102,15 @@ impl Journal {
     /// Loads entries to replay: those the store holds after the entry at
     /// `position` (the worker's creation, or the snapshot the worker is
     /// loaded from), where the position goes back to.
-    pub(crate) fn start_replay_after(&mut self, position: OplogIndex, records: Vec<OplogRecord>) {
-        self.last = records.last().map_or(self.last.max(position), |r| r.index);
+    /// `last` is the index of the log's last entry (replay may not reach it:
+    /// entries a `jump` went back over are not replayed).
+    pub(crate) fn start_replay_after(
+        &mut self,
+        position: OplogIndex,
+        records: Vec<OplogRecord>,
+        last: OplogIndex,
+    ) {
+        self.last = last.max(position);
         for record in &records {
             if let OplogEntry::MonotonicClock { nanos }
             | OplogEntry::Snapshot {
@@ -113,12 +123,17 @@ impl Journal {
         self.replay = records.into();
         self.position = position;
         self.diverged = None;
-        self.muted.store(true, Ordering::Release);
+        self.muted.set_muted(true);
     }
 
     /// Raises the monotonic clock's floor (from a snapshot's record).
     pub(crate) fn raise_monotonic(&mut self, nanos: u64) {
         self.last_monotonic = self.last_monotonic.max(nanos);
+    }
+
+    /// Index of the current invocation's `invocation-started` entry.
+    pub(crate) fn invocation_start(&self) -> OplogIndex {
+        self.invocation_start
     }
 
     /// The largest monotonic-clock value the guest has seen.
@@ -159,7 +174,7 @@ impl Journal {
 
     /// Output is captured again from now on.
     pub(crate) fn unmute(&self) {
-        self.muted.store(false, Ordering::Release);
+        self.muted.set_muted(false);
     }
 
     /// The recorded answer of a call of `kind` when replaying, `None` when
@@ -189,6 +204,9 @@ impl Journal {
         }
         let record = self.replay.pop_front().map(|r| {
             self.position = r.index;
+            if matches!(r.entry, OplogEntry::InvocationStarted { .. }) {
+                self.invocation_start = r.index;
+            }
             r.entry
         });
         Ok(record)
@@ -198,7 +216,7 @@ impl Journal {
     pub(crate) fn diverge(&mut self, index: OplogIndex, holds: &str, called: &str) -> String {
         let message = format!(
             "worker {} diverged from its oplog at index {index}: the log holds `{holds}` but the guest called `{called}`",
-            self.worker
+            self.key
         );
         self.diverged.get_or_insert(message).clone()
     }
@@ -209,7 +227,10 @@ impl Journal {
         self.last += 1;
         self.position = self.last;
         let index = self.last;
-        tracing::trace!(worker = %self.worker, index, kind = entry.kind(), "oplog");
+        if matches!(entry, OplogEntry::InvocationStarted { .. }) {
+            self.invocation_start = index;
+        }
+        tracing::trace!(worker = %self.key, index, kind = entry.kind(), "oplog");
         let mut batch = Vec::with_capacity(1 + extra.len());
         batch.push(Write::AppendOplog {
             worker: self.key.clone(),

@@ -114,6 +114,13 @@ pub enum OplogEntry {
         /// The instant, in nanoseconds.
         nanos: u64,
     },
+    /// `set-oplog-index` sent the worker back to the entry at `to`: replay
+    /// passes over every entry after `to` up to this one, and the guest
+    /// went on live from there.
+    Jump {
+        /// The index the worker went back to.
+        to: OplogIndex,
+    },
     /// The guest's memory was saved with its `save-snapshot` export, after
     /// the invocation before this entry finished; the bytes are kept in the
     /// store. Loading them into a fresh instance stands for replaying every
@@ -181,6 +188,7 @@ impl OplogEntry {
             Self::WallClock { .. } => "wall-clock",
             Self::MonotonicClock { .. } => "monotonic-clock",
             Self::Snapshot { .. } => "snapshot",
+            Self::Jump { .. } => "jump",
         }
     }
 
@@ -194,6 +202,20 @@ impl OplogEntry {
     pub fn decode(bytes: &[u8]) -> Result<Self, String> {
         serde_json::from_slice(bytes).map_err(|e| e.to_string())
     }
+}
+
+/// The entries replay follows: those `set-oplog-index` went back over are
+/// dropped, with the `jump` entries themselves.
+pub(crate) fn without_jumps(records: Vec<OplogRecord>) -> Vec<OplogRecord> {
+    let mut kept: Vec<OplogRecord> = Vec::with_capacity(records.len());
+    for record in records {
+        if let OplogEntry::Jump { to } = record.entry {
+            kept.retain(|r| r.index <= to);
+        } else {
+            kept.push(record);
+        }
+    }
+    kept
 }
 
 /// A log entry with its index and time.
@@ -241,5 +263,25 @@ mod tests {
             assert_eq!(OplogEntry::decode(&entry.encode()), Ok(entry));
         }
         assert!(OplogEntry::decode(b"{\"kind\":\"nonsense\"}").is_err());
+    }
+
+    #[test]
+    fn replay_passes_over_what_a_jump_went_back_over() {
+        let record = |index, entry| OplogRecord {
+            index,
+            at: SystemTime::UNIX_EPOCH,
+            entry,
+        };
+        let records = vec![
+            record(5, OplogEntry::CreatePromise),
+            record(6, OplogEntry::WallClock { nanos: 1 }),
+            record(7, OplogEntry::WallClock { nanos: 2 }),
+            record(8, OplogEntry::Jump { to: 5 }),
+            record(9, OplogEntry::WallClock { nanos: 3 }),
+            record(10, OplogEntry::Jump { to: 9 }),
+            record(11, OplogEntry::WallClock { nanos: 4 }),
+        ];
+        let kept: Vec<u64> = without_jumps(records).iter().map(|r| r.index).collect();
+        assert_eq!(kept, vec![5, 9, 11]);
     }
 }

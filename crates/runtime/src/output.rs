@@ -36,36 +36,75 @@ struct Ring {
     dropped: u64,
 }
 
-/// A bounded, shareable output buffer that implements WASI's stdout stream.
+/// A worker's stdout and stderr buffers, in one allocation.
 ///
-/// While `muted` is set (the worker is replaying code whose output was
-/// captured when it ran live) writes succeed but keep nothing.
-#[derive(Clone, Debug)]
-pub(crate) struct Capture(Arc<Mutex<Ring>>, Arc<AtomicBool>);
+/// While muted (the worker is replaying code whose output was captured
+/// when it ran live) writes succeed but keep nothing.
+#[derive(Debug)]
+pub(crate) struct Output {
+    rings: [Mutex<Ring>; 2],
+    muted: AtomicBool,
+}
 
-impl Capture {
-    pub(crate) fn new(limit: usize, muted: Arc<AtomicBool>) -> Self {
-        Self(
-            Arc::new(Mutex::new(Ring {
+impl Output {
+    /// Empty buffers of `limit` bytes each.
+    pub(crate) fn new(limit: usize) -> Arc<Self> {
+        let ring = || {
+            Mutex::new(Ring {
                 bytes: VecDeque::new(),
                 limit,
                 dropped: 0,
-            })),
-            muted,
-        )
+            })
+        };
+        Arc::new(Self {
+            rings: [ring(), ring()],
+            muted: AtomicBool::new(false),
+        })
     }
 
-    fn ring(&self) -> MutexGuard<'_, Ring> {
+    /// Stops (`true`) or restarts keeping what the worker writes.
+    pub(crate) fn set_muted(&self, muted: bool) {
+        self.muted.store(muted, Ordering::Release);
+    }
+
+    /// The WASI stream for stdout.
+    pub(crate) fn stdout(self: &Arc<Self>) -> Capture {
+        Capture(Arc::clone(self), 0)
+    }
+
+    /// The WASI stream for stderr.
+    pub(crate) fn stderr(self: &Arc<Self>) -> Capture {
+        Capture(Arc::clone(self), 1)
+    }
+
+    /// What the worker wrote, with the counts of bytes dropped.
+    pub(crate) fn snapshot(&self) -> WorkerOutput {
+        let (stdout, stdout_dropped) = self.ring_snapshot(0);
+        let (stderr, stderr_dropped) = self.ring_snapshot(1);
+        WorkerOutput {
+            stdout,
+            stderr,
+            stdout_dropped,
+            stderr_dropped,
+        }
+    }
+
+    fn ring(&self, stream: usize) -> MutexGuard<'_, Ring> {
         // A poisoned lock only means a writer panicked mid-copy; the bytes are
         // still valid output, so keep serving them.
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.rings[stream].lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn push(&self, data: &[u8]) {
-        if self.1.load(Ordering::Acquire) {
+    fn ring_snapshot(&self, stream: usize) -> (Vec<u8>, u64) {
+        let ring = self.ring(stream);
+        (ring.bytes.iter().copied().collect(), ring.dropped)
+    }
+
+    fn push(&self, stream: usize, data: &[u8]) {
+        if self.muted.load(Ordering::Acquire) {
             return;
         }
-        let mut ring = self.ring();
+        let mut ring = self.ring(stream);
         let limit = ring.limit;
         let data = if data.len() > limit {
             ring.dropped += (data.len() - limit) as u64;
@@ -78,11 +117,15 @@ impl Capture {
         ring.dropped += overflow as u64;
         ring.bytes.extend(data);
     }
+}
 
-    /// The buffered bytes and how many were dropped before them.
-    pub(crate) fn snapshot(&self) -> (Vec<u8>, u64) {
-        let ring = self.ring();
-        (ring.bytes.iter().copied().collect(), ring.dropped)
+/// One of a worker's output streams, as WASI's stdout or stderr.
+#[derive(Clone, Debug)]
+pub(crate) struct Capture(Arc<Output>, usize);
+
+impl Capture {
+    fn push(&self, data: &[u8]) {
+        self.0.push(self.1, data);
     }
 }
 
@@ -148,15 +191,19 @@ mod tests {
 
     #[test]
     fn keeps_the_newest_bytes_and_counts_the_dropped() {
-        let muted = Arc::new(AtomicBool::new(false));
-        let capture = Capture::new(8, Arc::clone(&muted));
-        capture.push(b"hello ");
-        capture.push(b"world");
-        assert_eq!(capture.snapshot(), (b"lo world".to_vec(), 3));
-        capture.push(b"0123456789ab");
-        assert_eq!(capture.snapshot(), (b"456789ab".to_vec(), 15));
-        muted.store(true, Ordering::Release);
-        capture.push(b"replayed");
-        assert_eq!(capture.snapshot(), (b"456789ab".to_vec(), 15));
+        let output = Output::new(8);
+        let (stdout, stderr) = (output.stdout(), output.stderr());
+        stdout.push(b"hello ");
+        stdout.push(b"world");
+        stderr.push(b"oops");
+        assert_eq!(output.ring_snapshot(0), (b"lo world".to_vec(), 3));
+        stdout.push(b"0123456789ab");
+        assert_eq!(output.ring_snapshot(0), (b"456789ab".to_vec(), 15));
+        output.set_muted(true);
+        stdout.push(b"replayed");
+        stderr.push(b"replayed");
+        let all = output.snapshot();
+        assert_eq!((all.stdout, all.stdout_dropped), (b"456789ab".to_vec(), 15));
+        assert_eq!((all.stderr, all.stderr_dropped), (b"oops".to_vec(), 0));
     }
 }

@@ -14,6 +14,7 @@
 //! promises share the store's group commit.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Weak;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -25,6 +26,7 @@ use vow_store::{Outcome, PromiseRecord, PromiseState, SharedStorage, Write};
 use crate::error::{Error, Result};
 use crate::ids::{ComponentId, PromiseId, WorkerId};
 use crate::persist;
+use crate::worker::WorkerEntry;
 
 /// Whether a promise has a payload yet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -90,7 +92,34 @@ pub(crate) enum AwaitError {
     Deleted,
 }
 
-type Waiter = oneshot::Sender<Result<Bytes, AwaitError>>;
+/// Who waits on a promise: a parked guest (through a channel), or a
+/// dormant worker to wake when the promise completes or goes away.
+pub(crate) enum Waiter {
+    Channel(oneshot::Sender<Result<Bytes, AwaitError>>),
+    Wake(Weak<WorkerEntry>),
+}
+
+impl Waiter {
+    fn is_closed(&self) -> bool {
+        match self {
+            Self::Channel(tx) => tx.is_closed(),
+            Self::Wake(entry) => entry.strong_count() == 0,
+        }
+    }
+
+    fn send(self, answer: Result<Bytes, AwaitError>) {
+        match self {
+            Self::Channel(tx) => {
+                let _ = tx.send(answer);
+            }
+            Self::Wake(entry) => {
+                if let Some(entry) = entry.upgrade() {
+                    entry.wake(true);
+                }
+            }
+        }
+    }
+}
 type Reply = oneshot::Sender<Result<bool>>;
 
 /// A request to the dispatcher.
@@ -167,8 +196,20 @@ impl Promises {
         id: PromiseId,
     ) -> Result<oneshot::Receiver<Result<Bytes, AwaitError>>> {
         let (waiter, rx) = oneshot::channel();
-        self.send(Command::Await { id, waiter })?;
+        self.send(Command::Await {
+            id,
+            waiter: Waiter::Channel(waiter),
+        })?;
         Ok(rx)
+    }
+
+    /// Wakes a dormant worker when the promise completes or is deleted (at
+    /// once if it already has been, or does not exist).
+    pub(crate) fn watch(&self, id: PromiseId, worker: Weak<WorkerEntry>) -> Result<()> {
+        self.send(Command::Await {
+            id,
+            waiter: Waiter::Wake(worker),
+        })
     }
 
     /// Completes a promise: `Ok(true)` if this call completed it. Answers
@@ -208,16 +249,19 @@ enum State {
     /// A completion is being written; nobody hears of it before the store
     /// has it. Later completions wait behind it: they lose if it succeeds
     /// and are tried in turn if it fails.
-    Writing {
-        data: Bytes,
-        reply: Reply,
-        waiters: Vec<Waiter>,
-        queued: VecDeque<(Bytes, Reply)>,
-    },
+    Writing(Box<Writing>),
     Completed {
         data: Bytes,
         at: SystemTime,
     },
+}
+
+/// A completion being written, with who waits for it.
+struct Writing {
+    data: Bytes,
+    reply: Reply,
+    waiters: Vec<Waiter>,
+    queued: VecDeque<(Bytes, Reply)>,
 }
 
 /// The promise table and the rules applied to it.
@@ -259,21 +303,16 @@ impl Table {
                 });
             }
             Command::Await { id, waiter } => match self.entries.get_mut(&id) {
-                None => {
-                    let _ = waiter.send(Err(AwaitError::NotFound));
-                }
+                None => waiter.send(Err(AwaitError::NotFound)),
                 Some(Entry {
                     state: State::Completed { data, .. },
                     ..
-                }) => {
-                    let _ = waiter.send(Ok(data.clone()));
-                }
-                Some(Entry {
-                    state: State::Pending(waiters) | State::Writing { waiters, .. },
-                    ..
-                }) => {
-                    waiters.retain(|w| !w.is_closed());
-                    waiters.push(waiter);
+                }) => waiter.send(Ok(data.clone())),
+                Some(Entry { state, .. }) => {
+                    if let Some(waiters) = state.waiters() {
+                        waiters.retain(|w| !w.is_closed());
+                        waiters.push(waiter);
+                    }
                 }
             },
             Command::Complete { id, data, reply } => self.complete(id, data, reply),
@@ -308,7 +347,7 @@ impl Table {
             State::Completed { .. } => {
                 let _ = reply.send(Ok(false));
             }
-            State::Writing { queued, .. } => queued.push_back((data, reply)),
+            State::Writing(writing) => writing.queued.push_back((data, reply)),
             State::Pending(waiters) => {
                 let waiters = std::mem::take(waiters);
                 let write = self.storage.write(vec![Write::CompletePromise {
@@ -316,12 +355,12 @@ impl Table {
                     data: data.clone(),
                     at: vow_store::now_millis(),
                 }]);
-                entry.state = State::Writing {
+                entry.state = State::Writing(Box::new(Writing {
                     data,
                     reply,
                     waiters,
                     queued: VecDeque::new(),
-                };
+                }));
                 let tx = self.tx.clone();
                 tokio::spawn(async move {
                     let outcome = match write.await {
@@ -342,19 +381,21 @@ impl Table {
         let Some(entry) = self.entries.get_mut(&id) else {
             return;
         };
-        let State::Writing {
+        let State::Writing(writing) =
+            std::mem::replace(&mut entry.state, State::Pending(Vec::new()))
+        else {
+            return;
+        };
+        let Writing {
             data,
             reply,
             waiters,
             queued,
-        } = std::mem::replace(&mut entry.state, State::Pending(Vec::new()))
-        else {
-            return;
-        };
+        } = *writing;
         match outcome {
             Ok(true) => {
                 for waiter in waiters {
-                    let _ = waiter.send(Ok(data.clone()));
+                    waiter.send(Ok(data.clone()));
                 }
                 entry.state = State::Completed {
                     data,
@@ -376,11 +417,11 @@ impl Table {
                 if let Some((data, next)) = queued.pop_front() {
                     self.complete(id.clone(), data, next);
                     if let Some(Entry {
-                        state: State::Writing { queued: rest, .. },
+                        state: State::Writing(writing),
                         ..
                     }) = self.entries.get_mut(&id)
                     {
-                        rest.extend(queued);
+                        writing.queued.extend(queued);
                     }
                 }
             }
@@ -393,10 +434,15 @@ impl Table {
             .iter()
             .filter_map(|(id, entry)| {
                 let (status, completed_at, awaited) = match &entry.state {
-                    State::Pending(waiters) | State::Writing { waiters, .. } => (
+                    State::Pending(waiters) => (
                         PromiseStatus::Pending,
                         None,
                         waiters.iter().any(|w| !w.is_closed()),
+                    ),
+                    State::Writing(writing) => (
+                        PromiseStatus::Pending,
+                        None,
+                        writing.waiters.iter().any(|w| !w.is_closed()),
                     ),
                     State::Completed { at, .. } => (PromiseStatus::Completed, Some(*at), false),
                 };
@@ -415,24 +461,28 @@ impl Table {
 }
 
 impl State {
+    /// Who waits, while the promise is pending.
+    fn waiters(&mut self) -> Option<&mut Vec<Waiter>> {
+        match self {
+            State::Pending(waiters) => Some(waiters),
+            State::Writing(writing) => Some(&mut writing.waiters),
+            State::Completed { .. } => None,
+        }
+    }
+
     fn fail_waiters(self) {
         let (waiters, replies) = match self {
             State::Pending(waiters) => (waiters, Vec::new()),
-            State::Writing {
-                waiters,
-                reply,
-                queued,
-                ..
-            } => (
-                waiters,
-                std::iter::once(reply)
-                    .chain(queued.into_iter().map(|(_, r)| r))
+            State::Writing(writing) => (
+                writing.waiters,
+                std::iter::once(writing.reply)
+                    .chain(writing.queued.into_iter().map(|(_, r)| r))
                     .collect(),
             ),
             State::Completed { .. } => return,
         };
         for waiter in waiters {
-            let _ = waiter.send(Err(AwaitError::Deleted));
+            waiter.send(Err(AwaitError::Deleted));
         }
         for reply in replies {
             let _ = reply.send(Ok(false));

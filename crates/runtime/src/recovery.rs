@@ -11,15 +11,14 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 
-use vow_store::{InvocationRecord, InvocationState, WorkerKey, WorkerRecord};
+use vow_store::{WorkerKey, WorkerRecord};
 
 use crate::error::Result;
-use crate::executor::{Executor, queue_job};
+use crate::executor::Executor;
 use crate::ids::ComponentId;
 use crate::persist;
-use crate::run;
 use crate::worker::{UNKNOWN_SEQ, WorkerConfig, WorkerEntry, WorkerStatus};
 
 /// Loads every component and worker the executor's store holds.
@@ -36,42 +35,35 @@ pub(crate) async fn recover(executor: &Executor) -> Result<()> {
         }
     }
     let workers = storage.workers().await?;
-    let mut unfinished: HashMap<WorkerKey, Vec<InvocationRecord>> = HashMap::new();
-    for invocation in storage.all_unfinished_invocations().await? {
-        unfinished
-            .entry(invocation.worker.clone())
-            .or_default()
-            .push(invocation);
-    }
+    let with_work: HashSet<WorkerKey> = storage
+        .workers_with_unfinished_invocations()
+        .await?
+        .into_iter()
+        .collect();
     let count = workers.len();
-    let mut resumed = 0;
+    let mut woken = 0;
     for record in workers {
-        let invocations = unfinished.remove(&record.key).unwrap_or_default();
-        if recover_worker(executor, record, invocations)? {
-            resumed += 1;
+        let queued = with_work.contains(&record.key);
+        if recover_worker(executor, record, queued)? {
+            woken += 1;
         }
     }
     if count > 0 {
-        tracing::info!(workers = count, resumed, "workers recovered from the store");
+        tracing::info!(workers = count, woken, "workers recovered from the store");
     }
     Ok(())
 }
 
-/// Registers one stored worker with its unfinished invocations; `true` if
-/// it has work to resume.
-fn recover_worker(
-    executor: &Executor,
-    record: WorkerRecord,
-    invocations: Vec<InvocationRecord>,
-) -> Result<bool> {
+/// Registers one stored worker (`queued`: it has unfinished invocations);
+/// `true` if it was woken to go on at once.
+fn recover_worker(executor: &Executor, record: WorkerRecord, queued: bool) -> Result<bool> {
     let id = persist::worker_id(&record.key);
     let Ok(component) = executor.loaded_component(id.component_id) else {
         tracing::error!(worker = %id, "worker's component is missing; worker not recovered");
         return Ok(false);
     };
-    // Sequence numbers only grow, so the last unfinished invocation holds
-    // the last one; otherwise it is read at the worker's next invocation.
-    let last_seq = invocations.last().map_or(UNKNOWN_SEQ, |i| i.seq);
+    // Its queue and last sequence number are read from the store when the
+    // worker is woken or invoked.
     let entry = WorkerEntry::new(
         id.clone(),
         WorkerConfig {
@@ -81,16 +73,27 @@ fn recover_worker(
         SystemTime::UNIX_EPOCH + Duration::from_millis(record.created_at),
         executor.shared(),
         0,
-        last_seq,
+        UNKNOWN_SEQ,
+        executor.env(component),
     );
     let mut status = WorkerStatus::parse(&record.state.status).unwrap_or(WorkerStatus::Idle);
     let mut parked_on = None;
     match status {
-        WorkerStatus::Running | WorkerStatus::Interrupted => {
+        // Running when the process stopped: shown as interrupted, and run
+        // again at once by replay. The store keeps `running` until it does,
+        // so a second crash meanwhile is recovered the same way.
+        WorkerStatus::Running => {
             status = WorkerStatus::Interrupted;
             entry
                 .interrupted
                 .store(true, std::sync::atomic::Ordering::Release);
+        }
+        // Interrupted by a user: stays so until resumed.
+        WorkerStatus::Interrupted => {
+            entry
+                .interrupted
+                .store(true, std::sync::atomic::Ordering::Release);
+            entry.pause();
         }
         WorkerStatus::Suspended => {
             parked_on = record.state.awaiting.as_ref().map(persist::promise_id);
@@ -101,33 +104,19 @@ fn recover_worker(
         _ => {}
     }
     entry.restore(status, record.state.last_error);
-    if status == WorkerStatus::Interrupted {
-        entry.persist_state();
-    }
     executor.registry().insert(Arc::clone(&entry))?;
-    let mut pending = 0;
-    if status != WorkerStatus::Failed {
-        for invocation in invocations {
-            let request: persist::Request = persist::decode(&invocation.request, "a request")?;
-            let Some(export) = component.export(&request.function) else {
-                tracing::error!(worker = %id, function = request.function, "stored invocation names an unknown function");
-                continue;
-            };
-            let types: Vec<_> = export.ty.params().map(|(_, t)| t).collect();
-            let params = persist::from_wave(&request.params, &types)?;
-            debug_assert!(!matches!(invocation.state, InvocationState::Finished(_)));
-            drop(queue_job(
-                &entry,
-                export,
-                params,
-                invocation.idempotency_key,
-                invocation.seq,
-            )?);
-            pending += 1;
-        }
+    if let Some(promise) = parked_on {
+        // Waits without a task until its promise completes.
+        entry.go_dormant(Some(promise));
+        return Ok(false);
     }
-    let env = executor.env(component);
-    let task = tokio::spawn(run::run(Arc::clone(&entry), env, None, parked_on));
-    entry.set_task(task.abort_handle());
-    Ok(pending > 0)
+    let go_on = match status {
+        WorkerStatus::Interrupted => !entry.paused(),
+        WorkerStatus::Failed => false,
+        _ => queued,
+    };
+    if go_on {
+        entry.wake_now();
+    }
+    Ok(go_on)
 }

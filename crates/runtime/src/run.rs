@@ -74,8 +74,8 @@ pub(crate) async fn instantiate(
     let wasi = WasiCtxBuilder::new()
         .args(&entry.args)
         .envs(&entry.env)
-        .stdout(entry.stdout.clone())
-        .stderr(entry.stderr.clone())
+        .stdout(entry.output.stdout())
+        .stderr(entry.output.stderr())
         .secure_random(JournalRandom::new(Arc::clone(&journal)))
         .insecure_random(JournalRandom::new(Arc::clone(&journal)))
         .insecure_random_seed((u128::from(seed.0) << 64) | u128::from(seed.1))
@@ -238,6 +238,8 @@ async fn load_from(
         (_, None) => return Err(not_created().into()),
     };
     records.remove(0);
+    let log_end = records.last().map_or(position, |r| r.index);
+    let mut records = crate::oplog::without_jumps(records);
     if entry.interrupted.load(std::sync::atomic::Ordering::Acquire)
         && let Some(begin) = open_region(&records)
     {
@@ -251,7 +253,7 @@ async fn load_from(
         .interrupted
         .store(false, std::sync::atomic::Ordering::Release);
     let total = records.len();
-    lock(&entry.journal).start_replay_after(position, records);
+    lock(&entry.journal).start_replay_after(position, records, log_end);
     let mut live = instantiate(entry, env, seed).await?;
     if let Some((data, settings, monotonic)) = saved {
         live.store.data_mut().golem.restore_settings(&settings);
@@ -466,36 +468,74 @@ enum Attempt {
     Done(Result<Vec<Val>>),
     /// The worker was parked on this promise too long and left memory.
     Evicted(PromiseId),
+    /// The worker was interrupted; the invocation runs again later.
+    Interrupted,
+    /// The guest called `set-oplog-index`: the worker is rebuilt by replay
+    /// up to that index and goes on live from there.
+    Rewound,
 }
 
-/// Runs a worker's mailbox until the worker is deleted. `live` is the
-/// instance of a worker that was just started; a recovered worker starts
-/// without one (and, if it was parked, with the promise it waits on).
+/// The error a `set-oplog-index` call unwinds the guest with; the worker
+/// task replays the worker up to `to` and lets it go on from there.
+#[derive(Debug)]
+pub(crate) struct Rewind {
+    pub(crate) to: u64,
+}
+
+impl std::fmt::Display for Rewind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "set-oplog-index({}): going back", self.to)
+    }
+}
+
+impl std::error::Error for Rewind {}
+
+/// Runs a worker's mailbox until it has nothing to do without an instance
+/// (it then becomes dormant: the task ends, and a new invocation, the
+/// completion of the promise it waits on or a resumption spawns it again)
+/// or the worker is deleted. `live` is the instance of a worker that was
+/// just started.
 ///
-/// The loading and running futures are boxed so that a task waiting with
-/// no instance (a worker out of memory) stays small.
-pub(crate) async fn run(
-    entry: Arc<WorkerEntry>,
-    env: Env,
-    mut live: Option<Live>,
-    mut parked_on: Option<PromiseId>,
-) {
+/// The loading and running futures are boxed so that the task itself stays
+/// small.
+pub(crate) async fn run(entry: Arc<WorkerEntry>, mut live: Option<Live>) {
+    let env = Arc::clone(&entry.run_env);
+    if let Err(error) = entry.ensure_loaded().await.map(drop) {
+        // Its next invocation tries again and reports the error.
+        tracing::error!(worker = %entry.id, %error, "cannot read the worker's queue from the store");
+        entry.go_dormant(None);
+        return;
+    }
     loop {
-        let job = if live.is_some() {
-            tokio::select! {
-                job = entry.next_job() => job,
-                () = entry.evict_signal.notified() => {
-                    if take_eviction(&env, &entry) && entry.evictable() {
-                        tracing::debug!(worker = %entry.id, "idle worker left memory");
-                        live = None;
-                    }
-                    continue;
-                }
+        if entry.paused() {
+            // Interrupted while idle, or recovered interrupted: nothing runs
+            // until the worker is resumed.
+            live = None;
+            hold(&entry).await;
+            if entry.status() == WorkerStatus::Interrupted && !entry.has_mail() {
+                entry.set_status(WorkerStatus::Idle);
+                entry.persist_state();
             }
-        } else {
-            entry.next_job().await
+        }
+        if live.is_none() && entry.go_dormant(None) {
+            return;
+        }
+        let job = tokio::select! {
+            job = entry.next_job() => job,
+            () = entry.evict_signal.notified(), if live.is_some() => {
+                if take_eviction(&env, &entry) && entry.evictable() {
+                    tracing::debug!(worker = %entry.id, "idle worker left memory");
+                    live = None;
+                }
+                continue;
+            }
+            () = entry.interrupt_asked() => {
+                entry.take_interrupt();
+                live = None;
+                continue;
+            }
         };
-        let Some(job) = job else {
+        let Some(mut job) = job else {
             return;
         };
         // A request to leave memory that came too late: the worker is busy.
@@ -504,11 +544,10 @@ pub(crate) async fn run(
             let _ = job.reply.send(Err(error));
             continue;
         }
-        let deadline = env.invocation_timeout.map(|t| Instant::now() + t);
+        if job.deadline.is_none() {
+            job.deadline = env.invocation_timeout.map(|t| Instant::now() + t);
+        }
         let outcome = loop {
-            if let Some(promise) = parked_on.take() {
-                wait_for(&entry, promise).await;
-            }
             if live.is_none() {
                 match Box::pin(load(&entry, &env)).await {
                     Ok(loaded) => live = Some(loaded),
@@ -518,12 +557,21 @@ pub(crate) async fn run(
             let Some(current) = live.as_mut() else {
                 continue;
             };
-            match Box::pin(attempt(current, &entry, &env, &job, deadline)).await {
+            match Box::pin(attempt(current, &entry, &env, &job)).await {
                 Attempt::Done(outcome) => break outcome,
                 Attempt::Evicted(promise) => {
+                    // The worker waits on its promise with no instance and
+                    // no task; the job goes back to the head of the queue.
                     tracing::debug!(worker = %entry.id, %promise, "parked worker left memory");
+                    drop(live.take());
+                    entry.requeue_front(job);
+                    entry.go_dormant(Some(promise));
+                    return;
+                }
+                Attempt::Interrupted => interrupted(&entry, &mut live).await,
+                Attempt::Rewound => {
+                    tracing::debug!(worker = %entry.id, "worker went back in its log");
                     live = None;
-                    parked_on = Some(promise);
                 }
             }
         };
@@ -562,6 +610,30 @@ pub(crate) async fn run(
             touch(&env, &entry);
         }
     }
+}
+
+/// Stops an invocation in progress: its instance is dropped, and it runs
+/// again by replay from its start (an open atomic region from its begin)
+/// once the worker is resumed, or at once when it was not paused.
+async fn interrupted(entry: &WorkerEntry, live: &mut Option<Live>) {
+    tracing::info!(worker = %entry.id, paused = entry.paused(), "invocation interrupted");
+    *live = None;
+    entry.clear_parked();
+    entry
+        .interrupted
+        .store(true, std::sync::atomic::Ordering::Release);
+    hold(entry).await;
+}
+
+/// Keeps a paused worker `interrupted` until it is resumed.
+async fn hold(entry: &WorkerEntry) {
+    if !entry.paused() {
+        return;
+    }
+    entry.set_status(WorkerStatus::Interrupted);
+    entry.persist_state();
+    entry.until_resumed().await;
+    tracing::info!(worker = %entry.id, "worker resumed");
 }
 
 fn take_eviction(env: &Env, entry: &WorkerEntry) -> bool {
@@ -612,24 +684,9 @@ async fn finish(
     Ok(())
 }
 
-/// Waits until `promise` is completed or deleted, holding nothing but a
-/// channel meanwhile.
-async fn wait_for(entry: &WorkerEntry, promise: PromiseId) {
-    if let Ok(rx) = entry.promises.subscribe(promise) {
-        // Whatever the answer, the worker is replayed: the guest's own
-        // await-promise then sees the payload, or traps if it was deleted.
-        let _ = rx.await;
-    }
-}
-
 /// Runs (or resumes by replay) one invocation on a live worker.
-async fn attempt(
-    live: &mut Live,
-    entry: &Arc<WorkerEntry>,
-    env: &Env,
-    job: &Job,
-    deadline: Option<Instant>,
-) -> Attempt {
+async fn attempt(live: &mut Live, entry: &Arc<WorkerEntry>, env: &Env, job: &Job) -> Attempt {
+    let deadline = job.deadline;
     let export = &job.export;
     entry.clear_parked();
     entry.set_status(WorkerStatus::Running);
@@ -650,6 +707,10 @@ async fn attempt(
         tokio::select! {
             outcome = &mut call => outcome,
             promise = parked_too_long(entry, env, evict_after) => return Attempt::Evicted(promise),
+            () = entry.interrupt_asked() => {
+                entry.take_interrupt();
+                return Attempt::Interrupted;
+            }
             () = until(deadline) => {
                 return Attempt::Done(Err(Error::Timeout {
                     worker: entry.id.clone(),
@@ -661,6 +722,11 @@ async fn attempt(
     };
     if let Some(divergence) = lock(&entry.journal).divergence() {
         return Attempt::Done(Err(diverged(entry, divergence.to_owned())));
+    }
+    if let Err(error) = &outcome
+        && error.downcast_ref::<Rewind>().is_some()
+    {
+        return Attempt::Rewound;
     }
     Attempt::Done(match outcome {
         Ok(()) => match leftover(entry, export) {

@@ -18,9 +18,9 @@ use crate::error::{Error, Result};
 use crate::host::GolemCtx;
 use crate::ids::{ComponentId, PromiseId, WorkerId};
 use crate::journal::{Journal, SharedJournal};
-use crate::output::Capture;
 use crate::persist;
 use crate::promise::Promises;
+use crate::run::Env;
 
 /// What every worker entry shares with the executor.
 pub(crate) struct Shared {
@@ -151,6 +151,40 @@ pub(crate) struct Job {
     /// Its position in the worker's queue, as stored.
     pub(crate) seq: u64,
     pub(crate) reply: oneshot::Sender<Result<Vec<Val>>>,
+    /// When it must be done by, set when it first starts.
+    pub(crate) deadline: Option<tokio::time::Instant>,
+}
+
+impl Job {
+    /// A job and the shared future of its outcome, remembered under its
+    /// idempotency key if it has one.
+    pub(crate) fn new(
+        entry: &WorkerEntry,
+        export: Arc<ExportFunc>,
+        params: Vec<Val>,
+        idempotency_key: Option<String>,
+        seq: u64,
+    ) -> (Self, SharedOutcome) {
+        use futures::FutureExt as _;
+        let (reply, rx) = oneshot::channel();
+        let id = entry.id.clone();
+        let outcome: SharedOutcome =
+            async move { rx.await.unwrap_or(Err(Error::WorkerDeleted(id))) }
+                .boxed()
+                .shared();
+        if let Some(key) = &idempotency_key {
+            entry.remember_outcome(key.clone(), outcome.clone());
+        }
+        let job = Self {
+            export,
+            params,
+            idempotency_key,
+            seq,
+            reply,
+            deadline: None,
+        };
+        (job, outcome)
+    }
 }
 
 /// The part of a worker that lives outside its Store: readable at any time,
@@ -161,8 +195,7 @@ pub(crate) struct WorkerEntry {
     pub(crate) env: Vec<(String, String)>,
     pub(crate) created_at: SystemTime,
     pub(crate) promises: Promises,
-    pub(crate) stdout: Capture,
-    pub(crate) stderr: Capture,
+    pub(crate) output: Arc<crate::output::Output>,
     pub(crate) storage: SharedStorage,
     pub(crate) journal: SharedJournal,
     status: AtomicU8,
@@ -178,8 +211,9 @@ pub(crate) struct WorkerEntry {
     pub(crate) interrupted: AtomicBool,
     /// Invocations waiting for the worker task, oldest first. A plain queue
     /// rather than a channel: a channel allocates a block of slots up front,
-    /// and a million waiting workers each keep a mailbox.
-    mailbox: Mutex<VecDeque<Job>>,
+    /// and a million waiting workers each keep a mailbox. Jobs are boxed:
+    /// the queue's first allocation holds several slots.
+    mailbox: Mutex<VecDeque<Box<Job>>>,
     /// Signalled when a job is queued or the worker is closed.
     mail: Notify,
     /// Set once the worker is deleted: nothing more is queued.
@@ -192,7 +226,28 @@ pub(crate) struct WorkerEntry {
     pub(crate) lru_tick: Mutex<Option<u64>>,
     /// Set while the registry's request to leave memory is unanswered.
     pub(crate) evict_requested: AtomicBool,
+    /// Set from an interruption until the worker is resumed: it runs
+    /// nothing meanwhile.
+    paused: AtomicBool,
+    /// Set while an interruption is asked for and not carried out yet.
+    interrupt_requested: AtomicBool,
+    /// Wakes the worker task for an interruption or a resumption.
+    control: Notify,
+    /// The worker task while there is one. A worker with nothing to do and
+    /// no instance has none (it is dormant): a new invocation, the
+    /// completion of the promise it waits on, or a resumption spawns it.
     task: Mutex<Option<tokio::task::AbortHandle>>,
+    /// The promise a dormant worker waits on; only its completion (or
+    /// deletion) wakes it, so invocations queue behind the parked one.
+    dormant_on: Mutex<Option<PromiseId>>,
+    /// What the worker task runs with.
+    pub(crate) run_env: Arc<Env>,
+    /// Set once the worker's last invocation sequence number and its
+    /// unfinished invocations are read from the store into the mailbox (at
+    /// once for a new worker; when first needed for a recovered one).
+    loaded: AtomicBool,
+    /// Serialises reading the queue from the store.
+    loading: tokio::sync::Mutex<()>,
     /// Outcomes of recent invocations that carried an idempotency key.
     idempotency: Mutex<VecDeque<(String, SharedOutcome)>>,
 }
@@ -225,13 +280,14 @@ impl WorkerEntry {
         shared: &Shared,
         last_index: u64,
         last_seq: u64,
+        env: Arc<Env>,
     ) -> Arc<Self> {
-        let muted = Arc::new(AtomicBool::new(false));
+        let output = crate::output::Output::new(shared.output_limit);
         let journal = Journal::new(
             id.clone(),
             Arc::clone(&shared.storage),
             last_index,
-            Arc::clone(&muted),
+            Arc::clone(&output),
         )
         .shared();
         Arc::new(Self {
@@ -240,8 +296,7 @@ impl WorkerEntry {
             env: config.env,
             created_at,
             promises: shared.promises.clone(),
-            stdout: Capture::new(shared.output_limit, Arc::clone(&muted)),
-            stderr: Capture::new(shared.output_limit, Arc::clone(&muted)),
+            output,
             storage: Arc::clone(&shared.storage),
             journal,
             status: AtomicU8::new(WorkerStatus::Idle as u8),
@@ -256,7 +311,14 @@ impl WorkerEntry {
             evict_signal: Notify::new(),
             lru_tick: Mutex::new(None),
             evict_requested: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
+            interrupt_requested: AtomicBool::new(false),
+            control: Notify::new(),
             task: Mutex::new(None),
+            dormant_on: Mutex::new(None),
+            run_env: env,
+            loaded: AtomicBool::new(last_seq != UNKNOWN_SEQ),
+            loading: tokio::sync::Mutex::const_new(()),
             idempotency: Mutex::new(VecDeque::new()),
         })
     }
@@ -337,22 +399,101 @@ impl WorkerEntry {
         *lock(&self.parked) = Some((promise, Instant::now()));
     }
 
-    /// Reads the last invocation sequence number from the store if it is
-    /// not known yet (a recovered worker learns it at its first invocation,
-    /// so recovery does not read it for every worker).
-    pub(crate) async fn load_seq(&self) -> Result<()> {
-        if self.seq.load(Ordering::Acquire) != UNKNOWN_SEQ {
-            return Ok(());
+    /// Reads the last invocation sequence number and the unfinished
+    /// invocations from the store if that was not done yet: a recovered
+    /// worker does it when first needed, so recovery reads neither for
+    /// every worker. The invocations go into the mailbox ahead of anything
+    /// queued later, in their order.
+    ///
+    /// The guard it returns keeps the queue from being dropped again (see
+    /// `forget_unwatched`) until the caller has queued its job.
+    pub(crate) async fn ensure_loaded(&self) -> Result<tokio::sync::MutexGuard<'_, ()>> {
+        let guard = self.loading.lock().await;
+        if self.loaded.load(Ordering::Acquire) {
+            return Ok(guard);
         }
-        let last = self
-            .storage
-            .last_invocation_seq(&persist::worker_key(&self.id))
-            .await?;
-        // A concurrent first invocation may have loaded it already.
-        let _ = self
-            .seq
-            .compare_exchange(UNKNOWN_SEQ, last, Ordering::AcqRel, Ordering::Acquire);
-        Ok(())
+        let key = persist::worker_key(&self.id);
+        if self.seq.load(Ordering::Acquire) == UNKNOWN_SEQ {
+            let last = self.storage.last_invocation_seq(&key).await?;
+            // Only this load sets it while it is unknown.
+            self.seq.store(last, Ordering::Release);
+        }
+        let stored = self.storage.unfinished_invocations(&key).await?;
+        let queued: Vec<u64> = lock(&self.mailbox).iter().map(|j| j.seq).collect();
+        let mut jobs = Vec::with_capacity(stored.len());
+        for invocation in stored {
+            if queued.contains(&invocation.seq) {
+                continue;
+            }
+            if let Some(job) = self.stored_job(invocation)? {
+                jobs.push(job);
+            }
+        }
+        let mut mailbox = lock(&self.mailbox);
+        for job in jobs.into_iter().rev() {
+            mailbox.push_front(Box::new(job));
+        }
+        self.loaded.store(true, Ordering::Release);
+        Ok(guard)
+    }
+
+    /// Drops the parked job of a worker going dormant when nobody waits for
+    /// its outcome (the caller went away, or there never was one) and
+    /// nothing is queued behind it: the store holds the invocation, and
+    /// [`ensure_loaded`](Self::ensure_loaded) reads it back when the worker
+    /// wakes. A waiting worker then costs no more memory than a recovered
+    /// one.
+    fn forget_unwatched(&self) {
+        // Someone is reading the queue or queueing a job: keep it.
+        let Ok(_loading) = self.loading.try_lock() else {
+            return;
+        };
+        let mut mailbox = lock(&self.mailbox);
+        let [job] = mailbox.as_slices().0 else {
+            return;
+        };
+        let mut keys = lock(&self.idempotency);
+        let watched = match &job.idempotency_key {
+            // The map holds one copy of the outcome; any other is a caller's.
+            Some(key) => keys
+                .iter()
+                .find(|(k, _)| k == key)
+                .is_some_and(|(_, outcome)| outcome.strong_count().unwrap_or(0) > 1),
+            None => !job.reply.is_closed(),
+        };
+        if watched {
+            return;
+        }
+        if let Some(key) = &job.idempotency_key {
+            keys.retain(|(k, _)| k != key);
+            keys.shrink_to_fit();
+        }
+        mailbox.clear();
+        mailbox.shrink_to_fit();
+        self.loaded.store(false, Ordering::Release);
+    }
+
+    /// A job for an invocation read from the store; `None` (logged) if the
+    /// component no longer exports its function.
+    pub(crate) fn stored_job(
+        &self,
+        invocation: vow_store::InvocationRecord,
+    ) -> Result<Option<Job>> {
+        let request: persist::Request = persist::decode(&invocation.request, "a request")?;
+        let Some(export) = self.run_env.component.export(&request.function) else {
+            tracing::error!(worker = %self.id, function = request.function, "stored invocation names an unknown function");
+            return Ok(None);
+        };
+        let types: Vec<_> = export.ty.params().map(|(_, t)| t).collect();
+        let params = persist::from_wave(&request.params, &types)?;
+        let (job, _) = Job::new(
+            self,
+            export,
+            params,
+            invocation.idempotency_key,
+            invocation.seq,
+        );
+        Ok(Some(job))
     }
 
     /// The next invocation sequence number ([`load_seq`](Self::load_seq)
@@ -387,19 +528,71 @@ impl WorkerEntry {
     }
 
     /// Queues a job; it runs after every job queued before it.
-    pub(crate) fn enqueue(&self, job: Job) -> Result<()> {
+    pub(crate) fn enqueue(self: &Arc<Self>, job: Job) -> Result<()> {
         self.check_not_failed()?;
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::WorkerDeleted(self.id.clone()));
         }
-        lock(&self.mailbox).push_back(job);
+        lock(&self.mailbox).push_back(Box::new(job));
         self.mail.notify_one();
+        self.wake(false);
         Ok(())
+    }
+
+    /// Puts back a job the task took and could not finish now.
+    pub(crate) fn requeue_front(&self, job: Box<Job>) {
+        lock(&self.mailbox).push_front(job);
+    }
+
+    /// Spawns the worker task if the worker is dormant. A dormant worker
+    /// parked on a promise is only woken by that promise (`for_promise`), or
+    /// by a control request ([`wake_now`](Self::wake_now)).
+    pub(crate) fn wake(self: &Arc<Self>, for_promise: bool) {
+        let mut task = lock(&self.task);
+        if task.is_some() || self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        {
+            let mut dormant_on = lock(&self.dormant_on);
+            if dormant_on.is_some() && !for_promise {
+                return;
+            }
+            *dormant_on = None;
+        }
+        let handle = tokio::spawn(crate::run::run(Arc::clone(self), None));
+        *task = Some(handle.abort_handle());
+    }
+
+    /// Spawns the worker task if the worker is dormant, whatever it waits on.
+    pub(crate) fn wake_now(self: &Arc<Self>) {
+        self.wake(true);
+    }
+
+    /// Called by the worker task as it ends: the worker becomes dormant
+    /// unless a job arrived meanwhile (then `false`, and the task goes on).
+    /// A worker parked on `promise` waits for it without a task.
+    pub(crate) fn go_dormant(self: &Arc<Self>, promise: Option<PromiseId>) -> bool {
+        let mut task = lock(&self.task);
+        if promise.is_none() && self.has_mail() && !self.closed.load(Ordering::Acquire) {
+            return false;
+        }
+        *task = None;
+        if let Some(promise) = promise {
+            self.forget_unwatched();
+            *lock(&self.dormant_on) = Some(promise.clone());
+            drop(task);
+            // Registered after the task is gone, so a completion that is
+            // already there wakes the worker at once.
+            if self.promises.watch(promise, Arc::downgrade(self)).is_err() {
+                // The executor is shutting down.
+            }
+        }
+        true
     }
 
     /// The next queued job, waiting for one; `None` once the worker is
     /// deleted. Only the worker task calls this.
-    pub(crate) async fn next_job(&self) -> Option<Job> {
+    pub(crate) async fn next_job(&self) -> Option<Box<Job>> {
         loop {
             if self.closed.load(Ordering::Acquire) {
                 return None;
@@ -410,6 +603,56 @@ impl WorkerEntry {
             // `notify_one` stores a permit when nobody waits, so a job
             // queued between the check and here is not missed.
             self.mail.notified().await;
+        }
+    }
+
+    /// Asks the worker task to stop what it is doing and drop its instance;
+    /// with `pause`, the worker then runs nothing until [`resume`](Self::resume).
+    pub(crate) fn interrupt(&self, pause: bool) {
+        if pause {
+            self.paused.store(true, Ordering::Release);
+        }
+        // Its next load re-runs an open atomic region from its begin.
+        self.interrupted.store(true, Ordering::Release);
+        self.interrupt_requested.store(true, Ordering::Release);
+        self.control.notify_one();
+    }
+
+    /// Marks a worker recovered as interrupted by a user: it stays paused.
+    pub(crate) fn pause(&self) {
+        self.paused.store(true, Ordering::Release);
+    }
+
+    /// Lets an interrupted worker go on; `false` if it was not paused.
+    pub(crate) fn resume(&self) -> bool {
+        let was = self.paused.swap(false, Ordering::AcqRel);
+        self.control.notify_one();
+        was
+    }
+
+    pub(crate) fn paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
+    }
+
+    /// Takes a pending interruption, if there is one.
+    pub(crate) fn take_interrupt(&self) -> bool {
+        self.interrupt_requested.swap(false, Ordering::AcqRel)
+    }
+
+    /// Resolves once an interruption is asked for (without taking it).
+    pub(crate) async fn interrupt_asked(&self) {
+        loop {
+            if self.interrupt_requested.load(Ordering::Acquire) {
+                return;
+            }
+            self.control.notified().await;
+        }
+    }
+
+    /// Resolves once the worker is not paused.
+    pub(crate) async fn until_resumed(&self) {
+        while self.paused() {
+            self.control.notified().await;
         }
     }
 
@@ -443,8 +686,12 @@ impl WorkerEntry {
         keys.push_back((key, outcome));
     }
 
-    pub(crate) fn set_task(&self, handle: tokio::task::AbortHandle) {
-        *lock(&self.task) = Some(handle);
+    /// Spawns the task of a worker that was just started, with its
+    /// instance.
+    pub(crate) fn spawn_live(self: &Arc<Self>, live: crate::run::Live) {
+        let mut task = lock(&self.task);
+        let handle = tokio::spawn(crate::run::run(Arc::clone(self), Some(live)));
+        *task = Some(handle.abort_handle());
     }
 
     /// Stops the worker task; an invocation in progress is dropped with its
@@ -455,7 +702,7 @@ impl WorkerEntry {
             task.abort();
         }
         // Dropping the jobs drops their reply senders.
-        let queued: Vec<Job> = lock(&self.mailbox).drain(..).collect();
+        let queued: Vec<Box<Job>> = lock(&self.mailbox).drain(..).collect();
         drop(queued);
         self.mail.notify_one();
     }

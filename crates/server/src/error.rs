@@ -118,9 +118,10 @@ impl From<Error> for ApiError {
             | Error::WorkerNotFound(_)
             | Error::FunctionNotFound { .. }
             | Error::PromiseNotFound(_) => StatusCode::NOT_FOUND,
-            Error::WorkerExists(_) | Error::WorkerFailed { .. } | Error::WorkerDeleted(_) => {
-                StatusCode::CONFLICT
-            }
+            Error::WorkerExists(_)
+            | Error::WorkerFailed { .. }
+            | Error::WorkerDeleted(_)
+            | Error::NotInterrupted { .. } => StatusCode::CONFLICT,
             Error::MissingImports { .. } | Error::Trap { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Error::Instantiation { .. } | Error::ShutDown => StatusCode::SERVICE_UNAVAILABLE,

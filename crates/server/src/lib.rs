@@ -36,7 +36,7 @@ pub mod json;
 mod openapi;
 mod routes;
 mod serve;
-mod time;
+pub mod time;
 
 use std::any::Any;
 

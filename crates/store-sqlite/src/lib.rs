@@ -288,8 +288,8 @@ impl Storage for SqliteStorage {
         self.read(move |conn, location| read::unfinished_invocations(conn, location, &worker))
     }
 
-    fn all_unfinished_invocations(&self) -> BoxFuture<'_, Result<Vec<InvocationRecord>>> {
-        self.read(read::all_unfinished_invocations)
+    fn workers_with_unfinished_invocations(&self) -> BoxFuture<'_, Result<Vec<WorkerKey>>> {
+        self.read(read::workers_with_unfinished_invocations)
     }
 
     fn snapshot<'a>(

@@ -330,23 +330,22 @@ pub(crate) fn unfinished_invocations(
     )
 }
 
-/// Every worker's unfinished invocations, by worker and seq.
-pub(crate) fn all_unfinished_invocations(
+/// The workers with unfinished invocations, by key.
+pub(crate) fn workers_with_unfinished_invocations(
     conn: &Connection,
     location: &str,
-) -> Result<Vec<InvocationRecord>> {
+) -> Result<Vec<WorkerKey>> {
     query(
         conn,
         location,
-        "SELECT seq, idempotency_key, request, state, result, accepted_at, component, name
-         FROM invocations WHERE state <> 'finished' ORDER BY component, name, seq",
+        "SELECT DISTINCT component, name FROM invocations
+         WHERE state <> 'finished' ORDER BY component, name",
         [],
         |row, loc| {
-            let worker = WorkerKey {
-                component: uuid(row, 6, loc)?,
-                name: get(row, 7, loc)?,
-            };
-            invocation(&worker)(row, loc)
+            Ok(WorkerKey {
+                component: uuid(row, 0, loc)?,
+                name: get(row, 1, loc)?,
+            })
         },
     )
 }

@@ -372,9 +372,9 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
         worker: &'a WorkerKey,
     ) -> BoxFuture<'a, Result<Vec<InvocationRecord>>>;
 
-    /// Every worker's invocations that have not finished, ordered by worker
-    /// and then queue order (one read for recovery, however many workers).
-    fn all_unfinished_invocations(&self) -> BoxFuture<'_, Result<Vec<InvocationRecord>>>;
+    /// The workers that have invocations not finished, ordered by key (one
+    /// read for recovery, however many workers there are).
+    fn workers_with_unfinished_invocations(&self) -> BoxFuture<'_, Result<Vec<WorkerKey>>>;
 
     /// A worker's latest snapshot, if it has one.
     fn snapshot<'a>(

@@ -237,14 +237,16 @@ impl Storage for MemoryStorage {
         ready(Ok(out)).boxed()
     }
 
-    fn all_unfinished_invocations(&self) -> BoxFuture<'_, Result<Vec<InvocationRecord>>> {
+    fn workers_with_unfinished_invocations(&self) -> BoxFuture<'_, Result<Vec<WorkerKey>>> {
         let out = self
             .state()
             .invocations
-            .values()
-            .flat_map(|q| q.values())
-            .filter(|i| !matches!(i.state, InvocationState::Finished(_)))
-            .cloned()
+            .iter()
+            .filter(|(_, q)| {
+                q.values()
+                    .any(|i| !matches!(i.state, InvocationState::Finished(_)))
+            })
+            .map(|(key, _)| key.clone())
             .collect();
         ready(Ok(out)).boxed()
     }

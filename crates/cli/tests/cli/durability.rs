@@ -209,3 +209,74 @@ fn a_data_directory_that_cannot_be_used_is_a_clear_error() -> anyhow::Result<()>
     );
     Ok(())
 }
+
+#[test]
+fn a_worker_is_interrupted_resumed_and_its_oplog_printed() -> anyhow::Result<()> {
+    let harness = vow_tests::guest("harness")?;
+    let server = Server::start(&[harness.as_path()])?;
+    let cid = server.component_id("harness")?;
+    server
+        .client(&["worker", "start", &cid, "paused"])?
+        .success()?;
+    let call = server.spawn_client(&["worker", "invoke", &cid, "paused", "create-and-await"])?;
+    let promise = server.awaited_promise(&cid, "paused")?;
+
+    let out = server
+        .client(&["worker", "interrupt", &cid, "paused"])?
+        .success()?;
+    assert!(
+        out.stdout
+            .contains(&format!("vow worker resume {cid} paused")),
+        "{out:?}"
+    );
+    server.wait_status(&cid, "paused", "interrupted")?;
+    server
+        .client(&["promise", "complete", &promise, "--data", "resumed"])?
+        .success()?;
+    server
+        .client(&["worker", "resume", &cid, "paused"])?
+        .success()?;
+    let mut call = call;
+    let answer = call.finish(QUICK)?.success()?;
+    // `list<u8>` printed as JSON: the bytes of "resumed".
+    assert_eq!(answer.stdout.trim(), "[114,101,115,117,109,101,100]");
+
+    let again = server
+        .client(&["worker", "resume", &cid, "paused"])?
+        .code(1)?;
+    assert!(
+        again.stderr.contains("is not interrupted (it is idle)"),
+        "{again:?}"
+    );
+
+    let log = server
+        .client(&["worker", "oplog", &cid, "paused"])?
+        .success()?
+        .stdout;
+    let kinds: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "create",
+            "invocation-started",
+            "create-promise",
+            "await-promise",
+            "invocation-finished"
+        ],
+        "{log}"
+    );
+    let one = server
+        .client(&[
+            "worker", "oplog", &cid, "paused", "--from", "3", "--count", "1", "--json",
+        ])?
+        .success()?
+        .stdout;
+    let entry: serde_json::Value = serde_json::from_str(one.trim())?;
+    assert_eq!(entry["index"], 3, "{one}");
+    assert_eq!(entry["entry"]["kind"], "create-promise", "{one}");
+    assert_eq!(one.lines().count(), 1, "{one}");
+    Ok(())
+}

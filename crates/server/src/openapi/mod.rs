@@ -242,6 +242,34 @@ fn paths() -> Value {
         )],
     );
     add(
+        w("/interrupt"),
+        vec![(
+            "post",
+            Op {
+                id: "interruptWorker",
+                summary: "Stop the worker's invocation in progress; it runs again by replay when resumed",
+                params: &["cid", "name", "recoverImmediately"],
+                body: None,
+                ok: ("200", schema("Empty")),
+                errors: &["400", "404", "409"],
+            },
+        )],
+    );
+    add(
+        w("/resume"),
+        vec![(
+            "post",
+            Op {
+                id: "resumeWorker",
+                summary: "Let an interrupted worker go on",
+                params: WORKER_PARAMS,
+                body: None,
+                ok: ("200", schema("Empty")),
+                errors: &["400", "404", "409"],
+            },
+        )],
+    );
+    add(
         w("/promises"),
         vec![(
             "get",

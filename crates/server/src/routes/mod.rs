@@ -111,6 +111,8 @@ pub(crate) fn table(config: &ServerConfig) -> Vec<Route> {
         Route::new(worker!("/invoke"), Post, invoke::invoke),
         Route::new(worker!("/logs"), Get, workers::logs),
         Route::new(worker!("/oplog"), Get, workers::oplog),
+        Route::new(worker!("/interrupt"), Post, workers::interrupt),
+        Route::new(worker!("/resume"), Post, workers::resume),
         Route::new(worker!("/promises"), Get, promises::of_worker),
         Route::new(worker!("/complete"), Post, promises::complete),
         Route::new("/v1/promises", Get, promises::list),

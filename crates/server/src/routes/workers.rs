@@ -139,6 +139,38 @@ pub(crate) async fn delete(
     Ok(Json(json!({})))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct InterruptQuery {
+    #[serde(rename = "recovery-immediately")]
+    recovery_immediately: Option<bool>,
+}
+
+/// `POST /v1/components/{cid}/workers/{name}/interrupt?recovery-immediately=B`
+/// (Golem's shape): stops the invocation in progress. The worker stays
+/// `interrupted` until resumed, or goes on at once with
+/// `recovery-immediately=true`.
+pub(crate) async fn interrupt(
+    State(state): State<AppState>,
+    WorkerPath(worker): WorkerPath,
+    ApiQuery(query): ApiQuery<InterruptQuery>,
+) -> Result<Json<Value>, ApiError> {
+    state
+        .executor
+        .interrupt_worker(&worker, query.recovery_immediately.unwrap_or(false))?;
+    Ok(Json(json!({})))
+}
+
+/// `POST /v1/components/{cid}/workers/{name}/resume`: lets an interrupted
+/// worker go on.
+pub(crate) async fn resume(
+    State(state): State<AppState>,
+    WorkerPath(worker): WorkerPath,
+) -> Result<Json<Value>, ApiError> {
+    state.executor.resume_worker(&worker)?;
+    Ok(Json(json!({})))
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Logs {

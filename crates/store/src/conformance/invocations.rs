@@ -297,68 +297,46 @@ pub async fn delete_worker(store: &dyn Storage) {
     assert_conflict(store, &error, &sibling.name);
 }
 
-/// `all_unfinished_invocations` lists every worker's queued and running
-/// invocations, by worker and then sequence number, and none that finished.
+/// `workers_with_unfinished_invocations` lists each worker with a queued
+/// or running invocation once, in key order, and no worker whose
+/// invocations all finished.
 pub async fn all_unfinished(store: &dyn Storage) {
-    let first = fresh_worker("all-unfinished-a");
-    let second = WorkerKey {
+    let first = fresh_worker("unfinished-a");
+    let key = |name: &str| WorkerKey {
         component: first.component,
-        name: "all-unfinished-b".to_owned(),
+        name: name.to_owned(),
     };
+    let (second, done) = (key("unfinished-b"), key("unfinished-c"));
     write_ok(
         store,
         vec![
             Write::Enqueue(invocation(&second, 2, None)),
             Write::Enqueue(invocation(&first, 5, Some("x"))),
-            Write::Enqueue(invocation(&second, 1, None)),
+            Write::Enqueue(invocation(&done, 1, None)),
             Write::Enqueue(invocation(&first, 4, None)),
             set_state(&first, 4, InvocationState::Running),
-            set_state(&second, 1, InvocationState::Finished(Bytes::new())),
+            set_state(&done, 1, InvocationState::Finished(Bytes::new())),
         ],
     )
     .await;
     let all = read(
         store,
-        "every unfinished invocation",
-        store.all_unfinished_invocations().await,
+        "the workers with unfinished invocations",
+        store.workers_with_unfinished_invocations().await,
     );
-    // The store may hold other checks' workers: keep these two.
-    let ours: Vec<(String, u64)> = all
+    // The store may hold other checks' workers: keep these.
+    let ours: Vec<&WorkerKey> = all
         .iter()
-        .filter(|i| i.worker.component == first.component)
-        .map(|i| (i.worker.name.clone(), i.seq))
+        .filter(|k| k.component == first.component)
         .collect();
+    assert_eq!(ours, vec![&first, &second], "{}", store.location());
+    let mut sorted = all.clone();
+    sorted.sort();
+    sorted.dedup();
     assert_eq!(
-        ours,
-        vec![
-            ("all-unfinished-a".to_owned(), 4),
-            ("all-unfinished-a".to_owned(), 5),
-            ("all-unfinished-b".to_owned(), 2),
-        ],
-        "{}",
-        store.location()
-    );
-    let running = all
-        .iter()
-        .find(|i| i.worker == first && i.seq == 4)
-        .map(|i| i.state.clone());
-    assert_eq!(
-        running,
-        Some(InvocationState::Running),
-        "{}",
-        store.location()
-    );
-    let mut keys: Vec<_> = all.iter().map(|i| (&i.worker, i.seq)).collect();
-    let sorted = {
-        let mut sorted = keys.clone();
-        sorted.sort();
-        sorted
-    };
-    keys.dedup();
-    assert_eq!(
-        keys,
+        all,
         sorted,
-        "{}: ordered by worker, then seq",
+        "{}: once each, ordered by key",
         store.location()
     );
 }

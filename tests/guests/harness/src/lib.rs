@@ -84,6 +84,12 @@ wit_bindgen::generate!({
             export commit: func(replicas: u8);
             /// `set-oplog-index`.
             export set-oplog-index: func(idx: u64);
+            /// Notes the oplog index, completes `target`, and if that call
+            /// completed it goes back to the noted index with
+            /// `set-oplog-index`; the second time round the completion
+            /// answers `false`. Returns the oplog index it started from and
+            /// the one it ends at.
+            export jump-back: func(target: promise-id) -> tuple<u64, u64>;
 
             /// Adds one to a counter kept in the guest's memory and returns
             /// it: state that only replay can rebuild.
@@ -298,6 +304,15 @@ impl Guest for Component {
 
     fn set_oplog_index(idx: u64) {
         host::set_oplog_index(idx);
+    }
+
+    fn jump_back(target: PromiseId) -> (u64, u64) {
+        let mark = host::get_oplog_index();
+        if host::complete_promise(&target, b"jumped") {
+            host::set_oplog_index(mark);
+            unreachable!("set-oplog-index went back");
+        }
+        (mark, host::get_oplog_index())
     }
 
     fn update_worker(id: WorkerId, version: u64, mode: UpdateMode) {
