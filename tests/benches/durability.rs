@@ -47,7 +47,13 @@ fn row(what: impl Into<String>, value: impl Into<String>) -> Row {
 async fn run() -> Result<()> {
     let harness = vow_tests::guest("harness")?;
     let cache = vow_tests::guest_target_dir().join("bench-compile-cache");
-    let base = || Executor::builder().cache_dir(&cache).evict_after(None);
+    // As `vow serve` runs it: a pool sized from the resident cap.
+    let base = || {
+        Executor::builder()
+            .cache_dir(&cache)
+            .pooling_sized_for_resident()
+            .evict_after(None)
+    };
     let mut rows = Vec::new();
 
     // 1. Round trip, in memory vs durable, same run.
@@ -249,6 +255,7 @@ async fn restart(dir: &Path, harness: &Path, cache: &Path) -> Result<(Duration, 
     let builder = || -> ExecutorBuilder {
         Executor::builder()
             .cache_dir(cache)
+            .pooling_sized_for_resident()
             .evict_after(Some(Duration::ZERO))
             .data_dir(dir)
     };

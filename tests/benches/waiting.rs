@@ -49,8 +49,10 @@ fn main() -> Result<()> {
 }
 
 fn builder(dir: &Path, cache: &Path) -> ExecutorBuilder {
+    // As `vow serve` runs it: a pool sized from the resident cap.
     Executor::builder()
         .cache_dir(cache)
+        .pooling_sized_for_resident()
         .evict_after(Some(Duration::ZERO))
         .data_dir(dir)
 }

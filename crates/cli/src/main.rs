@@ -185,6 +185,12 @@ struct ServeArgs {
     #[arg(long, value_name = "COUNT", default_value_t = vow_runtime::DEFAULT_MAX_RESIDENT)]
     max_resident: usize,
 
+    /// How workers get their memory: `pooling` (a pool sized from
+    /// --max-resident, reserved at start; faster worker starts) or
+    /// `on-demand` (mapped per worker, no fixed limits)
+    #[arg(long, value_enum, default_value_t = AllocatorArg::Pooling)]
+    allocator: AllocatorArg,
+
     /// Snapshot a worker whose component exports golem:api's save-snapshot
     /// and load-snapshot after this many invocations, so replay starts from
     /// the latest snapshot (0: never)
@@ -193,6 +199,15 @@ struct ServeArgs {
 
     #[command(flatten)]
     cache: CacheArgs,
+}
+
+/// `vow serve --allocator`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum AllocatorArg {
+    /// wasmtime's pooling allocator, sized from --max-resident
+    Pooling,
+    /// wasmtime's on-demand allocator
+    OnDemand,
 }
 
 /// Where compiled components are cached.

@@ -60,10 +60,13 @@ async fn executor(args: &ServeArgs) -> anyhow::Result<Executor> {
     if args.max_resident == 0 {
         anyhow::bail!("--max-resident must be 1 or more");
     }
-    let builder = local::builder(&args.cache)
+    let mut builder = local::builder(&args.cache)
         .evict_after(Some(Duration::from_secs_f64(args.evict_after)))
         .max_resident(args.max_resident)
         .snapshot_every(Some(args.snapshot_every));
+    if args.allocator == crate::AllocatorArg::Pooling {
+        builder = builder.pooling_sized_for_resident();
+    }
     if args.in_memory {
         output::error_line("keeping everything in memory (--in-memory): a restart loses it");
         return builder.build().context("cannot set up the runtime");

@@ -33,7 +33,7 @@ struct Settings {
     epoch_interval: Duration,
     memory_limit: usize,
     invocation_timeout: Option<Duration>,
-    pooling: Option<PoolingAllocationConfig>,
+    allocator: Allocator,
     cache_dir: Option<PathBuf>,
     output_limit: usize,
     max_resources: usize,
@@ -41,6 +41,41 @@ struct Settings {
     max_resident: usize,
     snapshot_every: Option<u64>,
     storage: StorageChoice,
+}
+
+/// How worker instances get their memory.
+#[derive(Clone, Debug)]
+enum Allocator {
+    /// wasmtime's on-demand allocator.
+    OnDemand,
+    /// A pool sized from `max_resident` when that fits, else on demand.
+    Sized,
+    Pooling(Box<PoolingAllocationConfig>),
+}
+
+/// The largest `max_resident` a pool is sized for by
+/// [`ExecutorBuilder::pooling_sized_for_resident`]; above it the executor
+/// allocates on demand. The pool reserves address space for every slot up
+/// front, and more slots than this would not fit.
+pub const POOLED_RESIDENT_LIMIT: usize = 2_000;
+
+/// Worker slots in a sized pool per resident worker allowed: the cap is
+/// enforced after a worker comes into memory, so the pool needs headroom
+/// while evicted workers release their slots.
+const POOL_HEADROOM: usize = 2;
+
+/// A pool for `max_resident` workers whose memories may grow to
+/// `memory_limit`.
+fn sized_pool(max_resident: usize, memory_limit: usize) -> PoolingAllocationConfig {
+    let slots = u32::try_from((max_resident * POOL_HEADROOM).max(64)).unwrap_or(u32::MAX);
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(slots)
+        .total_core_instances(slots.saturating_mul(16))
+        .total_tables(slots.saturating_mul(16))
+        .total_memories(slots.saturating_mul(2))
+        .total_stacks(slots)
+        .max_memory_size(memory_limit);
+    pool
 }
 
 /// Where an executor keeps its state.
@@ -85,7 +120,7 @@ impl Default for ExecutorBuilder {
                 epoch_interval: Duration::from_millis(10),
                 memory_limit: 256 << 20,
                 invocation_timeout: None,
-                pooling: None,
+                allocator: Allocator::OnDemand,
                 cache_dir: None,
                 output_limit: 1 << 20,
                 max_resources: 10_000,
@@ -122,12 +157,33 @@ impl ExecutorBuilder {
         self
     }
 
-    /// Uses wasmtime's pooling allocator with this configuration. Faster
-    /// worker starts, fewer memory mappings; its `total_*` limits cap the
-    /// number of live workers, and starting one more fails with
-    /// [`Error::Instantiation`].
+    /// Uses wasmtime's pooling allocator with this configuration instead of
+    /// the one sized from [`max_resident`](Self::max_resident). Its
+    /// `total_*` limits cap the number of workers in memory: starting or
+    /// bringing back one more fails with [`Error::Instantiation`].
     pub fn pooling(mut self, config: PoolingAllocationConfig) -> Self {
-        self.settings.pooling = Some(config);
+        self.settings.allocator = Allocator::Pooling(Box::new(config));
+        self
+    }
+
+    /// Uses wasmtime's pooling allocator sized from
+    /// [`max_resident`](Self::max_resident) and
+    /// [`memory_limit`](Self::memory_limit): twice as many worker slots as
+    /// resident workers allowed (evicted workers release theirs a moment
+    /// after the cap is passed), each with room for 16 core instances and
+    /// tables (a componentize-py guest uses about 14) and 2 memories on
+    /// average. Worker starts and returns from eviction take about half the
+    /// time of the on-demand allocator (see `benchmarks/runtime.md`).
+    ///
+    /// The pool reserves address space for every memory slot up front, 4 GiB
+    /// each so that bounds checks can be elided: about 16 TB for the default
+    /// cap, of the 128 TB a process has. That suits one executor per process
+    /// (`vow serve` uses it); for a `max_resident` above
+    /// [`POOLED_RESIDENT_LIMIT`] the on-demand allocator is used instead.
+    /// Without this call (or [`pooling`](Self::pooling)) the executor
+    /// allocates on demand, with no fixed limits.
+    pub fn pooling_sized_for_resident(mut self) -> Self {
+        self.settings.allocator = Allocator::Sized;
         self
     }
 
@@ -253,8 +309,18 @@ impl ExecutorBuilder {
         // Guests use the classic (WASIp2) call path; concurrent component
         // model support would add per-call bookkeeping nothing uses yet.
         config.concurrency_support(false);
-        if let Some(pooling) = &settings.pooling {
-            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling.clone()));
+        match &settings.allocator {
+            Allocator::Pooling(pooling) => {
+                config
+                    .allocation_strategy(InstanceAllocationStrategy::Pooling((**pooling).clone()));
+            }
+            Allocator::Sized if settings.max_resident <= POOLED_RESIDENT_LIMIT => {
+                config.allocation_strategy(InstanceAllocationStrategy::Pooling(sized_pool(
+                    settings.max_resident,
+                    settings.memory_limit,
+                )));
+            }
+            Allocator::Sized | Allocator::OnDemand => {}
         }
         let engine = Engine::new(&config).map_err(|e| Error::Config(chain(&e)))?;
         let linker = new_linker(&engine)?;

@@ -20,6 +20,10 @@
 //! without a resume), one at a time and from the throughput clients. The
 //! table is printed and written to `benchmarks/rest.md`.
 //!
+//! With `-- --durable` the executor keeps its state in a SQLite data
+//! directory (fsync at every commit) with the worker pool `vow serve` uses,
+//! and the table goes to `benchmarks/rest-durable.md`.
+//!
 //! `REST_BENCH_CLIENTS=N` changes the number of throughput clients;
 //! `REST_BENCH_PERF_FIFO` lets `perf record` profile the throughput rounds
 //! only (see `report::Profiler`).
@@ -304,8 +308,21 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     let wasm = vow_tests::guest("harness")?;
+    let durable = std::env::args().any(|a| a == "--durable");
+    let data = tempfile::tempdir()?;
     let (executor, addr, stop, server) = server_rt.block_on(async {
-        let executor = Executor::builder().build()?;
+        // Parked workers stay in memory: this measures the resume path, not
+        // eviction (the durability benches measure that).
+        let builder = Executor::builder().evict_after(None);
+        let executor = if durable {
+            builder
+                .pooling_sized_for_resident()
+                .data_dir(data.path())
+                .open()
+                .await?
+        } else {
+            builder.build()?
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?.to_string();
         let router = vow_server::router(executor.clone(), vow_server::ServerConfig::default());
@@ -321,16 +338,27 @@ fn main() -> Result<()> {
     let _ = stop.send(());
     server_rt.block_on(server)??;
 
-    let report = report::render(&Measured {
+    let mut report = report::render(&Measured {
         workers: WORKERS,
         clients: clients(),
         runs,
         direct,
     });
+    if durable {
+        report = report.replacen(
+            "\n",
+            "\n\nDurable: `cargo bench -p vow-server --bench rest -- --durable`; state in a SQLite data directory with an fsync at every commit, worker pool sized as in `vow serve`. Every completion is on disk before it answers, and every result before it is returned.\n",
+            1,
+        );
+    }
     println!("{report}");
     let path = vow_tests::workspace_root()
         .join("benchmarks")
-        .join("rest.md");
+        .join(if durable {
+            "rest-durable.md"
+        } else {
+            "rest.md"
+        });
     std::fs::create_dir_all(path.parent().context("no parent")?)?;
     std::fs::write(&path, &report)?;
     println!("written to {}", path.display());
