@@ -87,7 +87,13 @@ async fn run() -> Result<()> {
 
     // 2. Durable completions that resume parked workers, all at once.
     let dir = tempfile::tempdir()?;
-    let executor = base().data_dir(dir.path()).open().await?;
+    // Every parked worker stays in memory (the resident cap is raised past
+    // them): this measures durable resumes, not replay.
+    let executor = base()
+        .max_resident(CONCURRENT * 2)
+        .data_dir(dir.path())
+        .open()
+        .await?;
     let rate = concurrent_completions(&executor, &harness).await?;
     rows.push(row(
         format!(
