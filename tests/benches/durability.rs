@@ -23,6 +23,9 @@ const ROUND_TRIPS: usize = 2_000;
 const CONCURRENT: usize = 4_000;
 const EVICTED: usize = 1_000;
 const RESTART_WAITING: usize = 10_000;
+const REPLAY_HISTORIES: [u64; 3] = [10, 100, 1_000];
+/// Replays timed per history length (median reported).
+const REPLAY_SAMPLES: usize = 5;
 
 fn main() -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -47,13 +50,8 @@ fn row(what: impl Into<String>, value: impl Into<String>) -> Row {
 async fn run() -> Result<()> {
     let harness = vow_tests::guest("harness")?;
     let cache = vow_tests::guest_target_dir().join("bench-compile-cache");
-    // As `vow serve` runs it: a pool sized from the resident cap.
-    let base = || {
-        Executor::builder()
-            .cache_dir(&cache)
-            .pooling_sized_for_resident()
-            .evict_after(None)
-    };
+    // As `vow serve` runs it by default (on-demand allocator).
+    let base = || Executor::builder().cache_dir(&cache).evict_after(None);
     let mut rows = Vec::new();
 
     // 1. Round trip, in memory vs durable, same run.
@@ -117,6 +115,19 @@ async fn run() -> Result<()> {
     ));
     rows.push(row("  same, p99", us(percentile(&evicted, 99))));
     drop(executor);
+    let dir = tempfile::tempdir()?;
+    let executor = base()
+        .pooling_sized_for_resident()
+        .evict_after(Some(Duration::ZERO))
+        .data_dir(dir.path())
+        .open()
+        .await?;
+    let evicted = evicted_resumes(&executor, &harness).await?;
+    rows.push(row(
+        "  same with the pooling allocator (`vow serve --allocator pooling`), p50",
+        us(percentile(&evicted, 50)),
+    ));
+    drop(executor);
 
     // 4. Restart with many waiting workers.
     let dir = tempfile::tempdir()?;
@@ -133,6 +144,30 @@ async fn run() -> Result<()> {
         "  disk use per waiting worker (database + WAL / workers)",
         format!("{:.1} KiB", disk as f64 / RESTART_WAITING as f64 / 1024.0),
     ));
+
+    // 5. Replay time against history length, with and without snapshots.
+    for snapshots in [None, Some(vow_runtime::DEFAULT_SNAPSHOT_EVERY)] {
+        let dir = tempfile::tempdir()?;
+        let executor = base()
+            .snapshot_every(snapshots)
+            .data_dir(dir.path())
+            .open()
+            .await?;
+        let component = add(&executor, &harness).await?;
+        let mode = match snapshots {
+            None => "no snapshots".to_owned(),
+            Some(every) => format!("a snapshot every {every}"),
+        };
+        for history in REPLAY_HISTORIES {
+            let took = replay_time(&executor, component, history).await?;
+            rows.push(row(
+                format!(
+                    "worker with {history} past invocations ({mode}): brought back into memory and its next invocation answered"
+                ),
+                us(took),
+            ));
+        }
+    }
 
     let table = render(&rows);
     println!("{table}");
@@ -261,7 +296,6 @@ async fn restart(dir: &Path, harness: &Path, cache: &Path) -> Result<(Duration, 
     let builder = || -> ExecutorBuilder {
         Executor::builder()
             .cache_dir(cache)
-            .pooling_sized_for_resident()
             .evict_after(Some(Duration::ZERO))
             .data_dir(dir)
     };
@@ -292,6 +326,40 @@ async fn restart(dir: &Path, harness: &Path, cache: &Path) -> Result<(Duration, 
     call.result().await?;
     let first = started.elapsed();
     Ok((open_time, first, disk))
+}
+
+/// A worker with `history` past invocations of `increment`: the median time
+/// of dropping its instance (an interrupt with immediate recovery) and
+/// answering its next invocation, which brings it back by replay.
+async fn replay_time(
+    executor: &Executor,
+    component: ComponentId,
+    history: u64,
+) -> Result<Duration> {
+    let worker = executor
+        .start_worker(
+            component,
+            &format!("history-{history}"),
+            WorkerConfig::default(),
+        )
+        .await?;
+    for _ in 0..history {
+        executor.invoke(&worker, "increment", vec![]).await?;
+    }
+    let mut times = Vec::with_capacity(REPLAY_SAMPLES);
+    for _ in 0..REPLAY_SAMPLES {
+        let resident = executor.resident_workers();
+        executor.interrupt_worker(&worker, true)?;
+        while executor.resident_workers() >= resident {
+            tokio::task::yield_now().await;
+        }
+        let started = Instant::now();
+        executor
+            .invoke(&worker, "ping", vec![vow_runtime::Val::U32(1)])
+            .await?;
+        times.push(started.elapsed());
+    }
+    Ok(percentile(&times, 50))
 }
 
 fn percentile(times: &[Duration], p: usize) -> Duration {

@@ -7,7 +7,10 @@
 //!
 //! `cargo bench -p vow-tests --bench waiting` parks 1,000,000 workers (a few
 //! minutes); `cargo bench -p vow-tests --bench waiting -- 100000` parks
-//! another count. Writes `benchmarks/waiting-<N>.md`.
+//! another count. The executor runs as `vow serve` runs it, with wasmtime's
+//! on-demand allocator; `-- --pooling` uses a pool sized from the resident
+//! cap instead (`vow serve --allocator pooling`). Writes
+//! `benchmarks/waiting-<N>[-pooling].md`.
 
 // A benchmark binary reports on stdout.
 #![allow(clippy::print_stdout)]
@@ -32,11 +35,12 @@ fn main() -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
+    let pooling = args.iter().any(|a| a == "--pooling");
     // The restart runs in a process of its own, as after a kill -9.
-    if let [flag, dir, count] = &args[..]
+    if let [flag, dir, count, ..] = &args[..]
         && flag == "--recover"
     {
-        return runtime.block_on(recover(Path::new(dir), count.parse()?));
+        return runtime.block_on(recover(Path::new(dir), count.parse()?, pooling));
     }
     let count = match args.iter().find(|a| !a.starts_with('-')) {
         Some(n) => n
@@ -45,30 +49,33 @@ fn main() -> Result<()> {
             .with_context(|| format!("the worker count {n:?} is not a number"))?,
         None => 1_000_000,
     };
-    runtime.block_on(run(count))
+    runtime.block_on(run(count, pooling))
 }
 
-fn builder(dir: &Path, cache: &Path) -> ExecutorBuilder {
-    // As `vow serve` runs it: a pool sized from the resident cap.
-    Executor::builder()
+fn builder(dir: &Path, cache: &Path, pooling: bool) -> ExecutorBuilder {
+    let builder = Executor::builder()
         .cache_dir(cache)
-        .pooling_sized_for_resident()
         .evict_after(Some(Duration::ZERO))
-        .data_dir(dir)
+        .data_dir(dir);
+    if pooling {
+        builder.pooling_sized_for_resident()
+    } else {
+        builder
+    }
 }
 
 fn name(i: usize) -> String {
     format!("waiting-{i}")
 }
 
-async fn run(count: usize) -> Result<()> {
+async fn run(count: usize, pooling: bool) -> Result<()> {
     let harness = vow_tests::guest("harness")?;
     let cache = vow_tests::guest_target_dir().join("bench-compile-cache");
     let dir = tempfile::tempdir()?;
     let mut rows: Vec<(String, String)> = Vec::new();
 
     let rss_before = rss_bytes()?;
-    let executor = builder(dir.path(), &cache).open().await?;
+    let executor = builder(dir.path(), &cache, pooling).open().await?;
     let component = executor.ensure_component_file(&harness).await?;
     let started = Instant::now();
     park(&executor, component, count).await?;
@@ -106,10 +113,15 @@ async fn run(count: usize) -> Result<()> {
 
     // The restart, in a new process: everything written was acknowledged
     // as durable, so the store holds what a kill -9 here would leave.
-    let output = std::process::Command::new(std::env::current_exe()?)
+    let mut restart = std::process::Command::new(std::env::current_exe()?);
+    restart
         .arg("--recover")
         .arg(dir.path())
-        .arg(count.to_string())
+        .arg(count.to_string());
+    if pooling {
+        restart.arg("--pooling");
+    }
+    let output = restart
         .stderr(std::process::Stdio::inherit())
         .output()
         .context("running the restart process")?;
@@ -122,11 +134,12 @@ async fn run(count: usize) -> Result<()> {
         }
     }
 
-    let table = render(count, &rows);
+    let table = render(count, pooling, &rows);
     println!("{table}");
+    let suffix = if pooling { "-pooling" } else { "" };
     let out = vow_tests::workspace_root()
         .join("benchmarks")
-        .join(format!("waiting-{count}.md"));
+        .join(format!("waiting-{count}{suffix}.md"));
     std::fs::write(&out, table).with_context(|| format!("writing {}", out.display()))?;
     println!("written to {}", out.display());
     Ok(())
@@ -135,11 +148,11 @@ async fn run(count: usize) -> Result<()> {
 /// The restart process: opens the store, reports start -> accepting work and
 /// its memory, then completes a sample of the waiting workers, one at a
 /// time, timing completion -> answered. Prints `what<TAB>value` lines.
-async fn recover(dir: &Path, count: usize) -> Result<()> {
+async fn recover(dir: &Path, count: usize, pooling: bool) -> Result<()> {
     let cache = vow_tests::guest_target_dir().join("bench-compile-cache");
     let rss_before = rss_bytes()?;
     let started = Instant::now();
-    let executor = builder(dir, &cache).open().await?;
+    let executor = builder(dir, &cache, pooling).open().await?;
     let open_time = started.elapsed();
     let rss = rss_bytes()?;
     let component = executor
@@ -269,12 +282,23 @@ fn percentile(sorted: &[Duration], p: usize) -> Duration {
         .unwrap_or_default()
 }
 
-fn render(count: usize, rows: &[(String, String)]) -> String {
+fn render(count: usize, pooling: bool, rows: &[(String, String)]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# Waiting workers: {count}\n");
+    let (flag, allocator) = if pooling {
+        (
+            " --pooling",
+            "a pooling allocator sized from the resident cap (`vow serve --allocator pooling`)",
+        )
+    } else {
+        (
+            "",
+            "wasmtime's on-demand allocator, as `vow serve` runs by default",
+        )
+    };
     let _ = writeln!(
         out,
-        "`cargo bench -p vow-tests --bench waiting -- {count}`: release build, in-process, one run, {} on 2 cores. SQLite with fsync on every commit; eviction as soon as a worker parks; default resident cap.\n",
+        "`cargo bench -p vow-tests --bench waiting -- {count}{flag}`: release build, in-process, one run, {} on 2 cores. SQLite with fsync on every commit; eviction as soon as a worker parks; default resident cap; {allocator}.\n",
         vow_tests::cpu_model()
     );
     let _ = writeln!(out, "| measure | result |\n|---|---|");

@@ -185,10 +185,11 @@ struct ServeArgs {
     #[arg(long, value_name = "COUNT", default_value_t = vow_runtime::DEFAULT_MAX_RESIDENT)]
     max_resident: usize,
 
-    /// How workers get their memory: `pooling` (a pool sized from
-    /// --max-resident, reserved at start; faster worker starts) or
-    /// `on-demand` (mapped per worker, no fixed limits)
-    #[arg(long, value_enum, default_value_t = AllocatorArg::Pooling)]
+    /// How workers get their memory: `on-demand` (mapped per worker, no
+    /// fixed limits) or `pooling` (a pool sized from --max-resident,
+    /// reserved at start: worker starts take half the time, but more than
+    /// twice --max-resident workers running at once fail to start)
+    #[arg(long, value_enum, default_value_t = AllocatorArg::OnDemand)]
     allocator: AllocatorArg,
 
     /// Snapshot a worker whose component exports golem:api's save-snapshot

@@ -7,7 +7,9 @@ use anyhow::Result;
 
 use crate::conn::Kind;
 
-const TARGET_P50: Duration = Duration::from_micros(200);
+/// The p50 targets: in memory, and with a durable store (issue 6).
+pub const TARGET_P50: Duration = Duration::from_micros(200);
+pub const TARGET_P50_DURABLE: Duration = Duration::from_micros(500);
 const TARGET_RATE: f64 = 20_000.0;
 
 /// Percentiles of a set of durations.
@@ -54,6 +56,8 @@ pub struct Run {
 
 /// Everything the report shows.
 pub struct Measured {
+    /// The p50 target of a single completion.
+    pub target_p50: Duration,
     pub workers: usize,
     pub clients: usize,
     pub runs: Vec<Run>,
@@ -156,9 +160,9 @@ pub fn render(m: &Measured) -> String {
         line(format!(
             "| single completion: `POST complete` sent → parked `invoke-and-await` answer arrived, p50 ({} samples, one at a time) | {client} | ≤ {} | {} | {} |",
             run.to_resume.count,
-            micros(TARGET_P50),
+            micros(m.target_p50),
             micros(run.to_resume.p50),
-            verdict(run.to_resume.p50 <= TARGET_P50)
+            verdict(run.to_resume.p50 <= m.target_p50)
         ));
         line(format!(
             "| same, p99 / max | {client} | | {} / {} | |",
