@@ -698,7 +698,8 @@ impl WorkerEntry {
     /// Store, and queued ones fail with [`Error::WorkerDeleted`].
     pub(crate) fn abort(&self) {
         self.closed.store(true, Ordering::Release);
-        if let Some(task) = lock(&self.task).take() {
+        let task = lock(&self.task).take();
+        if let Some(task) = task {
             task.abort();
         }
         // Dropping the jobs drops their reply senders.
@@ -748,28 +749,37 @@ impl Registry {
     pub(crate) fn arrived(&self, entry: &Arc<WorkerEntry>) {
         self.resident.fetch_add(1, Ordering::AcqRel);
         self.touch(entry);
-        self.enforce_cap();
     }
 
     /// A worker left memory.
     pub(crate) fn left(&self, entry: &WorkerEntry) {
         self.resident.fetch_sub(1, Ordering::AcqRel);
-        if let Some(tick) = lock(&entry.lru_tick).take() {
+        // Not inside an `if let` on the tick's lock: its guard would be held
+        // while taking the order's, the reverse of `touch`.
+        let tick = lock(&entry.lru_tick).take();
+        if let Some(tick) = tick {
             lock(&self.lru).order.remove(&tick);
         }
     }
 
     /// Marks a resident worker as used now.
+    ///
+    /// Called as a worker becomes idle or parks, so it also enforces the
+    /// cap: when the cap was passed while every candidate was running,
+    /// the first to become evictable is asked to leave.
     pub(crate) fn touch(&self, entry: &Arc<WorkerEntry>) {
-        let mut lru = lock(&self.lru);
-        let mut tick = lock(&entry.lru_tick);
-        if let Some(old) = tick.take() {
-            lru.order.remove(&old);
+        {
+            let mut lru = lock(&self.lru);
+            let mut tick = lock(&entry.lru_tick);
+            if let Some(old) = tick.take() {
+                lru.order.remove(&old);
+            }
+            lru.next += 1;
+            let now = lru.next;
+            lru.order.insert(now, Arc::downgrade(entry));
+            *tick = Some(now);
         }
-        lru.next += 1;
-        let now = lru.next;
-        lru.order.insert(now, Arc::downgrade(entry));
-        *tick = Some(now);
+        self.enforce_cap();
     }
 
     /// Asks the least recently used idle or parked workers to leave memory
