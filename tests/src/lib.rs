@@ -242,6 +242,69 @@ fn is_cleared(key: &OsStr) -> bool {
             .any(|prefix| key.starts_with(prefix))
 }
 
+/// The test PostgreSQL server's URL, `None` when the run skips PostgreSQL
+/// on purpose (`VOW_SKIP_POSTGRES=1`), and an error saying how to provide
+/// one when neither is set: PostgreSQL tests are never skipped silently.
+pub fn postgres_server() -> anyhow::Result<Option<String>> {
+    if std::env::var("VOW_SKIP_POSTGRES").is_ok_and(|v| v == "1") {
+        // Said where the test's output goes: a skip is never silent.
+        #[expect(
+            clippy::print_stderr,
+            reason = "the test harness shows a test's stderr"
+        )]
+        {
+            eprintln!("VOW_SKIP_POSTGRES=1: skipping a PostgreSQL test");
+        }
+        return Ok(None);
+    }
+    match std::env::var("VOW_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Ok(Some(url)),
+        _ => bail!(
+            "this test needs a PostgreSQL server: set VOW_TEST_DATABASE_URL=postgres://user@host:port/db \
+             (a role that may create databases), run the tests through scripts/test.sh, which starts \
+             one, or set VOW_SKIP_POSTGRES=1 to skip the PostgreSQL tests"
+        ),
+    }
+}
+
+/// A new, empty database on the test server ([`postgres_server`]); its
+/// URL, or `None` when PostgreSQL is skipped. Each test gets its own, so
+/// tests never see each other's data.
+pub fn fresh_postgres_database() -> anyhow::Result<Option<String>> {
+    let Some(server) = postgres_server()? else {
+        return Ok(None);
+    };
+    let name = format!("vow_test_{}", uuid::Uuid::new_v4().simple());
+    // A runtime of its own: callers may be inside another one or none.
+    let create = {
+        let (server, name) = (server.clone(), name.clone());
+        std::thread::spawn(move || -> anyhow::Result<()> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let (client, connection) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
+                    .await
+                    .with_context(|| format!("connecting to {server}"))?;
+                tokio::spawn(connection);
+                client
+                    .batch_execute(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .context("creating a test database")?;
+                anyhow::Ok(())
+            })
+        })
+    };
+    create
+        .join()
+        .map_err(|_| anyhow::anyhow!("creating a test database panicked"))??;
+    let base = server
+        .rsplit_once('/')
+        .map(|(base, _)| base)
+        .context("VOW_TEST_DATABASE_URL names no database")?;
+    Ok(Some(format!("{base}/{name}")))
+}
+
 /// The CPU model as `/proc/cpuinfo` names it, for benchmark reports.
 pub fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")

@@ -166,9 +166,19 @@ struct ServeArgs {
         long,
         env = "VOW_DATA_DIR",
         value_name = "DIR",
-        conflicts_with = "in_memory"
+        conflicts_with_all = ["in_memory", "database_url"]
     )]
     data_dir: Option<PathBuf>,
+
+    /// Keep state in this PostgreSQL database instead of a data directory
+    /// (postgres://user:password@host:port/db); Vow creates its tables
+    #[arg(
+        long,
+        env = "VOW_DATABASE_URL",
+        value_name = "URL",
+        conflicts_with = "in_memory"
+    )]
+    database_url: Option<String>,
 
     /// Keep everything in memory instead: a restart loses every worker
     #[arg(long)]

@@ -71,6 +71,18 @@ async fn executor(args: &ServeArgs) -> anyhow::Result<Executor> {
         output::error_line("keeping everything in memory (--in-memory): a restart loses it");
         return builder.build().context("cannot set up the runtime");
     }
+    if let Some(url) = &args.database_url {
+        let store = vow_store_postgres::PostgresStorage::connect(url, Default::default()).await?;
+        output::error_line(&format!(
+            "database: {}",
+            vow_runtime::vow_store::Storage::location(&store)
+        ));
+        return builder
+            .storage(std::sync::Arc::new(store))
+            .open()
+            .await
+            .context("cannot open the database");
+    }
     let Some(dir) = args.data_dir.clone().or_else(local::default_data_dir) else {
         anyhow::bail!(
             "no data directory: HOME is not set; pass --data-dir DIR (or VOW_DATA_DIR), or --in-memory"

@@ -3,7 +3,7 @@
 
 use anyhow::Context as _;
 
-use crate::support::{QUICK, Server, run};
+use crate::support::{Backend, QUICK, Server, run};
 
 /// `vow worker invoke` of `function` with an idempotency key, waiting for
 /// the result (or queueing it, with `--no-wait`).
@@ -26,14 +26,29 @@ fn invoke(
 }
 
 #[test]
-fn waiting_workers_survive_kill_9_and_resume_exactly_once() -> anyhow::Result<()> {
+fn waiting_workers_survive_kill_9_and_resume_exactly_once_on_sqlite() -> anyhow::Result<()> {
+    let data = tempfile::tempdir()?;
+    kill_9_and_restart(&Backend::DataDir(data.path().to_owned()))
+}
+
+#[test]
+fn waiting_workers_survive_kill_9_and_resume_exactly_once_on_postgres() -> anyhow::Result<()> {
+    let Some(url) = vow_tests::fresh_postgres_database()? else {
+        return Ok(());
+    };
+    kill_9_and_restart(&Backend::Database(url))
+}
+
+/// Parks Rust and Python workers and counts with a harness worker on
+/// `backend`, kills the server with SIGKILL, starts it again and completes
+/// every promise: each invocation returns its own payload exactly once.
+fn kill_9_and_restart(backend: &Backend) -> anyhow::Result<()> {
     let rust = vow_tests::guest("approval")?;
     let python = vow_tests::python_guest("approval")?;
     let harness = vow_tests::guest("harness")?;
-    let data = tempfile::tempdir()?;
     let components = [rust.as_path(), python.as_path(), harness.as_path()];
 
-    let server = Server::start_in(data.path(), &components, &[])?;
+    let server = Server::start_on(backend, &components, &[])?;
     let approval = server.component_id("approval")?;
     let python_cid = server
         .banner
@@ -86,7 +101,7 @@ fn waiting_workers_survive_kill_9_and_resume_exactly_once() -> anyhow::Result<()
     }
     server.kill()?;
 
-    let server = Server::start_in(data.path(), &components, &[])?;
+    let server = Server::start_on(backend, &components, &[])?;
     assert_eq!(
         server.component_id("harness")?,
         harness_cid,

@@ -39,6 +39,15 @@ pub fn vow() -> Command {
     command
 }
 
+/// Where a server keeps its state.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    /// A data directory (SQLite).
+    DataDir(PathBuf),
+    /// A PostgreSQL database, by URL.
+    Database(String),
+}
+
 /// What a finished command printed.
 #[derive(Debug)]
 pub struct Finished {
@@ -272,6 +281,15 @@ impl Server {
 
     /// Starts `vow serve` on the data directory `data` with extra flags.
     pub fn start_in(data: &Path, components: &[&Path], extra: &[&str]) -> anyhow::Result<Self> {
+        Self::start_on(&Backend::DataDir(data.to_owned()), components, extra)
+    }
+
+    /// Starts `vow serve` keeping its state in `backend`, with extra flags.
+    pub fn start_on(
+        backend: &Backend,
+        components: &[&Path],
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
         let cache = cache_dir();
         let mut args = vec![
             "serve".to_owned(),
@@ -279,9 +297,13 @@ impl Server {
             "127.0.0.1:0".to_owned(),
             "--cache-dir".to_owned(),
             cache.display().to_string(),
-            "--data-dir".to_owned(),
-            data.display().to_string(),
         ];
+        match backend {
+            Backend::DataDir(dir) => {
+                args.extend(["--data-dir".to_owned(), dir.display().to_string()]);
+            }
+            Backend::Database(url) => args.extend(["--database-url".to_owned(), url.clone()]),
+        }
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         for component in components {
             args.push("--component".to_owned());

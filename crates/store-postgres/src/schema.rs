@@ -1,0 +1,151 @@
+//! The versioned schema.
+//!
+//! The version is the one row of `vow_schema`. Migrations are the list
+//! [`MIGRATIONS`]: entry `i` brings a store from version `i` to `i + 1`; they
+//! run in one transaction under a transaction-scoped advisory lock, so
+//! several processes starting at once migrate one after another, and a
+//! crash never leaves a half-migrated store. Released entries never change.
+
+use tokio_postgres::Client;
+use vow_store::{Error, Result};
+
+use crate::error::at_open;
+
+/// The migrations, oldest first.
+const MIGRATIONS: &[&str] = &[V1];
+
+/// The schema version this build writes and understands.
+pub(crate) const LATEST: u32 = MIGRATIONS.len() as u32;
+
+/// The advisory lock migrations take ("Vow!" in ASCII).
+const MIGRATION_LOCK: i64 = 0x566F_7721;
+
+/// Version 1: the same records as the SQLite backend's schema 2. Indices
+/// and times are `bigint` (Vow's u64 values stay below 2^63); a worker's
+/// environment is a flat `text[]` of keys and values.
+const V1: &str = "
+CREATE TABLE components (
+    id         uuid    NOT NULL PRIMARY KEY,
+    name       text    NOT NULL,
+    sha256     text    NOT NULL,
+    bytes      bytea   NOT NULL,
+    created_at bigint  NOT NULL
+);
+
+CREATE TABLE workers (
+    component          uuid    NOT NULL,
+    name               text    NOT NULL,
+    args               text[]  NOT NULL,
+    env                text[]  NOT NULL,
+    created_at         bigint  NOT NULL,
+    status             text    NOT NULL,
+    last_error         text,
+    awaiting_component uuid,
+    awaiting_name      text,
+    awaiting_index     bigint,
+    PRIMARY KEY (component, name)
+);
+
+CREATE TABLE oplog (
+    component uuid   NOT NULL,
+    name      text   NOT NULL,
+    idx       bigint NOT NULL,
+    at        bigint NOT NULL,
+    entry     bytea  NOT NULL,
+    PRIMARY KEY (component, name, idx)
+);
+
+CREATE TABLE promises (
+    component    uuid   NOT NULL,
+    name         text   NOT NULL,
+    idx          bigint NOT NULL,
+    created_at   bigint NOT NULL,
+    data         bytea,
+    completed_at bigint,
+    PRIMARY KEY (component, name, idx),
+    CHECK ((data IS NULL) = (completed_at IS NULL))
+);
+
+CREATE TABLE invocations (
+    component       uuid   NOT NULL,
+    name            text   NOT NULL,
+    seq             bigint NOT NULL,
+    idempotency_key text,
+    request         bytea  NOT NULL,
+    state           text   NOT NULL CHECK (state IN ('queued', 'running', 'finished')),
+    result          bytea,
+    accepted_at     bigint NOT NULL,
+    PRIMARY KEY (component, name, seq),
+    CHECK ((result IS NOT NULL) = (state = 'finished'))
+);
+
+CREATE UNIQUE INDEX invocations_by_key
+    ON invocations (component, name, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+
+CREATE INDEX invocations_unfinished
+    ON invocations (component, name, seq)
+    WHERE state <> 'finished';
+
+CREATE TABLE snapshots (
+    component uuid   NOT NULL,
+    name      text   NOT NULL,
+    idx       bigint NOT NULL,
+    at        bigint NOT NULL,
+    data      bytea  NOT NULL,
+    PRIMARY KEY (component, name)
+);
+";
+
+/// Brings the schema to [`LATEST`], or refuses a newer one.
+pub(crate) async fn migrate(client: &mut Client, location: &str) -> Result<()> {
+    let fail = |e: tokio_postgres::Error| at_open(location, &e);
+    let tx = client.transaction().await.map_err(fail)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(fail)?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS vow_schema (version integer NOT NULL)")
+        .await
+        .map_err(fail)?;
+    let found: Option<i32> = tx
+        .query_opt("SELECT version FROM vow_schema", &[])
+        .await
+        .map_err(fail)?
+        .map(|row| row.get(0));
+    let found = match found {
+        Some(v) => u32::try_from(v).map_err(|_| Error::Corrupt {
+            location: location.to_owned(),
+            reason: format!("invalid schema version {v}"),
+        })?,
+        None => {
+            tx.execute("INSERT INTO vow_schema (version) VALUES (0)", &[])
+                .await
+                .map_err(fail)?;
+            0
+        }
+    };
+    if found > LATEST {
+        return Err(Error::NewerSchema {
+            location: location.to_owned(),
+            found,
+            supported: LATEST,
+        });
+    }
+    for (version, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        tracing::info!(store = %location, from = version, to = version + 1, "migrating the store's schema");
+        tx.batch_execute(sql).await.map_err(|e| Error::Open {
+            location: location.to_owned(),
+            reason: format!(
+                "migrating the schema to version {}: {}",
+                version + 1,
+                crate::error::message(&e)
+            ),
+        })?;
+    }
+    if found < LATEST {
+        tx.execute("UPDATE vow_schema SET version = $1", &[&(LATEST as i32)])
+            .await
+            .map_err(fail)?;
+    }
+    tx.commit().await.map_err(fail)
+}

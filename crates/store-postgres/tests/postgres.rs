@@ -1,0 +1,69 @@
+//! The PostgreSQL backend against a real server: the conformance suite of
+//! every backend, schema versions and connection errors.
+//!
+//! Needs `VOW_TEST_DATABASE_URL` (a role that may create databases; the
+//! README's test command starts a throwaway server and sets it). Without
+//! it these tests fail, unless `VOW_SKIP_POSTGRES=1` says to skip them
+//! (see `vow_tests::postgres_server`).
+
+use anyhow::Context as _;
+use vow_store::{Error, Storage as _};
+use vow_store_postgres::{PostgresOptions, PostgresStorage, SCHEMA_VERSION};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_storage_conforms() -> anyhow::Result<()> {
+    let Some(url) = vow_tests::fresh_postgres_database()? else {
+        return Ok(());
+    };
+    let store = PostgresStorage::connect(&url, PostgresOptions::default()).await?;
+    vow_store::conformance::run_all(&store).await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn opening_twice_keeps_the_schema_and_a_newer_one_is_refused() -> anyhow::Result<()> {
+    let Some(url) = vow_tests::fresh_postgres_database()? else {
+        return Ok(());
+    };
+    drop(PostgresStorage::connect(&url, PostgresOptions::default()).await?);
+    let store = PostgresStorage::connect(&url, PostgresOptions::default()).await?;
+    assert!(store.components().await?.is_empty());
+
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    let newer = SCHEMA_VERSION as i32 + 3;
+    client
+        .execute("UPDATE vow_schema SET version = $1", &[&newer])
+        .await?;
+    match PostgresStorage::connect(&url, PostgresOptions::default()).await {
+        Err(Error::NewerSchema {
+            found, supported, ..
+        }) => assert_eq!((found, supported), (newer as u32, SCHEMA_VERSION)),
+        other => anyhow::bail!("expected NewerSchema, got {other:?}"),
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn unusable_urls_are_clear_errors() -> anyhow::Result<()> {
+    let error = PostgresStorage::connect("not a url", PostgresOptions::default())
+        .await
+        .err()
+        .context("a malformed URL was accepted")?;
+    assert!(
+        matches!(&error, Error::Open { reason, .. } if reason.contains("invalid database URL")),
+        "{error:?}"
+    );
+    // Nothing listens on port 1.
+    let error =
+        PostgresStorage::connect("postgres://vow@127.0.0.1:1/vow", PostgresOptions::default())
+            .await
+            .err()
+            .context("a refused connection was accepted")?;
+    let text = error.to_string();
+    assert!(
+        text.contains("cannot open the store at postgres://vow@127.0.0.1:1/vow"),
+        "{text}"
+    );
+    Ok(())
+}
