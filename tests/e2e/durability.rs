@@ -14,8 +14,37 @@ use crate::support::{
     start,
 };
 
-async fn open(dir: &std::path::Path) -> Result<Executor> {
-    Ok(builder().data_dir(dir).open().await?)
+/// Where a restart test keeps its state: every such test runs on both
+/// durable backends.
+enum Backend {
+    Sqlite(tempfile::TempDir),
+    Postgres(String),
+}
+
+impl Backend {
+    fn sqlite() -> Result<Self> {
+        Ok(Self::Sqlite(tempfile::tempdir()?))
+    }
+
+    /// A fresh PostgreSQL database; `None` when the run skips PostgreSQL.
+    fn postgres() -> Result<Option<Self>> {
+        Ok(vow_tests::fresh_postgres_database()?.map(Self::Postgres))
+    }
+
+    /// An executor on this store, as after a (re)start.
+    async fn open(&self) -> Result<Executor> {
+        Ok(match self {
+            Self::Sqlite(dir) => builder().data_dir(dir.path()).open().await?,
+            Self::Postgres(url) => {
+                let store = vow_store_postgres::PostgresStorage::connect(
+                    url,
+                    vow_store_postgres::PostgresOptions::default(),
+                )
+                .await?;
+                builder().storage(Arc::new(store)).open().await?
+            }
+        })
+    }
 }
 
 async fn harness_in(executor: &Executor) -> Result<ComponentId> {
@@ -41,11 +70,22 @@ async fn invocations_started(executor: &Executor, worker: &WorkerId) -> Result<u
 }
 
 #[tokio::test]
-async fn state_parked_workers_and_results_survive_a_restart() -> Result<()> {
-    let dir = tempfile::tempdir()?;
+async fn state_parked_workers_and_results_survive_a_restart_on_sqlite() -> Result<()> {
+    state_parked_workers_and_results_survive_a_restart(&Backend::sqlite()?).await
+}
+
+#[tokio::test]
+async fn state_parked_workers_and_results_survive_a_restart_on_postgres() -> Result<()> {
+    match Backend::postgres()? {
+        Some(backend) => state_parked_workers_and_results_survive_a_restart(&backend).await,
+        None => Ok(()),
+    }
+}
+
+async fn state_parked_workers_and_results_survive_a_restart(backend: &Backend) -> Result<()> {
     let (counter, waiter, sampler, drawn, promise);
     {
-        let executor = open(dir.path()).await?;
+        let executor = backend.open().await?;
         let component = harness_in(&executor).await?;
         counter = start(&executor, component, "counter").await?;
         for expected in 1..=5 {
@@ -67,7 +107,7 @@ async fn state_parked_workers_and_results_survive_a_restart() -> Result<()> {
         drop(parked);
     }
 
-    let executor = open(dir.path()).await?;
+    let executor = backend.open().await?;
     let component = harness_in(&executor).await?;
     assert_eq!(
         component, counter.component_id,
@@ -112,7 +152,7 @@ async fn state_parked_workers_and_results_survive_a_restart() -> Result<()> {
     drop(executor);
 
     // The finished result is stored: a third restart answers the key from it.
-    let executor = open(dir.path()).await?;
+    let executor = backend.open().await?;
     let stored = executor
         .submit(
             &waiter,
@@ -134,11 +174,22 @@ async fn state_parked_workers_and_results_survive_a_restart() -> Result<()> {
 }
 
 #[tokio::test]
-async fn a_completion_made_before_a_restart_is_not_made_again() -> Result<()> {
-    let dir = tempfile::tempdir()?;
+async fn a_completion_made_before_a_restart_is_not_made_again_on_sqlite() -> Result<()> {
+    a_completion_made_before_a_restart_is_not_made_again(&Backend::sqlite()?).await
+}
+
+#[tokio::test]
+async fn a_completion_made_before_a_restart_is_not_made_again_on_postgres() -> Result<()> {
+    match Backend::postgres()? {
+        Some(backend) => a_completion_made_before_a_restart_is_not_made_again(&backend).await,
+        None => Ok(()),
+    }
+}
+
+async fn a_completion_made_before_a_restart_is_not_made_again(backend: &Backend) -> Result<()> {
     let (target, relay, relay_promise);
     {
-        let executor = open(dir.path()).await?;
+        let executor = backend.open().await?;
         let component = harness_in(&executor).await?;
         target = start(&executor, component, "target").await?;
         relay = start(&executor, component, "relay").await?;
@@ -167,7 +218,7 @@ async fn a_completion_made_before_a_restart_is_not_made_again() -> Result<()> {
         relay_promise = parked_on(&executor, &relay).await?.id;
     }
 
-    let executor = open(dir.path()).await?;
+    let executor = backend.open().await?;
     let resumed = executor
         .submit(
             &relay,
