@@ -112,19 +112,12 @@ impl PostgresStorage {
         })?;
         config.connect_timeout(options.connect_timeout);
         let location = location_of(&config);
-        let (mut writer, connection) = config
-            .connect(NoTls)
+        let mut writer = writer_connection(&config, &location)
             .await
             .map_err(|e| at_open(&location, &e))?;
-        let conn_location = location.clone();
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::error!(store = %conn_location, error = %message(&e), "the writer's connection ended");
-            }
-        });
         schema::migrate(&mut writer, &location).await?;
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -138,7 +131,7 @@ impl PostgresStorage {
                 reason: e.to_string(),
             })?;
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(write_loop(writer, rx, location.clone()));
+        tokio::spawn(write_loop(writer, config, rx, location.clone()));
         tracing::debug!(store = %location, version = SCHEMA_VERSION, "opened the store");
         Ok(Self {
             location,
@@ -179,14 +172,43 @@ impl PostgresStorage {
     }
 }
 
+/// Opens the writer's connection; its driver runs on a task of its own.
+async fn writer_connection(
+    config: &tokio_postgres::Config,
+    location: &str,
+) -> std::result::Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, connection) = config.connect(NoTls).await?;
+    let location = location.to_owned();
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(store = %location, error = %message(&e), "the writer's connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// The longest wait between two attempts to reconnect the writer.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
 /// Applies batches in arrival order; everything that arrived while the
 /// last commit ran shares the next transaction.
+///
+/// When the connection is lost, the batches of the transaction in flight
+/// fail (nothing of them was acknowledged; a commit whose answer was lost
+/// may or may not have happened, which the runtime's writes tolerate: they
+/// are keyed and ordered). Then the writer reconnects, waiting longer after
+/// each failed attempt (up to [`MAX_BACKOFF`]); batches sent meanwhile wait
+/// for it.
 async fn write_loop(
     mut client: tokio_postgres::Client,
+    config: tokio_postgres::Config,
     mut rx: mpsc::UnboundedReceiver<Job>,
     location: String,
 ) {
     while let Some(first) = rx.recv().await {
+        if client.is_closed() {
+            client = reconnect(&config, &location).await;
+        }
         let mut jobs = vec![first];
         while let Ok(job) = rx.try_recv() {
             jobs.push(job);
@@ -194,6 +216,24 @@ async fn write_loop(
         let answers = commit(&mut client, &location, &jobs).await;
         for (job, answer) in jobs.into_iter().zip(answers) {
             let _ = job.reply.send(answer);
+        }
+    }
+}
+
+/// Connects the writer again, retrying with backoff until it works.
+async fn reconnect(config: &tokio_postgres::Config, location: &str) -> tokio_postgres::Client {
+    let mut wait = Duration::from_millis(50);
+    loop {
+        match writer_connection(config, location).await {
+            Ok(client) => {
+                tracing::info!(store = %location, "the writer reconnected");
+                return client;
+            }
+            Err(e) => {
+                tracing::warn!(store = %location, error = %message(&e), retry_in = ?wait, "cannot reconnect the writer");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(MAX_BACKOFF);
+            }
         }
     }
 }

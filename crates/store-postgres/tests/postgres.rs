@@ -67,3 +67,63 @@ async fn unusable_urls_are_clear_errors() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_connection_is_reconnected_and_nothing_acknowledged_is_lost() -> anyhow::Result<()> {
+    let Some(url) = vow_tests::fresh_postgres_database()? else {
+        return Ok(());
+    };
+    let store = PostgresStorage::connect(&url, PostgresOptions::default()).await?;
+    let worker = vow_store::WorkerKey {
+        component: uuid::Uuid::new_v4(),
+        name: "survivor".to_owned(),
+    };
+    let append = |index: u64| vow_store::Write::AppendOplog {
+        worker: worker.clone(),
+        records: vec![vow_store::OplogRecord {
+            index,
+            at: index,
+            entry: format!("entry {index}").into_bytes().into(),
+        }],
+    };
+    store.write(vec![append(1)]).await?;
+
+    // Cut every connection of the store, as a database restart would.
+    let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await?;
+
+    // The first write may fail (it is not acknowledged then); the writer
+    // reconnects and later ones succeed.
+    let mut next = 2;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match store.write(vec![append(next)]).await {
+            Ok(_) => break,
+            Err(e) if std::time::Instant::now() < deadline => {
+                assert!(
+                    matches!(e, Error::Backend(_) | Error::Closed),
+                    "unexpected error {e:?}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => anyhow::bail!("the writer never reconnected: {e}"),
+        }
+    }
+    next += 1;
+    store.write(vec![append(next)]).await?;
+    let indices: Vec<u64> = store
+        .oplog(&worker, 1, 100)
+        .await?
+        .iter()
+        .map(|r| r.index)
+        .collect();
+    assert_eq!(indices, (1..=next).collect::<Vec<_>>());
+    Ok(())
+}
