@@ -50,9 +50,13 @@ trap stop EXIT
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 as_postgres "$pg_bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --locale=C --no-sync \
   >"$dir/initdb.log" || { cat "$dir/initdb.log" >&2; exit 1; }
-# Tests kill Vow, not the database: the server's own fsync can go.
+# Tests kill Vow, not the database: the server's own fsync can go, unless
+# VOW_PG_FSYNC=on asks for a server that syncs like a production one (for
+# benchmarks).
+sync_options="-c fsync=off -c full_page_writes=off"
+if [[ "${VOW_PG_FSYNC:-}" == on ]]; then sync_options=""; fi
 as_postgres "$pg_bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start -o \
-  "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_connections=300" \
+  "-p $port -k $dir -c listen_addresses=127.0.0.1 $sync_options -c max_connections=300" \
   >/dev/null || { cat "$dir/server.log" >&2; exit 1; }
 echo "== PostgreSQL $("$pg_bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port" >&2
 

@@ -2,7 +2,11 @@
 //! FULL) on the promise paths, eviction and replay, and recovery after a
 //! restart. Prints a table and writes `benchmarks/durability.md`.
 //!
-//! Run with `cargo bench -p vow-tests --bench durability`. Every figure is
+//! Run with `cargo bench -p vow-tests --bench durability` (SQLite), or with
+//! `-- --postgres` on the server of `VOW_TEST_DATABASE_URL` (writes
+//! `benchmarks/durability-postgres.md`; run it through
+//! `VOW_PG_FSYNC=on bash scripts/with-postgres.sh` for a throwaway server
+//! that fsyncs like a production one). Every figure is
 //! in-process (the executor's API, no HTTP); one run each.
 
 // A benchmark binary reports on stdout.
@@ -32,12 +36,69 @@ fn main() -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(run())
+    let postgres = std::env::args().any(|a| a == "--postgres");
+    runtime.block_on(run(postgres))
 }
 
 struct Row {
     what: String,
     value: String,
+}
+
+/// A durable store for one measurement: a fresh SQLite data directory, or
+/// a fresh database on the PostgreSQL server of `VOW_TEST_DATABASE_URL`.
+enum Durable {
+    Sqlite(tempfile::TempDir),
+    Postgres(String),
+}
+
+impl Durable {
+    fn new(postgres: bool) -> Result<Self> {
+        if !postgres {
+            return Ok(Self::Sqlite(tempfile::tempdir()?));
+        }
+        match vow_tests::fresh_postgres_database()? {
+            Some(url) => Ok(Self::Postgres(url)),
+            None => Err(anyhow!(
+                "--postgres needs a server; VOW_SKIP_POSTGRES is set"
+            )),
+        }
+    }
+
+    /// Opens an executor on this store.
+    async fn open(&self, builder: ExecutorBuilder) -> Result<Executor> {
+        Ok(match self {
+            Self::Sqlite(dir) => builder.data_dir(dir.path()).open().await?,
+            Self::Postgres(url) => {
+                let store = vow_store_postgres::PostgresStorage::connect(
+                    url,
+                    vow_store_postgres::PostgresOptions::default(),
+                )
+                .await?;
+                builder.storage(Arc::new(store)).open().await?
+            }
+        })
+    }
+
+    /// Bytes the store takes: the data directory's files, or the database.
+    async fn size(&self) -> Result<u64> {
+        match self {
+            Self::Sqlite(dir) => Ok(std::fs::read_dir(dir.path())?
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()),
+            Self::Postgres(url) => {
+                let (client, connection) =
+                    tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+                tokio::spawn(connection);
+                let size: i64 = client
+                    .query_one("SELECT pg_database_size(current_database())", &[])
+                    .await?
+                    .get(0);
+                Ok(u64::try_from(size).unwrap_or(0))
+            }
+        }
+    }
 }
 
 fn row(what: impl Into<String>, value: impl Into<String>) -> Row {
@@ -47,7 +108,7 @@ fn row(what: impl Into<String>, value: impl Into<String>) -> Row {
     }
 }
 
-async fn run() -> Result<()> {
+async fn run(postgres: bool) -> Result<()> {
     let harness = vow_tests::guest("harness")?;
     let cache = vow_tests::guest_target_dir().join("bench-compile-cache");
     // As `vow serve` runs it by default (on-demand allocator).
@@ -58,8 +119,8 @@ async fn run() -> Result<()> {
     let memory = base().build()?;
     let memory_times = round_trips(&memory, &harness).await?;
     drop(memory);
-    let dir = tempfile::tempdir()?;
-    let durable = base().data_dir(dir.path()).open().await?;
+    let store = Durable::new(postgres)?;
+    let durable = store.open(base()).await?;
     let durable_times = round_trips(&durable, &harness).await?;
     drop(durable);
     let (m, d) = (
@@ -70,10 +131,7 @@ async fn run() -> Result<()> {
         "round trip: host completes -> parked guest resumes -> invocation answered, in memory, p50",
         us(m),
     ));
-    rows.push(row(
-        "  same, durable (SQLite, fsync at every commit), p50",
-        us(d),
-    ));
+    rows.push(row("  same, durable (the store named above), p50", us(d)));
     rows.push(row(
         "  same, durable, p99",
         us(percentile(&durable_times, 99)),
@@ -84,14 +142,10 @@ async fn run() -> Result<()> {
     ));
 
     // 2. Durable completions that resume parked workers, all at once.
-    let dir = tempfile::tempdir()?;
     // Every parked worker stays in memory (the resident cap is raised past
     // them): this measures durable resumes, not replay.
-    let executor = base()
-        .max_resident(CONCURRENT * 2)
-        .data_dir(dir.path())
-        .open()
-        .await?;
+    let store = Durable::new(postgres)?;
+    let executor = store.open(base().max_resident(CONCURRENT * 2)).await?;
     let rate = concurrent_completions(&executor, &harness).await?;
     rows.push(row(
         format!(
@@ -102,12 +156,8 @@ async fn run() -> Result<()> {
     drop(executor);
 
     // 3. Completion -> evicted worker replayed -> invocation answered.
-    let dir = tempfile::tempdir()?;
-    let executor = base()
-        .evict_after(Some(Duration::ZERO))
-        .data_dir(dir.path())
-        .open()
-        .await?;
+    let store = Durable::new(postgres)?;
+    let executor = store.open(base().evict_after(Some(Duration::ZERO))).await?;
     let evicted = evicted_resumes(&executor, &harness).await?;
     rows.push(row(
         "completion -> evicted worker resumed by replay -> invocation answered, p50",
@@ -115,12 +165,13 @@ async fn run() -> Result<()> {
     ));
     rows.push(row("  same, p99", us(percentile(&evicted, 99))));
     drop(executor);
-    let dir = tempfile::tempdir()?;
-    let executor = base()
-        .pooling_sized_for_resident()
-        .evict_after(Some(Duration::ZERO))
-        .data_dir(dir.path())
-        .open()
+    let store = Durable::new(postgres)?;
+    let executor = store
+        .open(
+            base()
+                .pooling_sized_for_resident()
+                .evict_after(Some(Duration::ZERO)),
+        )
         .await?;
     let evicted = evicted_resumes(&executor, &harness).await?;
     rows.push(row(
@@ -130,8 +181,8 @@ async fn run() -> Result<()> {
     drop(executor);
 
     // 4. Restart with many waiting workers.
-    let dir = tempfile::tempdir()?;
-    let (open_time, first, disk) = restart(dir.path(), &harness, &cache).await?;
+    let store = Durable::new(postgres)?;
+    let (open_time, first, disk) = restart(&store, &harness, &cache).await?;
     rows.push(row(
         format!("restart with {RESTART_WAITING} waiting workers: open -> accepting work"),
         format!("{:.2} s", open_time.as_secs_f64()),
@@ -141,18 +192,14 @@ async fn run() -> Result<()> {
         us(first),
     ));
     rows.push(row(
-        "  disk use per waiting worker (database + WAL / workers)",
+        "  store size per waiting worker (files of the data directory, or the database)",
         format!("{:.1} KiB", disk as f64 / RESTART_WAITING as f64 / 1024.0),
     ));
 
     // 5. Replay time against history length, with and without snapshots.
     for snapshots in [None, Some(vow_runtime::DEFAULT_SNAPSHOT_EVERY)] {
-        let dir = tempfile::tempdir()?;
-        let executor = base()
-            .snapshot_every(snapshots)
-            .data_dir(dir.path())
-            .open()
-            .await?;
+        let store = Durable::new(postgres)?;
+        let executor = store.open(base().snapshot_every(snapshots)).await?;
         let component = add(&executor, &harness).await?;
         let mode = match snapshots {
             None => "no snapshots".to_owned(),
@@ -169,11 +216,15 @@ async fn run() -> Result<()> {
         }
     }
 
-    let table = render(&rows);
+    let table = render(&rows, postgres);
     println!("{table}");
     let out = vow_tests::workspace_root()
         .join("benchmarks")
-        .join("durability.md");
+        .join(if postgres {
+            "durability-postgres.md"
+        } else {
+            "durability.md"
+        });
     std::fs::write(&out, table).with_context(|| format!("writing {}", out.display()))?;
     println!("written to {}", out.display());
     Ok(())
@@ -292,26 +343,26 @@ async fn evicted_resumes(executor: &Executor, harness: &Path) -> Result<Vec<Dura
     Ok(times)
 }
 
-async fn restart(dir: &Path, harness: &Path, cache: &Path) -> Result<(Duration, Duration, u64)> {
+async fn restart(
+    store: &Durable,
+    harness: &Path,
+    cache: &Path,
+) -> Result<(Duration, Duration, u64)> {
     let builder = || -> ExecutorBuilder {
         Executor::builder()
             .cache_dir(cache)
             .evict_after(Some(Duration::ZERO))
-            .data_dir(dir)
     };
     let promise = {
-        let executor = builder().open().await?;
+        let executor = store.open(builder()).await?;
         let component = add(&executor, harness).await?;
         let mut parked = park_many(&executor, component, "waiting", RESTART_WAITING).await?;
         let (promise, _) = parked.pop().ok_or_else(|| anyhow!("nothing parked"))?;
         promise
     };
-    let disk: u64 = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok()?.metadata().ok())
-        .map(|m| m.len())
-        .sum();
+    let disk = store.size().await?;
     let started = Instant::now();
-    let executor = builder().open().await?;
+    let executor = store.open(builder()).await?;
     let open_time = started.elapsed();
     // The invocation parked before the restart, found by its key.
     let call = executor
@@ -375,12 +426,25 @@ fn us(d: Duration) -> String {
     format!("{:.0} µs", d.as_secs_f64() * 1e6)
 }
 
-fn render(rows: &[Row]) -> String {
+fn render(rows: &[Row], postgres: bool) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "# Durability benchmark\n");
+    let (title, command, store) = if postgres {
+        (
+            "PostgreSQL",
+            " -- --postgres",
+            "PostgreSQL 15 on loopback, a fresh database per measurement, the server with fsync on (`VOW_PG_FSYNC=on bash scripts/with-postgres.sh ...`)",
+        )
+    } else {
+        (
+            "SQLite",
+            "",
+            "SQLite with synchronous=FULL (an fsync at every commit)",
+        )
+    };
+    let _ = writeln!(out, "# Durability benchmark: {title}\n");
     let _ = writeln!(
         out,
-        "`cargo bench -p vow-tests --bench durability`: release build, in-process (no HTTP), one run, {} on {} cores.\n",
+        "`cargo bench -p vow-tests --bench durability{command}`: release build, in-process (no HTTP), one run, {} on {} cores; {store}.\n",
         vow_tests::cpu_model(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
