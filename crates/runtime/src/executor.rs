@@ -616,16 +616,7 @@ impl Executor {
 
     /// Reads a component file and adds it under the file's stem as name.
     pub async fn add_component_file(&self, path: impl AsRef<Path>) -> Result<ComponentId> {
-        let path = path.as_ref();
-        let bytes = tokio::fs::read(path).await.map_err(|cause| Error::Io {
-            action: "reading",
-            path: path.to_owned(),
-            cause: Arc::new(cause),
-        })?;
-        let name = path.file_stem().map_or_else(
-            || "component".to_owned(),
-            |s| s.to_string_lossy().into_owned(),
-        );
+        let (name, bytes) = read_component_file(path.as_ref()).await?;
         self.add_component(&name, bytes).await
     }
 
@@ -634,16 +625,7 @@ impl Executor {
     /// which case its id is returned: how a server that preloads files at
     /// every start avoids a new copy each time.
     pub async fn ensure_component_file(&self, path: impl AsRef<Path>) -> Result<ComponentId> {
-        let path = path.as_ref();
-        let bytes = tokio::fs::read(path).await.map_err(|cause| Error::Io {
-            action: "reading",
-            path: path.to_owned(),
-            cause: Arc::new(cause),
-        })?;
-        let name = path.file_stem().map_or_else(
-            || "component".to_owned(),
-            |s| s.to_string_lossy().into_owned(),
-        );
+        let (name, bytes) = read_component_file(path.as_ref()).await?;
         let sha256 = component::sha256_of(&bytes);
         let existing = self
             .components()
@@ -1070,6 +1052,20 @@ impl Executor {
         tracing::info!(worker = %id, "worker deleted");
         Ok(())
     }
+}
+
+/// A component file's bytes, and its stem as the component's name.
+async fn read_component_file(path: &Path) -> Result<(String, Vec<u8>)> {
+    let bytes = tokio::fs::read(path).await.map_err(|cause| Error::Io {
+        action: "reading",
+        path: path.to_owned(),
+        cause: Arc::new(cause),
+    })?;
+    let name = path.file_stem().map_or_else(
+        || "component".to_owned(),
+        |s| s.to_string_lossy().into_owned(),
+    );
+    Ok((name, bytes))
 }
 
 fn check_params(export: &component::ExportFunc, params: &[Val]) -> Result<()> {
