@@ -13,11 +13,15 @@
 //!
 //! One writer connection applies batches in the order [`Storage::write`]
 //! was called. Whatever arrived while the previous commit ran goes into one
-//! transaction, each batch in a savepoint of its own (a batch that fails is
-//! rolled back alone and answered with its error), and one commit makes them
-//! all durable: group commit, as in the SQLite backend. PostgreSQL's
-//! `synchronous_commit` decides what "durable" means; its default (`on`)
-//! waits for the commit record to reach disk.
+//! transaction, and one commit makes it all durable: group commit, as in
+//! the SQLite backend. The group is pipelined: its statements (prepared
+//! once per connection, each write a single statement that makes its own
+//! checks) go to the server in one flight, so a group costs two round trips
+//! whatever its size. A batch that fails (a conflict) sends its group back
+//! through one savepoint per batch, so that it alone is rolled back and
+//! answered with its error. PostgreSQL's `synchronous_commit` decides what
+//! "durable" means; its default (`on`) waits for the commit record to reach
+//! disk.
 //!
 //! # Reads
 //!
@@ -27,6 +31,7 @@ mod apply;
 mod error;
 mod read;
 mod schema;
+mod writer;
 
 use std::fmt;
 use std::time::Duration;
@@ -43,6 +48,7 @@ use vow_store::{
 };
 
 use crate::error::{at_open, message, runtime};
+use crate::writer::{Job, Writer};
 
 /// The schema version this build of the crate writes.
 pub const SCHEMA_VERSION: u32 = schema::LATEST;
@@ -63,12 +69,6 @@ impl Default for PostgresOptions {
             connect_timeout: Duration::from_secs(10),
         }
     }
-}
-
-/// A batch waiting for the writer.
-struct Job {
-    batch: Vec<Write>,
-    reply: oneshot::Sender<Result<Vec<Outcome>>>,
 }
 
 /// A Vow store in a PostgreSQL database.
@@ -112,10 +112,13 @@ impl PostgresStorage {
         })?;
         config.connect_timeout(options.connect_timeout);
         let location = location_of(&config);
-        let mut writer = writer_connection(&config, &location)
+        let mut client = writer::connect(&config, &location)
             .await
             .map_err(|e| at_open(&location, &e))?;
-        schema::migrate(&mut writer, &location).await?;
+        schema::migrate(&mut client, &location).await?;
+        let writer = Writer::new(client, &location)
+            .await
+            .map_err(|e| at_open(&location, &e))?;
         let manager = Manager::from_config(
             config.clone(),
             NoTls,
@@ -131,7 +134,7 @@ impl PostgresStorage {
                 reason: e.to_string(),
             })?;
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(write_loop(writer, config, rx, location.clone()));
+        tokio::spawn(writer.run(config, rx));
         tracing::debug!(store = %location, version = SCHEMA_VERSION, "opened the store");
         Ok(Self {
             location,
@@ -172,106 +175,7 @@ impl PostgresStorage {
     }
 }
 
-/// Opens the writer's connection; its driver runs on a task of its own.
-async fn writer_connection(
-    config: &tokio_postgres::Config,
-    location: &str,
-) -> std::result::Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let (client, connection) = config.connect(NoTls).await?;
-    let location = location.to_owned();
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::warn!(store = %location, error = %message(&e), "the writer's connection ended");
-        }
-    });
-    Ok(client)
-}
-
-/// The longest wait between two attempts to reconnect the writer.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
-/// Applies batches in arrival order; everything that arrived while the
-/// last commit ran shares the next transaction.
-///
-/// When the connection is lost, the batches of the transaction in flight
-/// fail (nothing of them was acknowledged; a commit whose answer was lost
-/// may or may not have happened, which the runtime's writes tolerate: they
-/// are keyed and ordered). Then the writer reconnects, waiting longer after
-/// each failed attempt (up to [`MAX_BACKOFF`]); batches sent meanwhile wait
-/// for it.
-async fn write_loop(
-    mut client: tokio_postgres::Client,
-    config: tokio_postgres::Config,
-    mut rx: mpsc::UnboundedReceiver<Job>,
-    location: String,
-) {
-    while let Some(first) = rx.recv().await {
-        if client.is_closed() {
-            client = reconnect(&config, &location).await;
-        }
-        let mut jobs = vec![first];
-        while let Ok(job) = rx.try_recv() {
-            jobs.push(job);
-        }
-        let answers = commit(&mut client, &location, &jobs).await;
-        for (job, answer) in jobs.into_iter().zip(answers) {
-            let _ = job.reply.send(answer);
-        }
-    }
-}
-
-/// Connects the writer again, retrying with backoff until it works.
-async fn reconnect(config: &tokio_postgres::Config, location: &str) -> tokio_postgres::Client {
-    let mut wait = Duration::from_millis(50);
-    loop {
-        match writer_connection(config, location).await {
-            Ok(client) => {
-                tracing::info!(store = %location, "the writer reconnected");
-                return client;
-            }
-            Err(e) => {
-                tracing::warn!(store = %location, error = %message(&e), retry_in = ?wait, "cannot reconnect the writer");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(MAX_BACKOFF);
-            }
-        }
-    }
-}
-
-/// One transaction for `jobs`, a savepoint per batch; one answer per job.
-async fn commit(
-    client: &mut tokio_postgres::Client,
-    location: &str,
-    jobs: &[Job],
-) -> Vec<Result<Vec<Outcome>>> {
-    let failed_all = |e: Error| jobs.iter().map(|_| Err(e.clone())).collect();
-    let mut tx = match client.transaction().await {
-        Ok(tx) => tx,
-        Err(e) => return failed_all(runtime(location, &e)),
-    };
-    let mut answers = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        let savepoint = match tx.savepoint("batch").await {
-            Ok(sp) => sp,
-            Err(e) => return failed_all(runtime(location, &e)),
-        };
-        let outcome = apply::apply_batch(&savepoint, location, &job.batch).await;
-        let done = match &outcome {
-            Ok(_) => savepoint.commit().await,
-            Err(_) => savepoint.rollback().await,
-        };
-        if let Err(e) = done {
-            return failed_all(runtime(location, &e));
-        }
-        answers.push(outcome);
-    }
-    if let Err(e) = tx.commit().await {
-        return failed_all(runtime(location, &e));
-    }
-    answers
-}
-
-type Param<'a> = Box<dyn ToSql + Send + Sync + 'a>;
+use crate::apply::Param;
 
 impl Storage for PostgresStorage {
     fn write(&self, batch: Vec<Write>) -> BoxFuture<'static, Result<Vec<Outcome>>> {

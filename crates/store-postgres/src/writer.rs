@@ -1,0 +1,320 @@
+//! The writer: one connection that applies batches in arrival order, with
+//! group commit and pipelining.
+//!
+//! Whatever arrived while the previous commit ran forms the next group.
+//! The group goes to the server in one pipelined flight: `BEGIN`, every
+//! statement of every batch (each prepared once per connection), then, once
+//! all answers are in and every batch's checks hold, `COMMIT`: two round
+//! trips for the whole group, whatever its size.
+//!
+//! When a batch of the group fails (a conflict, a constraint), the group is
+//! rolled back and applied again the careful way: one savepoint per batch,
+//! so that the failing batch is rolled back alone and answered with its
+//! error while the others commit.
+
+use std::future::Future;
+use std::time::Duration;
+
+use futures::future::{MaybeDone, maybe_done};
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Statement};
+use vow_store::{Error, Outcome, Result, Write};
+
+use crate::apply::{self, Answer, Op, Plan, Statements};
+use crate::error::{message, runtime};
+
+/// A batch waiting for the writer.
+pub(crate) struct Job {
+    pub(crate) batch: Vec<Write>,
+    pub(crate) reply: oneshot::Sender<Result<Vec<Outcome>>>,
+}
+
+/// The writer's connection and its prepared statements.
+pub(crate) struct Writer {
+    client: Client,
+    statements: Statements,
+    location: String,
+}
+
+/// The longest wait between two attempts to reconnect the writer.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Polls `futures` once each in order (which, for tokio-postgres, sends
+/// their requests in that order), then waits for all of them.
+pub(crate) async fn pipelined<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut futures: Vec<std::pin::Pin<Box<MaybeDone<F>>>> = futures
+        .into_iter()
+        .map(|f| Box::pin(maybe_done(f)))
+        .collect();
+    for future in &mut futures {
+        let _ = futures::poll!(future.as_mut());
+    }
+    for future in &mut futures {
+        future.as_mut().await;
+    }
+    futures
+        .iter_mut()
+        .filter_map(|f| f.as_mut().take_output())
+        .collect()
+}
+
+/// Opens a connection whose driver runs on a task of its own.
+pub(crate) async fn connect(
+    config: &tokio_postgres::Config,
+    location: &str,
+) -> std::result::Result<Client, tokio_postgres::Error> {
+    let (client, connection) = config.connect(NoTls).await?;
+    let location = location.to_owned();
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(store = %location, error = %message(&e), "the writer's connection ended");
+        }
+    });
+    Ok(client)
+}
+
+impl Writer {
+    /// Prepares the writer's statements on `client`.
+    pub(crate) async fn new(
+        client: Client,
+        location: &str,
+    ) -> std::result::Result<Self, tokio_postgres::Error> {
+        let statements = Statements::prepare(&client).await?;
+        Ok(Self {
+            client,
+            statements,
+            location: location.to_owned(),
+        })
+    }
+
+    /// Applies batches in arrival order; everything that arrived while the
+    /// last commit ran shares the next transaction.
+    ///
+    /// When the connection is lost, the batches of the transaction in flight
+    /// fail (nothing of them was acknowledged; a commit whose answer was
+    /// lost may or may not have happened, which the runtime's writes
+    /// tolerate: they are keyed and ordered). Then the writer reconnects,
+    /// waiting longer after each failed attempt (up to [`MAX_BACKOFF`]);
+    /// batches sent meanwhile wait for it.
+    pub(crate) async fn run(
+        mut self,
+        config: tokio_postgres::Config,
+        mut rx: mpsc::UnboundedReceiver<Job>,
+    ) {
+        while let Some(first) = rx.recv().await {
+            if self.client.is_closed() {
+                self = Self::reconnect(&config, &self.location).await;
+            }
+            let mut jobs = vec![first];
+            while let Ok(job) = rx.try_recv() {
+                jobs.push(job);
+            }
+            let answers = self.commit(&jobs).await;
+            for (job, answer) in jobs.into_iter().zip(answers) {
+                let _ = job.reply.send(answer);
+            }
+        }
+    }
+
+    /// Connects again, retrying with backoff until it works.
+    async fn reconnect(config: &tokio_postgres::Config, location: &str) -> Self {
+        let mut wait = Duration::from_millis(50);
+        loop {
+            let writer = match connect(config, location).await {
+                Ok(client) => Self::new(client, location).await,
+                Err(e) => Err(e),
+            };
+            match writer {
+                Ok(writer) => {
+                    tracing::info!(store = %location, "the writer reconnected");
+                    return writer;
+                }
+                Err(e) => {
+                    tracing::warn!(store = %location, error = %message(&e), retry_in = ?wait, "cannot reconnect the writer");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// Runs `statement` without parameters.
+    async fn simple(&self, statement: &Statement) -> Result<()> {
+        self.client
+            .execute(statement, &[])
+            .await
+            .map(drop)
+            .map_err(|e| runtime(&self.location, &e))
+    }
+
+    /// Sends `ops` in one flight and collects their answers in order.
+    async fn send<'a>(
+        &'a self,
+        lead: Option<&'a Statement>,
+        ops: Vec<&'a Op<'a>>,
+    ) -> (Result<()>, Vec<Result<Answer>>) {
+        let lead = lead.map(|statement| Box::pin(maybe_done(self.simple(statement))));
+        let mut lead = lead;
+        if let Some(lead) = &mut lead {
+            let _ = futures::poll!(lead.as_mut());
+        }
+        let mut futures = Vec::with_capacity(ops.len());
+        for op in ops {
+            futures.push(self.run_op(op));
+        }
+        let answers = pipelined(futures).await;
+        let lead = match lead {
+            Some(mut lead) => {
+                lead.as_mut().await;
+                lead.as_mut().take_output().unwrap_or(Ok(()))
+            }
+            None => Ok(()),
+        };
+        (lead, answers)
+    }
+
+    async fn run_op(&self, op: &Op<'_>) -> Result<Answer> {
+        let params: Vec<&(dyn ToSql + Sync)> = op
+            .params
+            .iter()
+            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        let answer = if op.check.wants_rows() {
+            self.client
+                .query(op.statement, &params)
+                .await
+                .map(Answer::Rows)
+        } else {
+            self.client
+                .execute(op.statement, &params)
+                .await
+                .map(Answer::Count)
+        };
+        answer.map_err(|e| runtime(&self.location, &e))
+    }
+
+    /// One transaction for `jobs`; one answer per job.
+    async fn commit(&self, jobs: &[Job]) -> Vec<Result<Vec<Outcome>>> {
+        let plans: Vec<Result<Plan<'_>>> = jobs
+            .iter()
+            .map(|job| apply::plan(&self.statements, &self.location, &job.batch))
+            .collect();
+        if plans.iter().all(|p| p.is_ok()) {
+            match self.commit_together(&plans).await {
+                Together::Committed(answers) => return answers,
+                Together::Failed(e) => return jobs.iter().map(|_| Err(e.clone())).collect(),
+                Together::OneFailed => {}
+            }
+        }
+        self.commit_one_by_one(plans).await
+    }
+
+    /// The fast way: the whole group in one flight, no savepoints.
+    async fn commit_together(&self, plans: &[Result<Plan<'_>>]) -> Together {
+        let mut ops = Vec::new();
+        for plan in plans.iter().flatten() {
+            ops.extend(plan.ops.iter());
+        }
+        let (begun, answers) = self.send(Some(&self.statements.begin), ops).await;
+        if let Err(e) = begun {
+            return Together::Failed(e);
+        }
+        let mut answers = answers.into_iter();
+        let mut outcomes = Vec::with_capacity(plans.len());
+        let mut failed = false;
+        for plan in plans.iter().flatten() {
+            let taken: Vec<Result<Answer>> = answers.by_ref().take(plan.ops.len()).collect();
+            match judge(plan, &taken, &self.location) {
+                Ok(outcome) => outcomes.push(Ok(outcome)),
+                Err(_) => failed = true,
+            }
+        }
+        if failed {
+            return match self.simple(&self.statements.rollback).await {
+                Ok(()) if !self.client.is_closed() => Together::OneFailed,
+                Ok(()) => Together::Failed(Error::Backend(format!(
+                    "{}: the connection closed",
+                    self.location
+                ))),
+                Err(e) => Together::Failed(e),
+            };
+        }
+        match self.simple(&self.statements.commit).await {
+            Ok(()) => Together::Committed(outcomes),
+            Err(e) => Together::Failed(e),
+        }
+    }
+
+    /// The careful way: a savepoint per batch, so that a failing batch is
+    /// rolled back alone.
+    async fn commit_one_by_one(&self, plans: Vec<Result<Plan<'_>>>) -> Vec<Result<Vec<Outcome>>> {
+        let failed_all = |e: Error| plans.iter().map(|_| Err(e.clone())).collect();
+        if let Err(e) = self.simple(&self.statements.begin).await {
+            return failed_all(e);
+        }
+        let mut answers = Vec::with_capacity(plans.len());
+        for plan in &plans {
+            let plan = match plan {
+                Ok(plan) => plan,
+                Err(e) => {
+                    answers.push(Err(e.clone()));
+                    continue;
+                }
+            };
+            let (saved, taken) = self
+                .send(Some(&self.statements.savepoint), plan.ops.iter().collect())
+                .await;
+            if let Err(e) = saved {
+                return failed_all(e);
+            }
+            let outcome = judge(plan, &taken, &self.location);
+            let end = if outcome.is_ok() {
+                &self.statements.release
+            } else {
+                &self.statements.rollback_to
+            };
+            if let Err(e) = self.simple(end).await {
+                return failed_all(e);
+            }
+            answers.push(outcome);
+        }
+        if let Err(e) = self.simple(&self.statements.commit).await {
+            return failed_all(e);
+        }
+        answers
+    }
+}
+
+/// How sending a group together ended.
+enum Together {
+    /// Committed: one answer per job.
+    Committed(Vec<Result<Vec<Outcome>>>),
+    /// A batch failed; nothing was committed, the group is to be retried
+    /// batch by batch.
+    OneFailed,
+    /// The transaction itself failed: every job fails with this.
+    Failed(Error),
+}
+
+/// The outcomes of a batch from its statements' answers, or its first error.
+fn judge(plan: &Plan<'_>, answers: &[Result<Answer>], location: &str) -> Result<Vec<Outcome>> {
+    if answers.len() != plan.ops.len() {
+        return Err(Error::Backend(format!(
+            "{location}: the connection closed before every statement was answered"
+        )));
+    }
+    let mut outcomes = Vec::with_capacity(plan.per_write.len());
+    let mut next = plan.ops.iter().zip(answers);
+    for &count in &plan.per_write {
+        let mut outcome = Outcome::Done;
+        for (op, answer) in next.by_ref().take(count) {
+            let answer = answer.as_ref().map_err(Clone::clone)?;
+            if let Some(decided) = op.judge(answer, location)? {
+                outcome = decided;
+            }
+        }
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
