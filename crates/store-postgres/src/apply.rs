@@ -5,6 +5,8 @@
 
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Statement};
+
+use crate::coalesce;
 use vow_store::{
     Error, InvocationRecord, InvocationState, OplogRecord, Outcome, PromiseKey, Result, WorkerKey,
     WorkerRecord, WorkerState, Write,
@@ -33,6 +35,11 @@ pub(crate) struct Statements {
     enqueue: Statement,
     set_invocation_state: Statement,
     put_snapshot: Statement,
+    pub(crate) append_check: Statement,
+    pub(crate) append_many: Statement,
+    pub(crate) update_workers: Statement,
+    pub(crate) set_invocation_states: Statement,
+    pub(crate) complete_many: Statement,
 }
 
 const DELETE_WORKER: [&str; 5] = [
@@ -132,6 +139,13 @@ impl Statements {
             p(DELETE_WORKER[4]),
         )?;
         let truncate = futures::try_join!(p(TRUNCATE[0]), p(TRUNCATE[1]))?;
+        let (append_check, append_many, update_workers, set_invocation_states, complete_many) = futures::try_join!(
+            p(coalesce::APPEND_CHECK),
+            p(coalesce::APPEND_MANY),
+            p(coalesce::UPDATE_WORKERS),
+            p(coalesce::SET_INVOCATION_STATES),
+            p(coalesce::COMPLETE_MANY),
+        )?;
         Ok(Self {
             begin,
             commit,
@@ -151,6 +165,11 @@ impl Statements {
             enqueue,
             set_invocation_state,
             put_snapshot,
+            append_check,
+            append_many,
+            update_workers,
+            set_invocation_states,
+            complete_many,
         })
     }
 }
@@ -172,6 +191,10 @@ pub(crate) enum Check<'a> {
     Appended { worker: &'a WorkerKey, first: u64 },
     /// The write's outcome: completed, already completed, or no promise.
     Completion,
+    /// Rows that the caller reads.
+    Rows,
+    /// No row: any row answered fails the group.
+    NoRows,
 }
 
 /// What already existed when an insert changed nothing.
@@ -184,7 +207,10 @@ pub(crate) enum Exists<'a> {
 impl Check<'_> {
     /// Whether the statement answers rows (else a count of changed rows).
     pub(crate) fn wants_rows(&self) -> bool {
-        matches!(self, Self::Appended { .. } | Self::Completion)
+        matches!(
+            self,
+            Self::Appended { .. } | Self::Completion | Self::Rows | Self::NoRows
+        )
     }
 }
 
@@ -203,7 +229,11 @@ impl Op<'_> {
             reason: "unexpected answer to a write".to_owned(),
         };
         match (&self.check, answer) {
-            (Check::None, _) => Ok(None),
+            (Check::None | Check::Rows, _) => Ok(None),
+            (Check::NoRows, Answer::Rows(rows)) if rows.is_empty() => Ok(None),
+            (Check::NoRows, Answer::Rows(_)) => Err(Error::Conflict(
+                "an append does not follow its stored log".to_owned(),
+            )),
             (Check::Added(_), Answer::Count(n)) if *n > 0 => Ok(None),
             (Check::Added(exists), Answer::Count(_)) => Err(Error::Conflict(match exists {
                 Exists::Component(id) => format!("component {id} already exists"),

@@ -14,26 +14,31 @@
 //! One writer connection applies batches in the order [`Storage::write`]
 //! was called. Whatever arrived while the previous commit ran goes into one
 //! transaction, and one commit makes it all durable: group commit, as in
-//! the SQLite backend. The group is pipelined: its statements (prepared
-//! once per connection, each write a single statement that makes its own
-//! checks) go to the server in one flight, so a group costs two round trips
-//! whatever its size. A batch that fails (a conflict) sends its group back
-//! through one savepoint per batch, so that it alone is rolled back and
-//! answered with its error. PostgreSQL's `synchronous_commit` decides what
-//! "durable" means; its default (`on`) waits for the commit record to reach
-//! disk.
+//! the SQLite backend. The group is gathered into few statements (the log
+//! appends, worker and invocation states and completions of the whole group
+//! each become one multi-row statement) and pipelined, so a group costs two
+//! round trips and a handful of statements whatever its size: with one
+//! statement per write, the one server process behind the writer's
+//! connection, not the disk, bounded the rate. A batch that fails (a
+//! conflict) sends its group back through one savepoint per batch, so that
+//! it alone is rolled back and answered with its error. PostgreSQL's
+//! `synchronous_commit` decides what "durable" means; its default (`on`)
+//! waits for the commit record to reach disk.
 //!
 //! # Reads
 //!
 //! A pool of connections; reads see every write whose future resolved.
 
 mod apply;
+mod coalesce;
 mod error;
 mod read;
 mod schema;
 mod writer;
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -71,11 +76,25 @@ impl Default for PostgresOptions {
     }
 }
 
+/// What the writer has done since the store was opened, from
+/// [`PostgresStorage::stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WriterStats {
+    /// Transactions committed, each holding a group of batches.
+    pub commits: u64,
+    /// Batches committed.
+    pub batches: u64,
+    /// Batches refused (a conflict, a lost connection, ...).
+    pub failed_batches: u64,
+}
+
 /// A Vow store in a PostgreSQL database.
 pub struct PostgresStorage {
     location: String,
     pool: Pool,
     writer: mpsc::UnboundedSender<Job>,
+    counters: Arc<writer::Counters>,
 }
 
 impl fmt::Debug for PostgresStorage {
@@ -116,7 +135,8 @@ impl PostgresStorage {
             .await
             .map_err(|e| at_open(&location, &e))?;
         schema::migrate(&mut client, &location).await?;
-        let writer = Writer::new(client, &location)
+        let counters = Arc::new(writer::Counters::default());
+        let writer = Writer::new(client, &location, Arc::clone(&counters))
             .await
             .map_err(|e| at_open(&location, &e))?;
         let manager = Manager::from_config(
@@ -140,7 +160,19 @@ impl PostgresStorage {
             location,
             pool,
             writer: tx,
+            counters,
         })
+    }
+
+    /// What the writer has done so far: commits against batches shows how
+    /// well group commit groups.
+    pub fn stats(&self) -> WriterStats {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        WriterStats {
+            commits: load(&self.counters.commits),
+            batches: load(&self.counters.batches),
+            failed_batches: load(&self.counters.failed_batches),
+        }
     }
 
     /// Runs a query on a pooled connection and converts its rows.

@@ -104,9 +104,24 @@ pub(crate) async fn migrate(client: &mut Client, location: &str) -> Result<()> {
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await
         .map_err(fail)?;
-    tx.batch_execute("CREATE TABLE IF NOT EXISTS vow_schema (version integer NOT NULL)")
+    // Created only when missing: a role with rights on the tables but not
+    // to create tables can open a store that is already migrated.
+    let exists: bool = tx
+        .query_one("SELECT to_regclass('vow_schema') IS NOT NULL", &[])
         .await
-        .map_err(fail)?;
+        .map_err(fail)?
+        .get(0);
+    if !exists {
+        tx.batch_execute("CREATE TABLE vow_schema (version integer NOT NULL)")
+            .await
+            .map_err(|e| Error::Open {
+                location: location.to_owned(),
+                reason: format!(
+                    "creating Vow's tables: {} (the first start needs a role that may create tables in the database's schema, for example its owner)",
+                    crate::error::message(&e)
+                ),
+            })?;
+    }
     let found: Option<i32> = tx
         .query_opt("SELECT version FROM vow_schema", &[])
         .await

@@ -2,17 +2,22 @@
 //! group commit and pipelining.
 //!
 //! Whatever arrived while the previous commit ran forms the next group.
-//! The group goes to the server in one pipelined flight: `BEGIN`, every
-//! statement of every batch (each prepared once per connection), then, once
-//! all answers are in and every batch's checks hold, `COMMIT`: two round
-//! trips for the whole group, whatever its size.
+//! The group is gathered into few statements (see [`crate::coalesce`]:
+//! the appends, worker states, invocation states and completions of the
+//! whole group each become one multi-row statement) and goes to the server
+//! in one pipelined flight: `BEGIN` and every statement (each prepared once
+//! per connection, with a generic plan); then, once all answers are in and
+//! every check holds, `COMMIT`. Two round trips for the whole group,
+//! whatever its size.
 //!
 //! When a batch of the group fails (a conflict, a constraint), the group is
-//! rolled back and applied again the careful way: one savepoint per batch,
-//! so that the failing batch is rolled back alone and answered with its
-//! error while the others commit.
+//! rolled back and applied again the careful way: each batch as planned, in
+//! a savepoint of its own, so that the failing batch is rolled back alone
+//! and answered with its error while the others commit.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::future::{MaybeDone, maybe_done};
@@ -22,6 +27,7 @@ use tokio_postgres::{Client, NoTls, Statement};
 use vow_store::{Error, Outcome, Result, Write};
 
 use crate::apply::{self, Answer, Op, Plan, Statements};
+use crate::coalesce::{self, GroupOp};
 use crate::error::{message, runtime};
 
 /// A batch waiting for the writer.
@@ -30,11 +36,20 @@ pub(crate) struct Job {
     pub(crate) reply: oneshot::Sender<Result<Vec<Outcome>>>,
 }
 
+/// What the writer has done, for [`crate::PostgresStorage::stats`].
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) commits: AtomicU64,
+    pub(crate) batches: AtomicU64,
+    pub(crate) failed_batches: AtomicU64,
+}
+
 /// The writer's connection and its prepared statements.
 pub(crate) struct Writer {
     client: Client,
     statements: Statements,
     location: String,
+    counters: Arc<Counters>,
 }
 
 /// The longest wait between two attempts to reconnect the writer.
@@ -79,12 +94,19 @@ impl Writer {
     pub(crate) async fn new(
         client: Client,
         location: &str,
+        counters: Arc<Counters>,
     ) -> std::result::Result<Self, tokio_postgres::Error> {
+        // The writer's statements run thousands of times with the same
+        // shape: plan each once, not at every execution.
+        client
+            .batch_execute("SET plan_cache_mode = force_generic_plan")
+            .await?;
         let statements = Statements::prepare(&client).await?;
         Ok(Self {
             client,
             statements,
             location: location.to_owned(),
+            counters,
         })
     }
 
@@ -104,13 +126,21 @@ impl Writer {
     ) {
         while let Some(first) = rx.recv().await {
             if self.client.is_closed() {
-                self = Self::reconnect(&config, &self.location).await;
+                self = Self::reconnect(&config, &self.location, self.counters).await;
             }
             let mut jobs = vec![first];
             while let Ok(job) = rx.try_recv() {
                 jobs.push(job);
             }
             let answers = self.commit(&jobs).await;
+            let ok = answers.iter().filter(|a| a.is_ok()).count() as u64;
+            if ok > 0 {
+                self.counters.commits.fetch_add(1, Ordering::Relaxed);
+            }
+            self.counters.batches.fetch_add(ok, Ordering::Relaxed);
+            self.counters
+                .failed_batches
+                .fetch_add(answers.len() as u64 - ok, Ordering::Relaxed);
             for (job, answer) in jobs.into_iter().zip(answers) {
                 let _ = job.reply.send(answer);
             }
@@ -118,11 +148,15 @@ impl Writer {
     }
 
     /// Connects again, retrying with backoff until it works.
-    async fn reconnect(config: &tokio_postgres::Config, location: &str) -> Self {
+    async fn reconnect(
+        config: &tokio_postgres::Config,
+        location: &str,
+        counters: Arc<Counters>,
+    ) -> Self {
         let mut wait = Duration::from_millis(50);
         loop {
             let writer = match connect(config, location).await {
-                Ok(client) => Self::new(client, location).await,
+                Ok(client) => Self::new(client, location, Arc::clone(&counters)).await,
                 Err(e) => Err(e),
             };
             match writer {
@@ -196,41 +230,43 @@ impl Writer {
 
     /// One transaction for `jobs`; one answer per job.
     async fn commit(&self, jobs: &[Job]) -> Vec<Result<Vec<Outcome>>> {
-        let plans: Vec<Result<Plan<'_>>> = jobs
-            .iter()
-            .map(|job| apply::plan(&self.statements, &self.location, &job.batch))
-            .collect();
+        let plan_all = || -> Vec<Result<Plan<'_>>> {
+            jobs.iter()
+                .map(|job| apply::plan(&self.statements, &self.location, &job.batch))
+                .collect()
+        };
+        let plans = plan_all();
         if plans.iter().all(|p| p.is_ok()) {
-            match self.commit_together(&plans).await {
-                Together::Committed(answers) => return answers,
+            let plans: Vec<Plan<'_>> = plans.into_iter().flatten().collect();
+            let per_job: Vec<usize> = plans.iter().map(|p| p.per_write.len()).collect();
+            let batches: Vec<&[Write]> = jobs.iter().map(|j| &j.batch[..]).collect();
+            let together = match coalesce::gather(&self.statements, &batches, plans) {
+                Ok(ops) => self.commit_together(&ops, &per_job).await,
+                Err(coalesce::NotGathered) => Together::OneFailed,
+            };
+            match together {
+                Together::Committed(answers) => return answers.into_iter().map(Ok).collect(),
                 Together::Failed(e) => return jobs.iter().map(|_| Err(e.clone())).collect(),
                 Together::OneFailed => {}
             }
+            return self.commit_one_by_one(plan_all()).await;
         }
         self.commit_one_by_one(plans).await
     }
 
-    /// The fast way: the whole group in one flight, no savepoints.
-    async fn commit_together(&self, plans: &[Result<Plan<'_>>]) -> Together {
-        let mut ops = Vec::new();
-        for plan in plans.iter().flatten() {
-            ops.extend(plan.ops.iter());
-        }
-        let (begun, answers) = self.send(Some(&self.statements.begin), ops).await;
+    /// The fast way: the whole group gathered into few statements, sent in
+    /// one flight, no savepoints.
+    async fn commit_together(&self, ops: &[GroupOp<'_>], per_job: &[usize]) -> Together {
+        let (begun, answers) = self
+            .send(
+                Some(&self.statements.begin),
+                ops.iter().map(|g| &g.op).collect(),
+            )
+            .await;
         if let Err(e) = begun {
             return Together::Failed(e);
         }
-        let mut answers = answers.into_iter();
-        let mut outcomes = Vec::with_capacity(plans.len());
-        let mut failed = false;
-        for plan in plans.iter().flatten() {
-            let taken: Vec<Result<Answer>> = answers.by_ref().take(plan.ops.len()).collect();
-            match judge(plan, &taken, &self.location) {
-                Ok(outcome) => outcomes.push(Ok(outcome)),
-                Err(_) => failed = true,
-            }
-        }
-        if failed {
+        let Some(outcomes) = coalesce::outcomes(ops, &answers, per_job, &self.location) else {
             return match self.simple(&self.statements.rollback).await {
                 Ok(()) if !self.client.is_closed() => Together::OneFailed,
                 Ok(()) => Together::Failed(Error::Backend(format!(
@@ -239,7 +275,7 @@ impl Writer {
                 ))),
                 Err(e) => Together::Failed(e),
             };
-        }
+        };
         match self.simple(&self.statements.commit).await {
             Ok(()) => Together::Committed(outcomes),
             Err(e) => Together::Failed(e),
@@ -288,8 +324,8 @@ impl Writer {
 
 /// How sending a group together ended.
 enum Together {
-    /// Committed: one answer per job.
-    Committed(Vec<Result<Vec<Outcome>>>),
+    /// Committed: the outcomes of each job.
+    Committed(Vec<Vec<Outcome>>),
     /// A batch failed; nothing was committed, the group is to be retried
     /// batch by batch.
     OneFailed,

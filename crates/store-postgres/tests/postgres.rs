@@ -1,10 +1,10 @@
 //! The PostgreSQL backend against a real server: the conformance suite of
 //! every backend, schema versions and connection errors.
 //!
-//! Needs `VOW_TEST_DATABASE_URL` (a role that may create databases; the
-//! README's test command starts a throwaway server and sets it). Without
-//! it these tests fail, unless `VOW_SKIP_POSTGRES=1` says to skip them
-//! (see `vow_tests::postgres_server`).
+//! Needs `VOW_TEST_DATABASE_URL` (a role that may create databases and
+//! roles; the README's test command starts a throwaway server and sets it).
+//! Without it these tests fail, unless `VOW_SKIP_POSTGRES=1` says to skip
+//! them (see `vow_tests::postgres_server`).
 
 use anyhow::Context as _;
 use vow_store::{Error, Storage as _};
@@ -125,5 +125,78 @@ async fn a_lost_connection_is_reconnected_and_nothing_acknowledged_is_lost() -> 
         .map(|r| r.index)
         .collect();
     assert_eq!(indices, (1..=next).collect::<Vec<_>>());
+    Ok(())
+}
+
+/// A role that may not create tables cannot set a store up, and says why;
+/// once the owner has, a role with rights on the tables only runs it, and a
+/// role without them gets the server's "permission denied".
+#[tokio::test]
+async fn missing_rights_are_clear_errors() -> anyhow::Result<()> {
+    let Some(url) = vow_tests::fresh_postgres_database()? else {
+        return Ok(());
+    };
+    let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let (writer, reader) = (format!("vow_rw_{suffix}"), format!("vow_none_{suffix}"));
+    for role in [&writer, &reader] {
+        admin
+            .batch_execute(&format!("CREATE ROLE {role} LOGIN"))
+            .await?;
+    }
+    admin
+        .batch_execute(&format!(
+            "REVOKE CREATE ON SCHEMA public FROM PUBLIC; REVOKE CREATE ON SCHEMA public FROM {writer}"
+        ))
+        .await?;
+    let as_role = |role: &str| -> anyhow::Result<String> {
+        let mut config: tokio_postgres::Config = url.parse()?;
+        config.user(role);
+        let host = match config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            _ => anyhow::bail!("a TCP host is needed in {url}"),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let db = config.get_dbname().context("no database in the URL")?;
+        Ok(format!("postgres://{role}@{host}:{port}/{db}"))
+    };
+
+    let refused = PostgresStorage::connect(&as_role(&writer)?, PostgresOptions::default())
+        .await
+        .err()
+        .context("a role without CREATE must not set up the store")?;
+    let text = refused.to_string();
+    assert!(
+        text.contains("permission denied") && text.contains("may create tables"),
+        "{text}"
+    );
+
+    drop(PostgresStorage::connect(&url, PostgresOptions::default()).await?);
+    admin
+        .batch_execute(&format!(
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {writer}"
+        ))
+        .await?;
+    let store = PostgresStorage::connect(&as_role(&writer)?, PostgresOptions::default()).await?;
+    vow_store::conformance::promises(&store).await;
+
+    let refused = PostgresStorage::connect(&as_role(&reader)?, PostgresOptions::default())
+        .await
+        .err()
+        .context("a role without rights on the tables must be refused")?;
+    assert!(
+        refused.to_string().contains("permission denied"),
+        "{refused}"
+    );
+
+    // Roles belong to the whole server: leave none behind.
+    drop(store);
+    for role in [&writer, &reader] {
+        admin
+            .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+            .await
+            .ok();
+    }
     Ok(())
 }

@@ -30,7 +30,10 @@ mod promises;
 mod records;
 mod snapshots;
 
-pub use batches::{concurrent_writers, empty_batch, failing_batch_is_atomic, write_order};
+pub use batches::{
+    concurrent_writers, empty_batch, failing_batch_is_atomic, grouped_writes_on_the_same_records,
+    write_order,
+};
 pub use invocations::{all_unfinished, delete_worker, invocations};
 pub use oplog::{oplog_append_and_page, oplog_truncate};
 pub use promises::promises;
@@ -59,6 +62,7 @@ pub async fn run_all(store: &dyn Storage) {
     delete_worker(store).await;
     failing_batch_is_atomic(store).await;
     write_order(store).await;
+    grouped_writes_on_the_same_records(store).await;
     concurrent_writers(store).await;
 }
 

@@ -183,3 +183,148 @@ pub async fn concurrent_writers(store: &dyn Storage) {
         store.location()
     );
 }
+
+/// Batches sent together that touch the same records apply as if one after
+/// another, whatever a backend does to group them: the last state of a
+/// worker or an invocation stays, appends to one log join in order, the
+/// first completion of a promise wins, and a completion sent before the
+/// promise's creation finds nothing. (A group with a failing batch is
+/// [`failing_batch_is_atomic`].)
+pub async fn grouped_writes_on_the_same_records(store: &dyn Storage) {
+    let worker = fresh_worker("grouped");
+    let late = PromiseKey {
+        worker: worker.clone(),
+        index: 9,
+    };
+    let early = PromiseKey {
+        worker: worker.clone(),
+        index: 8,
+    };
+    let mut record = worker_record(&worker);
+    record.state.status = "running".to_owned();
+    let invocation = crate::InvocationRecord {
+        worker: worker.clone(),
+        seq: 1,
+        idempotency_key: None,
+        request: bytes::Bytes::from_static(b"call"),
+        state: crate::InvocationState::Queued,
+        accepted_at: T0,
+    };
+    write_ok(
+        store,
+        vec![
+            Write::CreateWorker(record),
+            Write::Enqueue(invocation),
+            Write::CreatePromise {
+                key: early.clone(),
+                at: T0,
+            },
+        ],
+    )
+    .await;
+    let state = |status: &str, awaiting: Option<PromiseKey>| Write::UpdateWorker {
+        worker: worker.clone(),
+        state: crate::WorkerState {
+            status: status.to_owned(),
+            last_error: None,
+            awaiting,
+        },
+    };
+    let complete = |key: &PromiseKey, data: &'static [u8]| Write::CompletePromise {
+        key: key.clone(),
+        data: bytes::Bytes::from_static(data),
+        at: T0 + 1,
+    };
+    let invocation_state = |state| Write::SetInvocationState {
+        worker: worker.clone(),
+        seq: 1,
+        state,
+    };
+    // All enqueued before any is awaited, so that a grouping backend gets
+    // them in one group.
+    let writes = vec![
+        store.write(vec![
+            append(&worker, [1, 2]),
+            state("suspended", Some(early.clone())),
+        ]),
+        store.write(vec![complete(&late, b"too early")]),
+        store.write(vec![complete(&early, b"first")]),
+        store.write(vec![append(&worker, [3]), state("running", None)]),
+        store.write(vec![complete(&early, b"second")]),
+        store.write(vec![Write::CreatePromise {
+            key: late.clone(),
+            at: T0,
+        }]),
+        store.write(vec![invocation_state(crate::InvocationState::Running)]),
+        store.write(vec![
+            append(&worker, [4]),
+            invocation_state(crate::InvocationState::Finished(bytes::Bytes::from_static(
+                b"result",
+            ))),
+            state("idle", None),
+        ]),
+    ];
+    let answers = join_all(writes).await;
+    let outcome = |i: usize| match &answers[i] {
+        Ok(outcomes) => outcomes.clone(),
+        Err(e) => panic!("{}: batch {i} of the group failed: {e}", store.location()),
+    };
+    assert_eq!(outcome(1), vec![Outcome::NotFound], "{}", store.location());
+    assert_eq!(
+        outcome(2),
+        vec![Outcome::Completed(true)],
+        "{}",
+        store.location()
+    );
+    assert_eq!(
+        outcome(4),
+        vec![Outcome::Completed(false)],
+        "{}",
+        store.location()
+    );
+    for i in [0, 3, 5, 6, 7] {
+        outcome(i);
+    }
+
+    assert_eq!(log_indices(store, &worker).await, vec![1, 2, 3, 4]);
+    let workers = read(store, "workers", store.workers().await);
+    let stored = workers.iter().find(|w| w.key == worker);
+    assert_eq!(
+        stored.map(|w| (w.state.status.as_str(), w.state.awaiting.clone())),
+        Some(("idle", None)),
+        "{}: the last state written stays",
+        store.location()
+    );
+    let promises = read(store, "promises", store.promises().await);
+    let data = |key: &PromiseKey| {
+        promises
+            .iter()
+            .find(|p| &p.key == key)
+            .map(|p| match &p.state {
+                crate::PromiseState::Pending => None,
+                crate::PromiseState::Completed { data, .. } => Some(data.to_vec()),
+            })
+    };
+    assert_eq!(
+        data(&early),
+        Some(Some(b"first".to_vec())),
+        "{}",
+        store.location()
+    );
+    assert_eq!(
+        data(&late),
+        Some(None),
+        "{}: a completion sent before the creation finds nothing",
+        store.location()
+    );
+    let unfinished = read(
+        store,
+        "unfinished invocations",
+        store.unfinished_invocations(&worker).await,
+    );
+    assert!(
+        unfinished.is_empty(),
+        "{}: the last invocation state written stays: {unfinished:?}",
+        store.location()
+    );
+}
