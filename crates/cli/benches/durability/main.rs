@@ -1,13 +1,16 @@
-//! Durability benchmark: the cost of a durable store (SQLite, synchronous
-//! FULL) on the promise paths, eviction and replay, and recovery after a
-//! restart. Prints a table and writes `benchmarks/durability.md`.
+//! Durability benchmark: what a durable store costs on the promise paths,
+//! eviction and replay, and a restart after kill -9, on SQLite and on
+//! PostgreSQL in the same run. Prints the tables and writes
+//! `benchmarks/durability.md`.
 //!
-//! Run with `cargo bench -p vow-tests --bench durability` (SQLite), or with
-//! `-- --postgres` on the server of `VOW_TEST_DATABASE_URL` (writes
-//! `benchmarks/durability-postgres.md`; run it through
-//! `VOW_PG_FSYNC=on bash scripts/with-postgres.sh` for a throwaway server
-//! that fsyncs like a production one). Every figure is
-//! in-process (the executor's API, no HTTP); one run each.
+//! Run with `VOW_PG_FSYNC=on bash scripts/with-postgres.sh cargo bench -p
+//! vow-cli --bench durability` (a throwaway PostgreSQL that fsyncs like a
+//! production one), or with `VOW_TEST_DATABASE_URL` naming a server. With
+//! `VOW_SKIP_POSTGRES=1` only SQLite is measured.
+//!
+//! The in-process rows use the executor's API (no HTTP) on a store that
+//! times its calls, to show the database's share; the REST and restart rows
+//! run the real `vow serve`. One run each.
 
 // A benchmark binary reports on stdout.
 #![allow(clippy::print_stdout)]
@@ -23,10 +26,15 @@ use vow_runtime::{
     WorkerId,
 };
 
+mod served;
+mod timed;
+
+use timed::{Timed, Totals};
+
 const ROUND_TRIPS: usize = 2_000;
 const CONCURRENT: usize = 4_000;
+const COMPLETERS: usize = 64;
 const EVICTED: usize = 1_000;
-const RESTART_WAITING: usize = 10_000;
 const REPLAY_HISTORIES: [u64; 3] = [10, 100, 1_000];
 /// Replays timed per history length (median reported).
 const REPLAY_SAMPLES: usize = 5;
@@ -36,8 +44,7 @@ fn main() -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let postgres = std::env::args().any(|a| a == "--postgres");
-    runtime.block_on(run(postgres))
+    runtime.block_on(run())
 }
 
 struct Row {
@@ -45,39 +52,97 @@ struct Row {
     value: String,
 }
 
-/// A durable store for one measurement: a fresh SQLite data directory, or
-/// a fresh database on the PostgreSQL server of `VOW_TEST_DATABASE_URL`.
-enum Durable {
+fn row(what: impl Into<String>, value: impl Into<String>) -> Row {
+    Row {
+        what: what.into(),
+        value: value.into(),
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh store for one measurement: a SQLite data directory, or a new
+/// database on the PostgreSQL server of the run.
+enum Store {
     Sqlite(tempfile::TempDir),
     Postgres(String),
 }
 
-impl Durable {
-    fn new(postgres: bool) -> Result<Self> {
-        if !postgres {
-            return Ok(Self::Sqlite(tempfile::tempdir()?));
-        }
-        match vow_tests::fresh_postgres_database()? {
-            Some(url) => Ok(Self::Postgres(url)),
-            None => Err(anyhow!(
-                "--postgres needs a server; VOW_SKIP_POSTGRES is set"
-            )),
+/// An opened store: the timed handle the executor uses, and the writer's
+/// commit and batch counts.
+struct Opened {
+    timed: Arc<Timed>,
+    stats: Box<dyn Fn() -> (u64, u64) + Send + Sync>,
+}
+
+impl Store {
+    fn fresh(backend: Backend) -> Result<Self> {
+        match backend {
+            Backend::Sqlite => Ok(Self::Sqlite(tempfile::tempdir()?)),
+            Backend::Postgres => match vow_tests::fresh_postgres_database()? {
+                Some(url) => Ok(Self::Postgres(url)),
+                None => Err(anyhow!("no PostgreSQL server (VOW_SKIP_POSTGRES is set)")),
+            },
         }
     }
 
-    /// Opens an executor on this store.
-    async fn open(&self, builder: ExecutorBuilder) -> Result<Executor> {
+    /// Opens the store as `vow serve` would, behind a timing wrapper.
+    async fn open(&self) -> Result<Opened> {
         Ok(match self {
-            Self::Sqlite(dir) => builder.data_dir(dir.path()).open().await?,
+            Self::Sqlite(dir) => {
+                let store = Arc::new(vow_store_sqlite::SqliteStorage::open(
+                    &dir.path().join("vow.db"),
+                    vow_store_sqlite::SqliteOptions::default(),
+                )?);
+                let shared = Arc::clone(&store);
+                Opened {
+                    timed: Arc::new(Timed::new(store)),
+                    stats: Box::new(move || {
+                        let s = shared.stats();
+                        (s.commits, s.batches)
+                    }),
+                }
+            }
             Self::Postgres(url) => {
-                let store = vow_store_postgres::PostgresStorage::connect(
-                    url,
-                    vow_store_postgres::PostgresOptions::default(),
-                )
-                .await?;
-                builder.storage(Arc::new(store)).open().await?
+                let store = Arc::new(
+                    vow_store_postgres::PostgresStorage::connect(
+                        url,
+                        vow_store_postgres::PostgresOptions::default(),
+                    )
+                    .await?,
+                );
+                let shared = Arc::clone(&store);
+                Opened {
+                    timed: Arc::new(Timed::new(store)),
+                    stats: Box::new(move || {
+                        let s = shared.stats();
+                        (s.commits, s.batches)
+                    }),
+                }
             }
         })
+    }
+
+    /// Opens an executor on this store.
+    async fn executor(&self, builder: ExecutorBuilder) -> Result<(Executor, Opened)> {
+        let opened = self.open().await?;
+        let executor = builder
+            .storage(Arc::clone(&opened.timed) as Arc<dyn vow_store::Storage>)
+            .open()
+            .await?;
+        Ok((executor, opened))
+    }
+
+    /// The flags that make `vow serve` use this store.
+    fn serve_args(&self) -> Vec<String> {
+        match self {
+            Self::Sqlite(dir) => vec!["--data-dir".into(), dir.path().display().to_string()],
+            Self::Postgres(url) => vec!["--database-url".into(), url.clone()],
+        }
     }
 
     /// Bytes the store takes: the data directory's files, or the database.
@@ -101,106 +166,147 @@ impl Durable {
     }
 }
 
-fn row(what: impl Into<String>, value: impl Into<String>) -> Row {
-    Row {
-        what: what.into(),
-        value: value.into(),
-    }
-}
-
-async fn run(postgres: bool) -> Result<()> {
+async fn run() -> Result<()> {
     let harness = vow_tests::guest("harness")?;
     let cache = vow_tests::guest_target_dir().join("bench-compile-cache");
-    // As `vow serve` runs it by default (on-demand allocator).
-    let base = || Executor::builder().cache_dir(&cache).evict_after(None);
+    let mut backends = vec![Backend::Sqlite];
+    if vow_tests::postgres_server()?.is_some() {
+        backends.push(Backend::Postgres);
+    }
+
+    // The reference: the same round trip with state in memory.
+    let memory = base(&cache).build()?;
+    let memory_times = round_trips(&memory, &harness, None).await?.0;
+    drop(memory);
+
+    let mut tables = Vec::new();
+    for backend in backends {
+        println!("measuring {backend:?}...");
+        let mut rows = in_process(backend, &harness, &cache, &memory_times).await?;
+        rows.extend(served::measure(|| Store::fresh(backend), &harness, &cache).await?);
+        tables.push((backend, rows));
+    }
+
+    let text = render(&tables, percentile(&memory_times, 50));
+    println!("{text}");
+    let out = vow_tests::workspace_root()
+        .join("benchmarks")
+        .join("durability.md");
+    std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
+    println!("written to {}", out.display());
+    Ok(())
+}
+
+/// As `vow serve` runs it by default (on-demand allocator).
+fn base(cache: &Path) -> ExecutorBuilder {
+    Executor::builder().cache_dir(cache).evict_after(None)
+}
+
+/// Mean time of each in store calls, with the calls per item.
+fn store_share(totals: Totals, items: usize) -> String {
+    let n = items.max(1) as f64;
+    format!(
+        "{:.0} µs per item in store calls: {:.1} writes ({:.0} µs), {:.1} reads ({:.0} µs)",
+        (totals.write_time + totals.read_time).as_secs_f64() * 1e6 / n,
+        totals.write_calls as f64 / n,
+        totals.write_time.as_secs_f64() * 1e6 / n,
+        totals.read_calls as f64 / n,
+        totals.read_time.as_secs_f64() * 1e6 / n,
+    )
+}
+
+async fn in_process(
+    backend: Backend,
+    harness: &Path,
+    cache: &Path,
+    memory_times: &[Duration],
+) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
 
-    // 1. Round trip, in memory vs durable, same run.
-    let memory = base().build()?;
-    let memory_times = round_trips(&memory, &harness).await?;
-    drop(memory);
-    let store = Durable::new(postgres)?;
-    let durable = store.open(base()).await?;
-    let durable_times = round_trips(&durable, &harness).await?;
+    // 1. Round trip, durable, against in memory.
+    let store = Store::fresh(backend)?;
+    let (durable, opened) = store.executor(base(cache)).await?;
+    let (times, totals) = round_trips(&durable, harness, Some(&opened.timed)).await?;
     drop(durable);
-    let (m, d) = (
-        percentile(&memory_times, 50),
-        percentile(&durable_times, 50),
-    );
+    let (m, d) = (percentile(memory_times, 50), percentile(&times, 50));
     rows.push(row(
-        "round trip: host completes -> parked guest resumes -> invocation answered, in memory, p50",
-        us(m),
+        "in process: host completes -> parked guest resumes -> invocation answered, p50",
+        us(d),
     ));
-    rows.push(row("  same, durable (the store named above), p50", us(d)));
+    rows.push(row("  same, p99", us(percentile(&times, 99))));
     rows.push(row(
-        "  same, durable, p99",
-        us(percentile(&durable_times, 99)),
-    ));
-    rows.push(row(
-        "  ratio durable / in memory (p50)",
+        "  against the same in memory (p50)",
         format!("{:.1}x", d.as_secs_f64() / m.as_secs_f64()),
+    ));
+    let mean = times.iter().sum::<Duration>() / times.len().max(1) as u32;
+    rows.push(row(
+        format!(
+            "  the database's share: mean round trip {}, of which",
+            us(mean)
+        ),
+        store_share(totals, times.len()),
     ));
 
     // 2. Durable completions that resume parked workers, all at once.
     // Every parked worker stays in memory (the resident cap is raised past
     // them): this measures durable resumes, not replay.
-    let store = Durable::new(postgres)?;
-    let executor = store.open(base().max_resident(CONCURRENT * 2)).await?;
-    let rate = concurrent_completions(&executor, &harness).await?;
+    let store = Store::fresh(backend)?;
+    let (executor, opened) = store
+        .executor(base(cache).max_resident(CONCURRENT * 2))
+        .await?;
+    let (rate, totals, (commits, batches)) =
+        concurrent_completions(&executor, harness, &opened).await?;
     rows.push(row(
         format!(
-            "durable completions resuming {CONCURRENT} parked workers, 64 concurrent completers"
+            "in process: durable completions resuming {CONCURRENT} parked workers, {COMPLETERS} concurrent completers"
         ),
         format!("{rate:.0}/s"),
+    ));
+    rows.push(row(
+        "  the database's share: per completion",
+        format!(
+            "{:.1} write calls, each waiting {:.0} µs on average for its group's commit; {:.1} batches per commit",
+            totals.write_calls as f64 / CONCURRENT as f64,
+            totals.write_time.as_secs_f64() * 1e6 / totals.write_calls.max(1) as f64,
+            batches as f64 / commits.max(1) as f64
+        ),
     ));
     drop(executor);
 
     // 3. Completion -> evicted worker replayed -> invocation answered.
-    let store = Durable::new(postgres)?;
-    let executor = store.open(base().evict_after(Some(Duration::ZERO))).await?;
-    let evicted = evicted_resumes(&executor, &harness).await?;
+    let store = Store::fresh(backend)?;
+    let (executor, _) = store
+        .executor(base(cache).evict_after(Some(Duration::ZERO)))
+        .await?;
+    let evicted = evicted_resumes(&executor, harness).await?;
     rows.push(row(
-        "completion -> evicted worker resumed by replay -> invocation answered, p50",
+        "in process: completion -> evicted worker resumed by replay -> invocation answered, p50",
         us(percentile(&evicted, 50)),
     ));
     rows.push(row("  same, p99", us(percentile(&evicted, 99))));
     drop(executor);
-    let store = Durable::new(postgres)?;
-    let executor = store
-        .open(
-            base()
+    let store = Store::fresh(backend)?;
+    let (executor, _) = store
+        .executor(
+            base(cache)
                 .pooling_sized_for_resident()
                 .evict_after(Some(Duration::ZERO)),
         )
         .await?;
-    let evicted = evicted_resumes(&executor, &harness).await?;
+    let evicted = evicted_resumes(&executor, harness).await?;
     rows.push(row(
         "  same with the pooling allocator (`vow serve --allocator pooling`), p50",
         us(percentile(&evicted, 50)),
     ));
     drop(executor);
 
-    // 4. Restart with many waiting workers.
-    let store = Durable::new(postgres)?;
-    let (open_time, first, disk) = restart(&store, &harness, &cache).await?;
-    rows.push(row(
-        format!("restart with {RESTART_WAITING} waiting workers: open -> accepting work"),
-        format!("{:.2} s", open_time.as_secs_f64()),
-    ));
-    rows.push(row(
-        "  then: completion sent -> its invocation answered (first after restart)",
-        us(first),
-    ));
-    rows.push(row(
-        "  store size per waiting worker (files of the data directory, or the database)",
-        format!("{:.1} KiB", disk as f64 / RESTART_WAITING as f64 / 1024.0),
-    ));
-
-    // 5. Replay time against history length, with and without snapshots.
+    // 4. Replay time against history length, with and without snapshots.
     for snapshots in [None, Some(vow_runtime::DEFAULT_SNAPSHOT_EVERY)] {
-        let store = Durable::new(postgres)?;
-        let executor = store.open(base().snapshot_every(snapshots)).await?;
-        let component = add(&executor, &harness).await?;
+        let store = Store::fresh(backend)?;
+        let (executor, _) = store
+            .executor(base(cache).snapshot_every(snapshots))
+            .await?;
+        let component = add(&executor, harness).await?;
         let mode = match snapshots {
             None => "no snapshots".to_owned(),
             Some(every) => format!("a snapshot every {every}"),
@@ -209,25 +315,13 @@ async fn run(postgres: bool) -> Result<()> {
             let took = replay_time(&executor, component, history).await?;
             rows.push(row(
                 format!(
-                    "worker with {history} past invocations ({mode}): brought back into memory and its next invocation answered"
+                    "in process: worker with {history} past invocations ({mode}) brought back into memory, next invocation answered"
                 ),
                 us(took),
             ));
         }
     }
-
-    let table = render(&rows, postgres);
-    println!("{table}");
-    let out = vow_tests::workspace_root()
-        .join("benchmarks")
-        .join(if postgres {
-            "durability-postgres.md"
-        } else {
-            "durability.md"
-        });
-    std::fs::write(&out, table).with_context(|| format!("writing {}", out.display()))?;
-    println!("written to {}", out.display());
-    Ok(())
+    Ok(rows)
 }
 
 async fn add(executor: &Executor, harness: &Path) -> Result<ComponentId> {
@@ -252,24 +346,34 @@ async fn parked_promise(executor: &Executor, worker: &WorkerId) -> Result<Promis
     }
 }
 
-/// Times completion -> answer for one worker, again and again.
-async fn round_trips(executor: &Executor, harness: &Path) -> Result<Vec<Duration>> {
+/// Times completion -> answer for one worker, again and again; with
+/// `timed`, also the store calls made in the timed part.
+async fn round_trips(
+    executor: &Executor,
+    harness: &Path,
+    timed: Option<&Timed>,
+) -> Result<(Vec<Duration>, Totals)> {
     let component = add(executor, harness).await?;
     let worker = executor
         .start_worker(component, "round-trip", WorkerConfig::default())
         .await?;
     let mut times = Vec::with_capacity(ROUND_TRIPS);
+    let mut totals = Totals::default();
     for _ in 0..ROUND_TRIPS {
         let call = executor
             .submit(&worker, Invocation::new("create-and-await", vec![]))
             .await?;
         let promise = parked_promise(executor, &worker).await?;
+        let before = timed.map(Timed::take);
         let started = Instant::now();
         executor.complete_promise(&promise, b"x".to_vec()).await?;
         call.result().await?;
         times.push(started.elapsed());
+        if let (Some(timed), Some(_)) = (timed, before) {
+            totals.add(timed.take());
+        }
     }
-    Ok(times)
+    Ok((times, totals))
 }
 
 async fn park_many(
@@ -301,18 +405,26 @@ async fn park_many(
     Ok(out)
 }
 
-async fn concurrent_completions(executor: &Executor, harness: &Path) -> Result<f64> {
+/// Completions per second, the store calls made meanwhile, and the
+/// writer's (commits, batches) meanwhile.
+async fn concurrent_completions(
+    executor: &Executor,
+    harness: &Path,
+    opened: &Opened,
+) -> Result<(f64, Totals, (u64, u64))> {
     let component = add(executor, harness).await?;
     let parked = park_many(executor, component, "concurrent", CONCURRENT).await?;
     let (promises, calls): (Vec<_>, Vec<_>) = parked.into_iter().unzip();
     let promises = Arc::new(promises);
+    opened.timed.take();
+    let (commits, batches) = (opened.stats)();
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for client in 0..64 {
+    for client in 0..COMPLETERS {
         let executor = executor.clone();
         let promises = Arc::clone(&promises);
         tasks.push(tokio::spawn(async move {
-            for promise in promises.iter().skip(client).step_by(64) {
+            for promise in promises.iter().skip(client).step_by(COMPLETERS) {
                 executor.complete_promise(promise, b"x".to_vec()).await?;
             }
             anyhow::Ok(())
@@ -324,7 +436,9 @@ async fn concurrent_completions(executor: &Executor, harness: &Path) -> Result<f
     for call in calls {
         call.result().await?;
     }
-    Ok(CONCURRENT as f64 / started.elapsed().as_secs_f64())
+    let rate = CONCURRENT as f64 / started.elapsed().as_secs_f64();
+    let (c, b) = (opened.stats)();
+    Ok((rate, opened.timed.take(), (c - commits, b - batches)))
 }
 
 async fn evicted_resumes(executor: &Executor, harness: &Path) -> Result<Vec<Duration>> {
@@ -341,42 +455,6 @@ async fn evicted_resumes(executor: &Executor, harness: &Path) -> Result<Vec<Dura
         times.push(started.elapsed());
     }
     Ok(times)
-}
-
-async fn restart(
-    store: &Durable,
-    harness: &Path,
-    cache: &Path,
-) -> Result<(Duration, Duration, u64)> {
-    let builder = || -> ExecutorBuilder {
-        Executor::builder()
-            .cache_dir(cache)
-            .evict_after(Some(Duration::ZERO))
-    };
-    let promise = {
-        let executor = store.open(builder()).await?;
-        let component = add(&executor, harness).await?;
-        let mut parked = park_many(&executor, component, "waiting", RESTART_WAITING).await?;
-        let (promise, _) = parked.pop().ok_or_else(|| anyhow!("nothing parked"))?;
-        promise
-    };
-    let disk = store.size().await?;
-    let started = Instant::now();
-    let executor = store.open(builder()).await?;
-    let open_time = started.elapsed();
-    // The invocation parked before the restart, found by its key.
-    let call = executor
-        .submit(
-            &promise.worker_id,
-            Invocation::new("create-and-await", vec![])
-                .with_idempotency_key(promise.worker_id.worker_name.clone()),
-        )
-        .await?;
-    let started = Instant::now();
-    executor.complete_promise(&promise, b"x".to_vec()).await?;
-    call.result().await?;
-    let first = started.elapsed();
-    Ok((open_time, first, disk))
 }
 
 /// A worker with `history` past invocations of `increment`: the median time
@@ -426,31 +504,40 @@ fn us(d: Duration) -> String {
     format!("{:.0} µs", d.as_secs_f64() * 1e6)
 }
 
-fn render(rows: &[Row], postgres: bool) -> String {
+fn render(tables: &[(Backend, Vec<Row>)], memory_p50: Duration) -> String {
     let mut out = String::new();
-    let (title, command, store) = if postgres {
-        (
-            "PostgreSQL",
-            " -- --postgres",
-            "PostgreSQL 15 on loopback, a fresh database per measurement, the server with fsync on (`VOW_PG_FSYNC=on bash scripts/with-postgres.sh ...`)",
-        )
-    } else {
-        (
-            "SQLite",
-            "",
-            "SQLite with synchronous=FULL (an fsync at every commit)",
-        )
-    };
-    let _ = writeln!(out, "# Durability benchmark: {title}\n");
+    let _ = writeln!(out, "# Durability benchmark\n");
     let _ = writeln!(
         out,
-        "`cargo bench -p vow-tests --bench durability{command}`: release build, in-process (no HTTP), one run, {} on {} cores; {store}.\n",
+        "`VOW_PG_FSYNC=on bash scripts/with-postgres.sh cargo bench -p vow-cli --bench durability`: release build, one run, {} on {} cores, {}. \
+         One table per backend, same run, a fresh store for each measurement. \
+         \"in process\" rows call the executor's API (no HTTP); \"REST\" and \"kill -9\" rows run the real `vow serve` and talk HTTP to it. \
+         The database's share is the time the runtime waited for store calls (writes until durable, and reads), from a timing wrapper around the store.\n",
         vow_tests::cpu_model(),
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        vow_server::time::rfc3339(std::time::SystemTime::now()),
     );
-    let _ = writeln!(out, "| measure | result |\n|---|---|");
-    for r in rows {
-        let _ = writeln!(out, "| {} | {} |", r.what, r.value);
+    let _ = writeln!(
+        out,
+        "Reference: the in-process round trip with state in memory, p50: {}.\n",
+        us(memory_p50)
+    );
+    for (backend, rows) in tables {
+        let title = match backend {
+            Backend::Sqlite => "SQLite (default; synchronous=FULL, an fsync at every commit)",
+            Backend::Postgres => {
+                "PostgreSQL 15 on loopback (fsync on, synchronous_commit on: the commit waits for the WAL on disk)"
+            }
+        };
+        let _ = writeln!(out, "## {title}\n");
+        let _ = writeln!(out, "| measure | result |\n|---|---|");
+        for r in rows {
+            let _ = writeln!(out, "| {} | {} |", r.what, r.value);
+        }
+        out.push('\n');
+    }
+    if !tables.iter().any(|(b, _)| *b == Backend::Postgres) {
+        out.push_str("PostgreSQL was not measured: VOW_SKIP_POSTGRES was set.\n");
     }
     out
 }
