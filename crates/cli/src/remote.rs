@@ -415,7 +415,7 @@ async fn invoke(client: &Client, args: InvokeArgs) -> anyhow::Result<()> {
             if !params.is_array() {
                 bail!("--json-params must be a JSON array with one value per parameter");
             }
-            json!({ "params": params })
+            json!({ "params_json": params })
         }
         None => json!({ "params_wave": args.args }),
     };

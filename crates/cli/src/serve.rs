@@ -154,7 +154,7 @@ fn introduction(executor: &Executor, components: &[ComponentInfo], base: &str) -
         url.query_pairs_mut().append_pair("function", &export.name);
         lines.push(format!(
             "  curl -X POST '{url}' -H 'content-type: application/json' -d '{}'",
-            json!({ "params": params })
+            json!({ "params_json": params })
         ));
     }
     lines.push(format!("  curl '{base}/v1/promises?status=pending'"));

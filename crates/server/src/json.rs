@@ -1,4 +1,5 @@
-//! Golem's JSON encoding of component values, typed by WIT signatures.
+//! Vow's plain JSON encoding of component values (Golem's value encoding, without
+//! the type annotation of [`crate::typed`]), typed by WIT signatures.
 //!
 //! JSON alone cannot say whether `3` is a `u8` or an `f64`, or whether
 //! `"read"` is a string or an enum case, so decoding needs the parameter's
@@ -9,7 +10,7 @@
 //! | `bool` | `true` |
 //! | integers | numbers (`u64`/`s64` also from decimal strings) |
 //! | `f32`, `f64` | numbers; `"NaN"`, `"Infinity"`, `"-Infinity"` for the rest |
-//! | `char`, `string` | strings (a char is one character) |
+//! | `char`, `string` | strings (a char is one character; its code point, a number, is accepted too) |
 //! | `list`, `tuple` | arrays |
 //! | `record` | object keyed by field name; `option` fields may be left out |
 //! | `variant` | `{"case": payload}`, `{"case": null}` or `"case"` without payload |
@@ -51,6 +52,25 @@ pub(crate) fn from_json_at(ty: &Type, value: &Value, mut path: String) -> Result
 
 /// Encodes a value; see the [module docs](self) for the encoding.
 pub fn to_json(val: &Val) -> Value {
+    encode(val, Flavor::Plain)
+}
+
+/// Encodes a value as the `value` of Golem's type-annotated form: as
+/// [`to_json`], except that a `char` is its code point (a number) and an
+/// `f32` is written as the `f64` it widens to, as Golem 1.1 writes them.
+pub(crate) fn to_golem_json(val: &Val) -> Value {
+    encode(val, Flavor::Golem)
+}
+
+/// Where the two encodings differ.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flavor {
+    Plain,
+    Golem,
+}
+
+fn encode(val: &Val, flavor: Flavor) -> Value {
+    let each = |items: &[Val]| Value::Array(items.iter().map(|v| encode(v, flavor)).collect());
     match val {
         Val::Bool(b) => Value::Bool(*b),
         Val::S8(n) => Value::from(*n),
@@ -61,41 +81,44 @@ pub fn to_json(val: &Val) -> Value {
         Val::U32(n) => Value::from(*n),
         Val::S64(n) => Value::from(*n),
         Val::U64(n) => Value::from(*n),
+        Val::Float32(f) if flavor == Flavor::Golem => float(f64::from(*f)),
         // Through the shortest decimal form, so 0.1f32 prints as 0.1 and
         // not as the nearest f64 of its binary value.
         Val::Float32(f) => float(f.to_string().parse().unwrap_or(f64::from(*f))),
         Val::Float64(f) => float(*f),
+        Val::Char(c) if flavor == Flavor::Golem => Value::from(u32::from(*c)),
         Val::Char(c) => Value::String(c.to_string()),
         Val::String(s) => Value::String(s.clone()),
-        Val::List(items) | Val::Tuple(items) | Val::FixedLengthList(items) => {
-            Value::Array(items.iter().map(to_json).collect())
-        }
+        Val::List(items) | Val::Tuple(items) | Val::FixedLengthList(items) => each(items),
         Val::Map(pairs) => Value::Array(
             pairs
                 .iter()
-                .map(|(k, v)| Value::Array(vec![to_json(k), to_json(v)]))
+                .map(|(k, v)| Value::Array(vec![encode(k, flavor), encode(v, flavor)]))
                 .collect(),
         ),
         Val::Record(fields) => Value::Object(
             fields
                 .iter()
-                .map(|(name, v)| (name.clone(), to_json(v)))
+                .map(|(name, v)| (name.clone(), encode(v, flavor)))
                 .collect(),
         ),
-        Val::Variant(case, payload) => single(case, payload.as_deref()),
+        Val::Variant(case, payload) => single(case, payload.as_deref(), flavor),
         Val::Enum(case) => Value::String(case.clone()),
-        Val::Option(v) => v.as_deref().map_or(Value::Null, to_json),
-        Val::Result(Ok(v)) => single("ok", v.as_deref()),
-        Val::Result(Err(v)) => single("err", v.as_deref()),
+        Val::Option(v) => v.as_deref().map_or(Value::Null, |v| encode(v, flavor)),
+        Val::Result(Ok(v)) => single("ok", v.as_deref(), flavor),
+        Val::Result(Err(v)) => single("err", v.as_deref(), flavor),
         Val::Flags(names) => Value::Array(names.iter().cloned().map(Value::String).collect()),
         Val::Resource(_) | Val::Future(_) | Val::Stream(_) | Val::ErrorContext(_) => Value::Null,
     }
 }
 
 /// `{"name": payload}`, with `null` for no payload.
-fn single(name: &str, payload: Option<&Val>) -> Value {
+fn single(name: &str, payload: Option<&Val>, flavor: Flavor) -> Value {
     let mut object = Map::new();
-    object.insert(name.to_owned(), payload.map_or(Value::Null, to_json));
+    object.insert(
+        name.to_owned(),
+        payload.map_or(Value::Null, |v| encode(v, flavor)),
+    );
     Value::Object(object)
 }
 
@@ -143,14 +166,24 @@ fn decode(ty: &Type, value: &Value, path: &mut String) -> Result<Val, String> {
             Val::Float32(narrow)
         }
         Type::Float64 => Val::Float64(decode_float(ty, value)?),
-        Type::Char => {
-            let text = value.as_str().ok_or_else(expected)?;
-            let mut chars = text.chars();
-            match (chars.next(), chars.next()) {
-                (Some(c), None) => Val::Char(c),
-                _ => return Err(format!("expected one character, got {text:?}")),
+        // One character, or (Golem's form) its code point.
+        Type::Char => match value {
+            Value::Number(n) => {
+                let c = n.as_u64().and_then(|n| u32::try_from(n).ok());
+                Val::Char(
+                    c.and_then(char::from_u32)
+                        .ok_or_else(|| format!("expected a Unicode code point (char), got {n}"))?,
+                )
             }
-        }
+            _ => {
+                let text = value.as_str().ok_or_else(expected)?;
+                let mut chars = text.chars();
+                match (chars.next(), chars.next()) {
+                    (Some(c), None) => Val::Char(c),
+                    _ => return Err(format!("expected one character, got {text:?}")),
+                }
+            }
+        },
         Type::String => Val::String(value.as_str().ok_or_else(expected)?.to_owned()),
         Type::List(list) => {
             let items = value.as_array().ok_or_else(expected)?;

@@ -27,8 +27,9 @@
 //! # }
 //! ```
 //!
-//! [`json`] converts between Golem's JSON encoding and component values, for
-//! clients that build requests or read results.
+//! [`json`] converts between Vow's plain JSON and component values, and
+//! [`typed`] gives Golem's type-annotated form, for clients that build
+//! requests or read results.
 
 mod error;
 mod extract;
@@ -37,12 +38,13 @@ mod openapi;
 mod routes;
 mod serve;
 pub mod time;
+pub mod typed;
 
 use std::any::Any;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
@@ -91,7 +93,26 @@ pub fn router(executor: Executor, config: ServerConfig) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
         )
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(axum::middleware::map_response(json_charset))
         .with_state(AppState { executor, config })
+}
+
+/// The content type Golem's API declares and sends for JSON.
+pub const JSON_CONTENT_TYPE: &str = "application/json; charset=utf-8";
+
+/// Every JSON answer says its charset, as Golem's server does.
+async fn json_charset(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    if headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v == "application/json")
+    {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(JSON_CONTENT_TYPE),
+        );
+    }
+    response
 }
 
 /// A handler panicked: a bug, answered as a host fault rather than by

@@ -1,5 +1,14 @@
-//! `invoke` and `invoke-and-await`: calling a worker's exports with
-//! arguments in Golem's JSON encoding or in WAVE text.
+//! `invoke` and `invoke-and-await`: calling a worker's exports.
+//!
+//! The arguments come in one of three forms, chosen by the body:
+//! - `params` with every element type-annotated (`{"typ", "value"}`), or
+//!   empty: Golem 1.1's form; the answer is Golem's too, the results as a
+//!   type-annotated tuple (see [`crate::typed`]);
+//! - `params_json` (or `params` with plain values, as Vow took them before
+//!   it spoke Golem's form): Vow's plain JSON, typed by the export's
+//!   signature; the answer is `{"result": <plain JSON>}`;
+//! - `params_wave`: WAVE text, one string per parameter; answered as plain
+//!   JSON.
 
 use axum::Json;
 use axum::extract::State;
@@ -12,6 +21,7 @@ use crate::error::ApiError;
 use crate::extract::{ApiQuery, JsonBody, WorkerPath};
 use crate::json::{from_json_at, to_json};
 use crate::routes::AppState;
+use crate::typed::{analysed_type, from_typed, is_typed, typed_result};
 
 /// The header that makes an invocation idempotent per worker.
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -22,13 +32,24 @@ pub(crate) struct FunctionQuery {
     function: String,
 }
 
-/// The arguments, in one of two encodings.
+/// The arguments, in one of three forms (see the module docs).
 #[derive(Deserialize)]
 pub(crate) struct InvokeBody {
-    /// Golem's JSON encoding, typed by the export's signature.
+    /// Golem's type-annotated values (or plain JSON values, detected).
     params: Option<Vec<Value>>,
+    /// Vow's plain JSON, typed by the export's signature.
+    params_json: Option<Vec<Value>>,
     /// WAVE text, one string per parameter.
     params_wave: Option<Vec<String>>,
+}
+
+/// How the result is written back.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// Golem's `{"result": {"typ": ..., "value": ...}}`.
+    Typed,
+    /// Vow's `{"result": <plain JSON>}`.
+    Plain,
 }
 
 /// `POST .../invoke-and-await?function=F`: runs the export after whatever is
@@ -41,14 +62,19 @@ pub(crate) async fn invoke_and_await(
     headers: HeaderMap,
     JsonBody(body): JsonBody<InvokeBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let invocation = invocation(&state, &worker, &query.function, body, &headers)?;
+    let (invocation, answer, ty) = invocation(&state, &worker, &query.function, body, &headers)?;
     let results = state
         .executor
         .submit(&worker, invocation)
         .await?
         .result()
         .await?;
-    let result = results.first().map_or(Value::Null, to_json);
+    let result = match answer {
+        Answer::Plain => results.first().map_or(Value::Null, to_json),
+        // Checked before the invocation ran: every result type has a
+        // type-annotated form.
+        Answer::Typed => typed_result(&ty.results, &results).map_err(ApiError::invalid)?,
+    };
     Ok(Json(json!({ "result": result })))
 }
 
@@ -62,7 +88,7 @@ pub(crate) async fn invoke(
     headers: HeaderMap,
     JsonBody(body): JsonBody<InvokeBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let invocation = invocation(&state, &worker, &query.function, body, &headers)?;
+    let (invocation, _, _) = invocation(&state, &worker, &query.function, body, &headers)?;
     // The invocation runs whether or not anyone awaits its outcome.
     let handle = state.executor.submit(&worker, invocation).await?;
     if !handle.fresh {
@@ -71,36 +97,70 @@ pub(crate) async fn invoke(
     Ok((StatusCode::ACCEPTED, Json(json!({}))))
 }
 
-/// Checks the worker and the function and decodes the arguments.
+/// Checks the worker and the function and decodes the arguments; also
+/// says how to answer, and the function's type.
 fn invocation(
     state: &AppState,
     worker: &WorkerId,
     function: &str,
     body: InvokeBody,
     headers: &HeaderMap,
-) -> Result<Invocation, ApiError> {
+) -> Result<(Invocation, Answer, FunctionType), ApiError> {
     // An unknown worker is reported before anything about the function.
     state.executor.worker_status(worker)?;
     let ty = state
         .executor
         .function_type(worker.component_id, function)?;
-    let params = match (body.params, body.params_wave) {
-        (Some(_), Some(_)) => {
+    let (params, answer) = match (body.params, body.params_json, body.params_wave) {
+        (Some(values), None, None) if values.iter().all(is_typed) => {
+            (decode_typed(&ty, &values)?, Answer::Typed)
+        }
+        (Some(values), None, None) => {
+            if values.iter().any(is_typed) {
+                return Err(ApiError::invalid(
+                    "params mixes type-annotated values ({\"typ\", \"value\"}) and plain JSON values: give every parameter in one form",
+                ));
+            }
+            (decode_json(&ty, &values)?, Answer::Plain)
+        }
+        (None, Some(values), None) => (decode_json(&ty, &values)?, Answer::Plain),
+        (None, None, Some(texts)) => (decode_wave(&ty, &texts)?, Answer::Plain),
+        (None, None, None) => (decode_typed(&ty, &[])?, Answer::Typed),
+        _ => {
             return Err(ApiError::invalid(
-                "give either params or params_wave, not both",
+                "give one of params, params_json and params_wave",
             ));
         }
-        (None, Some(texts)) => decode_wave(&ty, &texts)?,
-        (json, None) => decode_json(&ty, &json.unwrap_or_default())?,
     };
-    let mut invocation = Invocation::new(ty.name, params);
+    let mut invocation = Invocation::new(ty.name.clone(), params);
     if let Some(key) = headers.get(IDEMPOTENCY_KEY) {
         let key = key
             .to_str()
             .map_err(|_| ApiError::invalid("the Idempotency-Key header is not visible ASCII"))?;
         invocation = invocation.with_idempotency_key(key);
     }
-    Ok(invocation)
+    Ok((invocation, answer, ty))
+}
+
+/// Decodes type-annotated arguments, and checks that the results have a
+/// type-annotated form (so that nothing runs whose answer cannot be sent).
+fn decode_typed(ty: &FunctionType, values: &[Value]) -> Result<Vec<Val>, ApiError> {
+    check_count(ty, values.len())?;
+    for result in &ty.results {
+        analysed_type(result).map_err(|e| {
+            ApiError::invalid(format!(
+                "{} cannot answer in the type-annotated form: {e}",
+                ty.name
+            ))
+        })?;
+    }
+    collect(
+        ty.params
+            .iter()
+            .zip(values)
+            .enumerate()
+            .map(|(i, ((_, param), value))| from_typed(param, value, format!("params[{i}]"))),
+    )
 }
 
 /// Checks the number of arguments: one message if it is wrong.

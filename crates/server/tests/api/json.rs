@@ -140,7 +140,12 @@ fn errors_name_the_path_and_the_problem() -> Result<()> {
             "expected f32, got 1e+300 (out of range)",
         ),
         ("c", json!("ab"), "expected one character, got \"ab\""),
-        ("list", json!(["a", 1]), "[1]: expected char, got number"),
+        ("list", json!(["a", true]), "[1]: expected char, got bool"),
+        (
+            "list",
+            json!(["a", 55296]),
+            "[1]: expected a Unicode code point (char), got 55296",
+        ),
         ("tuple", json!([1]), "expected 2 elements, got 1"),
         ("tuple", json!([1, 2]), "[1]: expected string, got number"),
         (

@@ -8,4 +8,5 @@ mod promises;
 mod rejections;
 mod serve;
 mod support;
+mod typed;
 mod workers;

@@ -66,7 +66,7 @@ impl App {
             .to_owned();
         let bytes = response.into_body().collect().await?.to_bytes();
         ensure!(
-            content_type == "application/json",
+            content_type == vow_server::JSON_CONTENT_TYPE,
             "{status} with content type {content_type:?}: {}",
             String::from_utf8_lossy(&bytes)
         );
@@ -115,7 +115,7 @@ impl App {
         Ok(())
     }
 
-    /// Invokes and awaits with JSON params.
+    /// Invokes and awaits with Vow's plain JSON params.
     pub async fn invoke(
         &self,
         cid: &str,
@@ -125,9 +125,29 @@ impl App {
     ) -> Result<Reply> {
         self.post(
             &invoke_uri(cid, worker, function),
-            &json!({ "params": params }),
+            &json!({ "params_json": params }),
         )
         .await
+    }
+
+    /// Invokes and awaits with `{"params": params}` as given (Golem's
+    /// type-annotated form); the status and the body's exact text.
+    pub async fn invoke_raw(
+        &self,
+        cid: &str,
+        worker: &str,
+        function: &str,
+        params: Value,
+    ) -> Result<(StatusCode, String)> {
+        let request = json_request(
+            Method::POST,
+            &invoke_uri(cid, worker, function),
+            &json!({ "params": params }),
+        )?;
+        let response = self.router.clone().oneshot(request).await?;
+        let status = response.status();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        Ok((status, String::from_utf8(bytes.to_vec())?))
     }
 
     /// Waits until `worker` is parked on a pending promise; its oplog index.
@@ -161,6 +181,6 @@ pub fn json_request(method: Method, uri: &str, body: &Value) -> Result<Request<B
     Ok(Request::builder()
         .method(method)
         .uri(uri)
-        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_TYPE, vow_server::JSON_CONTENT_TYPE)
         .body(Body::from(serde_json::to_vec(body)?))?)
 }

@@ -114,6 +114,22 @@ wit_bindgen::generate!({
             /// How many snapshots this instance loaded (not saved in them:
             /// tells a test whether the worker came back from a snapshot).
             export snapshot-loads: func() -> u32;
+
+            /// One field of every kind of WIT value, for encoding tests.
+            record kinds {
+                b: bool, u8v: u8, s8v: s8, u16v: u16, s16v: s16, u32v: u32,
+                s32v: s32, u64v: u64, s64v: s64, f32v: f32, f64v: f64,
+                c: char, text: string, items: list<u16>, pair: tuple<u8, string>,
+                shape: shape, color: color, perms: perms, maybe: option<string>,
+                outcome: result<u32, string>, done: result, nested: list<option<shape>>,
+            }
+            variant shape { point, circle(f64), named(string) }
+            enum color { red, green, blue }
+            flags perms { read, write, exec }
+            /// Returns its argument unchanged.
+            export echo-kinds: func(k: kinds) -> kinds;
+            /// Returns nothing, for the empty result.
+            export nothing: func();
         }
     ",
     // The repository's WIT directory, where `golem:api/host@1.1.0` lives.
@@ -139,6 +155,12 @@ const TOUCH_STRIDE: usize = 4096;
 struct Component;
 
 impl Guest for Component {
+    fn echo_kinds(k: Kinds) -> Kinds {
+        k
+    }
+
+    fn nothing() {}
+
     fn ping(n: u32) -> u32 {
         n.wrapping_add(1)
     }
