@@ -158,6 +158,13 @@ fn server_error(status: StatusCode, json: Option<&Value>, body: &[u8]) -> String
         if let Some(message) = json.get("error").and_then(Value::as_str) {
             return message.to_owned();
         }
+        // Golem's 500 body: `{"golemError": {"type", "details"?, ...}}`.
+        if let Some(golem) = json.get("golemError") {
+            return match golem.get("details").and_then(Value::as_str) {
+                Some(details) => details.to_owned(),
+                None => golem.to_string(),
+            };
+        }
         if let Some(errors) = json.get("errors").and_then(Value::as_array) {
             let messages: Vec<String> = errors
                 .iter()

@@ -62,7 +62,8 @@ impl Export {
     }
 }
 
-/// `WorkerMetadata` as the server sends it.
+/// `WorkerMetadata` as the server sends it (Golem's shape; the CLI shows
+/// the status in lower case).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Worker {
@@ -209,8 +210,26 @@ pub(crate) async fn worker(server: &str, command: WorkerCommand) -> anyhow::Resu
             Ok(())
         }
         WorkerCommand::List { component, json } => {
+            // Every page, following the server's cursor.
             let path = ["v1", "components", &component, "workers"];
-            let answer = client.call(Request::new(Method::GET, &path)).await?;
+            let mut all = Vec::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let mut request = Request::new(Method::GET, &path).query("count", "1000");
+                if let Some(cursor) = &cursor {
+                    request = request.query("cursor", cursor.clone());
+                }
+                let answer = client.call(request).await?;
+                all.extend(answer["workers"].as_array().cloned().unwrap_or_default());
+                cursor = match (&answer["cursor"]["layer"], &answer["cursor"]["cursor"]) {
+                    (Value::Number(layer), Value::Number(at)) => Some(format!("{layer}/{at}")),
+                    _ => None,
+                };
+                if cursor.is_none() {
+                    break;
+                }
+            }
+            let answer = json!({ "workers": all, "cursor": null });
             if json {
                 return output::json(&answer);
             }
@@ -220,7 +239,7 @@ pub(crate) async fn worker(server: &str, command: WorkerCommand) -> anyhow::Resu
                 .map(|w| {
                     vec![
                         w.worker_id.worker_name.clone(),
-                        w.status.clone(),
+                        w.status.to_lowercase(),
                         w.pending_invocation_count.to_string(),
                         w.created_at.clone(),
                         w.last_error.clone().unwrap_or_default(),
@@ -391,7 +410,7 @@ fn show_worker(worker: &Worker) -> anyhow::Result<()> {
                 worker.worker_id.component_id, worker.worker_id.worker_name
             ),
         ),
-        ("status", worker.status.clone()),
+        ("status", worker.status.to_lowercase()),
         ("queued", worker.pending_invocation_count.to_string()),
         ("created", or_dash(worker.created_at.clone())),
         ("args", or_dash(worker.args.join(" "))),
@@ -577,13 +596,13 @@ mod tests {
     fn server_shapes_are_read() -> anyhow::Result<()> {
         let answer = json!({"workers": [{
             "workerId": {"componentId": "c", "workerName": "w"},
-            "args": [], "env": {"A": "1"}, "status": "suspended",
+            "args": [], "env": {"A": "1"}, "status": "Suspended",
             "componentVersion": 0, "retryCount": 0,
             "createdAt": "2025-01-01T00:00:00Z", "lastError": null,
             "pendingInvocationCount": 2
         }]});
         let workers: Vec<Worker> = parse(&answer, Some("workers"))?;
-        assert_eq!(workers[0].status, "suspended");
+        assert_eq!(workers[0].status, "Suspended");
         assert_eq!(workers[0].pending_invocation_count, 2);
         assert_eq!(workers[0].env.get("A").map(String::as_str), Some("1"));
         Ok(())

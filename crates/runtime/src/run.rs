@@ -88,11 +88,18 @@ pub(crate) async fn instantiate(
         wasi,
         table,
         golem: GolemCtx::new(Arc::clone(entry), env.registry.clone(), journal),
-        limits: StoreLimitsBuilder::new()
-            .memory_size(env.memory_limit)
-            .trap_on_grow_failure(true)
-            .build(),
+        limits: crate::worker::Limits {
+            inner: StoreLimitsBuilder::new()
+                .memory_size(env.memory_limit)
+                .trap_on_grow_failure(true)
+                .build(),
+            entry: Arc::clone(entry),
+        },
     };
+    // A new instance: its memory is counted from nothing.
+    entry
+        .linear_memory
+        .store(0, std::sync::atomic::Ordering::Relaxed);
     let mut store = Store::new(&env.engine, state);
     store.limiter(|s| &mut s.limits);
     store.epoch_deadline_async_yield_and_update(1);

@@ -122,6 +122,9 @@ pub struct WorkerMetadata {
     pub last_error: Option<String>,
     /// Invocations queued behind the one in progress.
     pub pending_invocations: usize,
+    /// Bytes of linear memory of the worker's instance: the current one, or
+    /// the last one for a worker out of memory (0 before its first).
+    pub linear_memory: u64,
 }
 
 impl WorkerMetadata {
@@ -190,6 +193,8 @@ impl Job {
 /// The part of a worker that lives outside its Store: readable at any time,
 /// shared by the registry, the worker task and the worker's host state.
 pub(crate) struct WorkerEntry {
+    /// Bytes of linear memory of its current (or last) instance.
+    pub(crate) linear_memory: AtomicU64,
     pub(crate) id: WorkerId,
     pub(crate) args: Vec<String>,
     pub(crate) env: Vec<(String, String)>,
@@ -291,6 +296,7 @@ impl WorkerEntry {
         )
         .shared();
         Arc::new(Self {
+            linear_memory: AtomicU64::new(0),
             id,
             args: config.args,
             env: config.env,
@@ -513,6 +519,7 @@ impl WorkerEntry {
             created_at: self.created_at,
             last_error: self.last_error(),
             pending_invocations: lock(&self.mailbox).len(),
+            linear_memory: self.linear_memory.load(Ordering::Relaxed),
         }
     }
 
@@ -890,7 +897,58 @@ pub(crate) struct WorkerState {
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
     pub(crate) golem: GolemCtx,
-    pub(crate) limits: StoreLimits,
+    pub(crate) limits: Limits,
+}
+
+/// The store's limits, and a count of the linear memory they allowed.
+pub(crate) struct Limits {
+    pub(crate) inner: StoreLimits,
+    pub(crate) entry: Arc<WorkerEntry>,
+}
+
+impl wasmtime::ResourceLimiter for Limits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.inner.memory_growing(current, desired, maximum)?;
+        if allowed {
+            let grown = desired.saturating_sub(current) as u64;
+            self.entry.linear_memory.fetch_add(grown, Ordering::Relaxed);
+        }
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.memory_grow_failed(error)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
 }
 
 impl WasiView for WorkerState {

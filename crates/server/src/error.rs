@@ -1,7 +1,10 @@
 //! [`ApiError`]: the one error type of every handler and extractor.
 //!
-//! Every failure answers with JSON: `400` with `{"errors": [...]}` (one
-//! message per problem) and every other status with `{"error": "..."}`.
+//! Every failure answers with JSON, in Golem 1.1's error bodies: `400` with
+//! `{"errors": [...]}` (one message per problem), `500` with
+//! `{"golemError": {"type": ..., ...}}` (a trap is Golem's `RuntimeError`,
+//! an invocation on a failed worker `PreviousInvocationFailed`, a host
+//! fault `Unknown`), and every other status with `{"error": "..."}`.
 //! Framework rejections go through here too, so a client never sees axum's
 //! plain-text bodies.
 
@@ -17,6 +20,8 @@ use vow_runtime::Error;
 pub(crate) struct ApiError {
     status: StatusCode,
     messages: Vec<String>,
+    /// The `type` of Golem's `GolemError`, for a 500.
+    golem: Option<&'static str>,
 }
 
 impl ApiError {
@@ -25,6 +30,7 @@ impl ApiError {
         Self {
             status,
             messages: vec![message.into()],
+            golem: None,
         }
     }
 
@@ -33,6 +39,7 @@ impl ApiError {
         Self {
             status: StatusCode::BAD_REQUEST,
             messages,
+            golem: None,
         }
     }
 
@@ -109,6 +116,18 @@ impl From<PathRejection> for ApiError {
 
 impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
+        let golem = match &error {
+            Error::Trap { .. } => Some("RuntimeError"),
+            Error::WorkerFailed { .. } => Some("PreviousInvocationFailed"),
+            _ => None,
+        };
+        if let Some(kind) = golem {
+            return Self {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                messages: vec![error.to_string()],
+                golem: Some(kind),
+            };
+        }
         let status = match &error {
             Error::InvalidComponent { .. }
             | Error::InvalidWorkerName { .. }
@@ -118,11 +137,10 @@ impl From<Error> for ApiError {
             | Error::WorkerNotFound(_)
             | Error::FunctionNotFound { .. }
             | Error::PromiseNotFound(_) => StatusCode::NOT_FOUND,
-            Error::WorkerExists(_)
-            | Error::WorkerFailed { .. }
-            | Error::WorkerDeleted(_)
-            | Error::NotInterrupted { .. } => StatusCode::CONFLICT,
-            Error::MissingImports { .. } | Error::Trap { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::WorkerExists(_) | Error::WorkerDeleted(_) | Error::NotInterrupted { .. } => {
+                StatusCode::CONFLICT
+            }
+            Error::MissingImports { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Error::Instantiation { .. } | Error::ShutDown => StatusCode::SERVICE_UNAVAILABLE,
             // Config, Io and whatever a newer runtime adds: host faults.
@@ -139,6 +157,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = if self.status == StatusCode::BAD_REQUEST {
             json!({ "errors": self.messages })
+        } else if self.status == StatusCode::INTERNAL_SERVER_ERROR {
+            json!({ "golemError": {
+                "type": self.golem.unwrap_or("Unknown"),
+                "details": self.messages.join("; "),
+            } })
         } else {
             json!({ "error": self.messages.join("; ") })
         };
@@ -168,7 +191,14 @@ mod tests {
                 Error::Config("bad".into()),
                 StatusCode::INTERNAL_SERVER_ERROR,
             ),
-            (Error::WorkerDeleted(worker), StatusCode::CONFLICT),
+            (Error::WorkerDeleted(worker.clone()), StatusCode::CONFLICT),
+            (
+                Error::WorkerFailed {
+                    worker,
+                    reason: "boom".into(),
+                },
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
         ];
         for (error, status) in cases {
             assert_eq!(ApiError::from(error).status(), status);

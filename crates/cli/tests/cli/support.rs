@@ -400,7 +400,11 @@ impl Server {
                 .client(&["worker", "get", component, worker, "--json"])?
                 .success()?;
             let json: serde_json::Value = serde_json::from_str(&got.stdout)?;
-            if json["status"] == status {
+            // The API spells statuses as Golem does (`Suspended`).
+            if json["status"]
+                .as_str()
+                .is_some_and(|s| s.eq_ignore_ascii_case(status))
+            {
                 return Ok(());
             }
             if Instant::now() >= deadline {

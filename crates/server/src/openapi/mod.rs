@@ -141,7 +141,7 @@ fn paths() -> Value {
                     summary: "Start a worker",
                     params: &["cid"],
                     body: json_body("CreateWorker"),
-                    ok: ("201", schema("WorkerCreated")),
+                    ok: ("200", schema("WorkerCreated")),
                     errors: &["400", "404", "409", "413", "415", "503"],
                 },
             ),
@@ -149,10 +149,76 @@ fn paths() -> Value {
                 "get",
                 Op {
                     id: "listWorkers",
-                    summary: "The component's workers",
-                    params: &["cid"],
+                    summary: "The component's workers, by name, a page at a time",
+                    params: &["cid", "workerFilter", "scanCursor", "scanCount", "precise"],
                     body: None,
                     ok: ("200", schema("WorkerList")),
+                    errors: &["400", "404"],
+                },
+            ),
+        ],
+    );
+    add(
+        "/v1/components/{cid}/invoke-and-await".into(),
+        vec![(
+            "post",
+            Op {
+                id: "invokeAndAwaitWithoutName",
+                summary: "Invoke an export on a new worker of its own (deleted afterwards) and wait for its result",
+                params: &["cid", "function", "idempotencyKey"],
+                body: json_body("InvokeParameters"),
+                ok: ("200", schema("InvokeResult")),
+                errors: &["400", "404", "409", "413", "415", "500", "503", "504"],
+            },
+        )],
+    );
+    add(
+        "/v1/components/{cid}/invoke".into(),
+        vec![(
+            "post",
+            Op {
+                id: "invokeWithoutName",
+                summary: "Queue an export on a new worker of its own (deleted once it has run) and return at once",
+                params: &["cid", "function", "idempotencyKey"],
+                body: json_body("InvokeParameters"),
+                ok: ("200", schema("Empty")),
+                errors: &["400", "404", "409", "413", "415", "503"],
+            },
+        )],
+    );
+    add(
+        "/v1/components/{cid}/workers/find".into(),
+        vec![
+            (
+                "post",
+                Op {
+                    id: "findWorkers",
+                    summary: "The component's workers that match a filter tree, a page at a time",
+                    params: &["cid"],
+                    body: json_body("WorkersMetadataRequest"),
+                    ok: ("200", schema("WorkerList")),
+                    errors: &["400", "404", "413", "415"],
+                },
+            ),
+            (
+                "get",
+                Op {
+                    id: "getWorkerNamedFind",
+                    summary: "The metadata of the worker named `find`",
+                    params: &["cid"],
+                    body: None,
+                    ok: ("200", schema("WorkerMetadata")),
+                    errors: &["400", "404"],
+                },
+            ),
+            (
+                "delete",
+                Op {
+                    id: "deleteWorkerNamedFind",
+                    summary: "Stop and remove the worker named `find`",
+                    params: &["cid"],
+                    body: None,
+                    ok: ("200", schema("Empty")),
                     errors: &["400", "404"],
                 },
             ),
@@ -195,7 +261,7 @@ fn paths() -> Value {
                 params: INVOKE_PARAMS,
                 body: json_body("InvokeParameters"),
                 ok: ("200", schema("InvokeResult")),
-                errors: &["400", "404", "409", "413", "415", "422", "503", "504"],
+                errors: &["400", "404", "409", "413", "415", "500", "503", "504"],
             },
         )],
     );
@@ -208,8 +274,8 @@ fn paths() -> Value {
                 summary: "Queue an invocation and return at once",
                 params: INVOKE_PARAMS,
                 body: json_body("InvokeParameters"),
-                ok: ("202", schema("Empty")),
-                errors: &["400", "404", "409", "413", "415"],
+                ok: ("200", schema("Empty")),
+                errors: &["400", "404", "409", "413", "415", "500"],
             },
         )],
     );

@@ -12,13 +12,13 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use vow_runtime::{FunctionType, Invocation, Val, WorkerId};
+use vow_runtime::{ComponentId, FunctionType, Invocation, Val, WorkerConfig, WorkerId};
 
 use crate::error::ApiError;
-use crate::extract::{ApiQuery, JsonBody, WorkerPath};
+use crate::extract::{ApiQuery, ComponentPath, JsonBody, WorkerPath};
 use crate::json::{from_json_at, to_json};
 use crate::routes::AppState;
 use crate::typed::{analysed_type, from_typed, is_typed, typed_result};
@@ -62,10 +62,20 @@ pub(crate) async fn invoke_and_await(
     headers: HeaderMap,
     JsonBody(body): JsonBody<InvokeBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let (invocation, answer, ty) = invocation(&state, &worker, &query.function, body, &headers)?;
+    await_result(&state, &worker, &query.function, body, &headers).await
+}
+
+async fn await_result(
+    state: &AppState,
+    worker: &WorkerId,
+    function: &str,
+    body: InvokeBody,
+    headers: &HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let (invocation, answer, ty) = invocation(state, worker, function, body, headers)?;
     let results = state
         .executor
-        .submit(&worker, invocation)
+        .submit(worker, invocation)
         .await?
         .result()
         .await?;
@@ -78,8 +88,9 @@ pub(crate) async fn invoke_and_await(
     Ok(Json(json!({ "result": result })))
 }
 
-/// `POST .../invoke?function=F`: queues the invocation and answers at once.
-/// A repeated `Idempotency-Key` answers the same without queueing again.
+/// `POST .../invoke?function=F`: queues the invocation and answers once it
+/// is stored. A repeated `Idempotency-Key` answers the same without
+/// queueing again.
 #[tracing::instrument(skip_all, fields(worker = %worker, function = %query.function))]
 pub(crate) async fn invoke(
     State(state): State<AppState>,
@@ -87,14 +98,81 @@ pub(crate) async fn invoke(
     ApiQuery(query): ApiQuery<FunctionQuery>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<InvokeBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let (invocation, _, _) = invocation(&state, &worker, &query.function, body, &headers)?;
     // The invocation runs whether or not anyone awaits its outcome.
     let handle = state.executor.submit(&worker, invocation).await?;
     if !handle.fresh {
         tracing::debug!("repeated idempotency key; nothing queued");
     }
-    Ok((StatusCode::ACCEPTED, Json(json!({}))))
+    Ok(Json(json!({})))
+}
+
+/// Starts a worker with a fresh name for one invocation (Golem's invocation
+/// without a worker name).
+async fn ephemeral(state: &AppState, component: ComponentId) -> Result<WorkerId, ApiError> {
+    let name = format!("ephemeral-{}", uuid::Uuid::new_v4());
+    Ok(state
+        .executor
+        .start_worker(component, &name, WorkerConfig::default())
+        .await?)
+}
+
+/// `POST /v1/components/{cid}/invoke-and-await?function=F`: runs the export
+/// on a new worker of its own and answers with its result; the worker is
+/// deleted afterwards.
+#[tracing::instrument(skip_all, fields(component = %component, function = %query.function))]
+pub(crate) async fn invoke_and_await_ephemeral(
+    State(state): State<AppState>,
+    ComponentPath(component): ComponentPath,
+    ApiQuery(query): ApiQuery<FunctionQuery>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<InvokeBody>,
+) -> Result<Json<Value>, ApiError> {
+    // The function is checked before a worker is made for it.
+    state.executor.function_type(component, &query.function)?;
+    let worker = ephemeral(&state, component).await?;
+    let answer = await_result(&state, &worker, &query.function, body, &headers).await;
+    if let Err(error) = state.executor.delete_worker(&worker) {
+        tracing::warn!(%worker, %error, "cannot delete the worker of an invocation without a worker name");
+    }
+    answer
+}
+
+/// `POST /v1/components/{cid}/invoke?function=F`: queues the export on a new
+/// worker of its own and answers at once; the worker is deleted once the
+/// invocation has finished.
+#[tracing::instrument(skip_all, fields(component = %component, function = %query.function))]
+pub(crate) async fn invoke_ephemeral(
+    State(state): State<AppState>,
+    ComponentPath(component): ComponentPath,
+    ApiQuery(query): ApiQuery<FunctionQuery>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<InvokeBody>,
+) -> Result<Json<Value>, ApiError> {
+    state.executor.function_type(component, &query.function)?;
+    let worker = ephemeral(&state, component).await?;
+    let queued = async {
+        let (invocation, _, _) = invocation(&state, &worker, &query.function, body, &headers)?;
+        Ok::<_, ApiError>(state.executor.submit(&worker, invocation).await?)
+    }
+    .await;
+    match queued {
+        Ok(handle) => {
+            let executor = state.executor.clone();
+            tokio::spawn(async move {
+                let _ = handle.result().await;
+                if let Err(error) = executor.delete_worker(&worker) {
+                    tracing::warn!(%worker, %error, "cannot delete the worker of an invocation without a worker name");
+                }
+            });
+            Ok(Json(json!({})))
+        }
+        Err(error) => {
+            let _ = state.executor.delete_worker(&worker);
+            Err(error)
+        }
+    }
 }
 
 /// Checks the worker and the function and decodes the arguments; also

@@ -4,6 +4,7 @@
 //! OpenAPI document is checked against it, so neither can drift.
 
 mod components;
+mod filter;
 mod invoke;
 mod promises;
 mod workers;
@@ -105,6 +106,27 @@ pub(crate) fn table(config: &ServerConfig) -> Vec<Route> {
         Route::new("/v1/components/{cid}", Get, components::get),
         Route::new("/v1/components/{cid}/workers", Post, workers::create),
         Route::new("/v1/components/{cid}/workers", Get, workers::list),
+        Route::new(
+            "/v1/components/{cid}/invoke-and-await",
+            Post,
+            invoke::invoke_and_await_ephemeral,
+        ),
+        Route::new(
+            "/v1/components/{cid}/invoke",
+            Post,
+            invoke::invoke_ephemeral,
+        ),
+        Route::new("/v1/components/{cid}/workers/find", Post, workers::find),
+        Route::new(
+            "/v1/components/{cid}/workers/find",
+            Get,
+            workers::get_named_find,
+        ),
+        Route::new(
+            "/v1/components/{cid}/workers/find",
+            Delete,
+            workers::delete_named_find,
+        ),
         Route::new(worker!(""), Get, workers::get),
         Route::new(worker!(""), Delete, workers::delete),
         Route::new(worker!("/invoke-and-await"), Post, invoke::invoke_and_await),

@@ -178,7 +178,7 @@ async fn wrong_arguments_are_named() -> Result<()> {
     let (status, meta) = app.get(&format!("/v1/components/{cid}/workers/w")).await?;
     assert_eq!(
         (status, meta["status"].clone()),
-        (StatusCode::OK, json!("idle"))
+        (StatusCode::OK, json!("Idle"))
     );
     Ok(())
 }
@@ -209,7 +209,7 @@ async fn a_repeated_idempotency_key_runs_nothing_again() -> Result<()> {
             "key-1",
             json!(["once\n", ""]),
         )?;
-        assert_eq!(app.send(request).await?, (StatusCode::ACCEPTED, json!({})));
+        assert_eq!(app.send(request).await?, (StatusCode::OK, json!({})));
     }
     for _ in 0..2 {
         let request = invoke_with_key(
@@ -228,7 +228,7 @@ async fn a_repeated_idempotency_key_runs_nothing_again() -> Result<()> {
     for _ in 0..2 {
         let uri = format!("/v1/components/{cid}/workers/w/invoke?function=print");
         let reply = app.post(&uri, &json!({ "params": ["x", ""] })).await?;
-        assert_eq!(reply, (StatusCode::ACCEPTED, json!({})));
+        assert_eq!(reply, (StatusCode::OK, json!({})));
     }
     // Invocations run in order, so this one runs after all of the above.
     app.invoke(&cid, "w", "ping", json!([0])).await?;
@@ -256,9 +256,14 @@ async fn a_trap_fails_the_worker_and_only_that_worker() -> Result<()> {
     let (app, cid) = harness_worker("bad").await?;
     app.create_worker(&cid, "good").await?;
 
+    // Golem's body for a trap: a 500 with `RuntimeError`.
     let (status, body) = app.invoke(&cid, "bad", "fail", json!(["boom"])).await?;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    let message = body["error"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(body["golemError"]["type"], "RuntimeError", "{body}");
+    let message = body["golemError"]["details"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert!(
         message.starts_with(&format!("invocation of fail on worker {cid}/bad trapped: ")),
         "{body}"
@@ -276,12 +281,16 @@ async fn a_trap_fails_the_worker_and_only_that_worker() -> Result<()> {
         .get(&format!("/v1/components/{cid}/workers/bad"))
         .await?;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(meta["status"], "failed");
+    assert_eq!(meta["status"], "Failed");
     assert_eq!(meta["lastError"], json!(message));
 
     let (status, body) = app.invoke(&cid, "bad", "ping", json!([1])).await?;
-    assert_eq!(status, StatusCode::CONFLICT);
-    let refused = body["error"].as_str().unwrap_or_default();
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        body["golemError"]["type"], "PreviousInvocationFailed",
+        "{body}"
+    );
+    let refused = body["golemError"]["details"].as_str().unwrap_or_default();
     assert!(
         refused.starts_with(&format!(
             "worker {cid}/bad has failed and takes no more invocations: "
@@ -290,7 +299,7 @@ async fn a_trap_fails_the_worker_and_only_that_worker() -> Result<()> {
     );
     let uri = format!("/v1/components/{cid}/workers/bad/invoke?function=ping");
     let (status, _) = app.post(&uri, &json!({ "params": [1] })).await?;
-    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
 
     assert_eq!(
         app.invoke(&cid, "good", "ping", json!([7])).await?,
@@ -299,6 +308,55 @@ async fn a_trap_fails_the_worker_and_only_that_worker() -> Result<()> {
     let (_, meta) = app
         .get(&format!("/v1/components/{cid}/workers/good"))
         .await?;
-    assert_eq!(meta["status"], "idle");
+    assert_eq!(meta["status"], "Idle");
+    Ok(())
+}
+
+/// Golem's invocation without a worker name runs on a worker of its own,
+/// which is gone once the invocation has finished.
+#[tokio::test]
+async fn invocations_without_a_worker_name_run_on_a_worker_of_their_own() -> Result<()> {
+    let app = App::new()?;
+    let cid = app.upload("harness").await?;
+    let workers = |app: App, cid: String| async move {
+        let (_, list) = app.get(&format!("/v1/components/{cid}/workers")).await?;
+        anyhow::Ok(list["workers"].as_array().map_or(0, Vec::len))
+    };
+
+    let (status, body) = app
+        .post(
+            &format!("/v1/components/{cid}/invoke-and-await?function=ping"),
+            &json!({ "params": [{ "typ": { "type": "U32" }, "value": 1 }] }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["result"]["value"], json!([2]));
+    assert_eq!(workers(app.clone(), cid.clone()).await?, 0);
+
+    let (status, body) = app
+        .post(
+            &format!("/v1/components/{cid}/invoke?function=increment"),
+            &json!({ "params": [] }),
+        )
+        .await?;
+    assert_eq!((status, body), (StatusCode::OK, json!({})));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while workers(app.clone(), cid.clone()).await? != 0 {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the worker of the invocation was not deleted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+
+    // An unknown function makes no worker.
+    let (status, body) = app
+        .post(
+            &format!("/v1/components/{cid}/invoke-and-await?function=nope"),
+            &json!({ "params": [] }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(workers(app.clone(), cid.clone()).await?, 0);
     Ok(())
 }

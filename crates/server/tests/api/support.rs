@@ -108,10 +108,7 @@ impl App {
                 &json!({ "name": name }),
             )
             .await?;
-        ensure!(
-            status == StatusCode::CREATED,
-            "create worker: {status} {body}"
-        );
+        ensure!(status == StatusCode::OK, "create worker: {status} {body}");
         Ok(())
     }
 

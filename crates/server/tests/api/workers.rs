@@ -17,7 +17,7 @@ async fn a_worker_is_created_described_listed_and_deleted() -> Result<()> {
             &json!({ "name": "w1", "args": ["--fast"], "env": { "COLOR": "blue", "A": "1" } }),
         )
         .await?;
-    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(status, StatusCode::OK);
     assert_eq!(
         body,
         json!({ "workerId": { "componentId": cid, "workerName": "w1" }, "componentVersion": 0 })
@@ -31,7 +31,7 @@ async fn a_worker_is_created_described_listed_and_deleted() -> Result<()> {
     );
     assert_eq!(meta["args"], json!(["--fast"]));
     assert_eq!(meta["env"], json!({ "A": "1", "COLOR": "blue" }));
-    assert_eq!(meta["status"], "idle");
+    assert_eq!(meta["status"], "Idle");
     assert_eq!(meta["componentVersion"], 0);
     assert_eq!(meta["retryCount"], 0);
     assert_eq!(meta["lastError"], json!(null));
@@ -41,6 +41,12 @@ async fn a_worker_is_created_described_listed_and_deleted() -> Result<()> {
         created.len() == 24 && created.ends_with('Z') && created.as_bytes()[10] == b'T',
         "{created}"
     );
+    // Golem's fields that Vow has nothing for, and the component's size.
+    assert_eq!(meta["updates"], json!([]));
+    assert_eq!(meta["activePlugins"], json!([]));
+    assert_eq!(meta["ownedResources"], json!({}));
+    let (_, component) = app.get(&format!("/v1/components/{cid}")).await?;
+    assert_eq!(meta["componentSize"], component["size"]);
 
     // The guest sees what the request gave it.
     let (status, env) = app.invoke(&cid, "w1", "get-env", json!([])).await?;
@@ -53,6 +59,12 @@ async fn a_worker_is_created_described_listed_and_deleted() -> Result<()> {
             .as_array()
             .is_some_and(|a| a.contains(&json!("--fast"))),
         "{args}"
+    );
+    let (_, meta) = app.get(&format!("{workers}/w1")).await?;
+    let memory = meta["totalLinearMemorySize"].as_u64().unwrap_or_default();
+    assert!(
+        memory >= 65_536 && memory % 65_536 == 0,
+        "whole wasm pages: {meta}"
     );
 
     app.create_worker(&cid, "w0").await?;
@@ -234,7 +246,7 @@ async fn an_interrupted_worker_waits_for_resume_and_then_answers_its_caller() ->
     let (status, body) = app.post(&format!("{worker}/interrupt"), &json!({})).await?;
     assert_eq!((status, body), (StatusCode::OK, json!({})));
     let (_, meta) = app.get(&worker).await?;
-    assert_eq!(meta["status"], "interrupted");
+    assert_eq!(meta["status"], "Interrupted");
 
     // A completion while interrupted is kept; the worker does not go on.
     let (status, body) = app
@@ -247,7 +259,7 @@ async fn an_interrupted_worker_waits_for_resume_and_then_answers_its_caller() ->
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     assert!(!call.is_finished(), "an interrupted worker ran");
     let (_, meta) = app.get(&worker).await?;
-    assert_eq!(meta["status"], "interrupted");
+    assert_eq!(meta["status"], "Interrupted");
 
     let (status, _) = app.post(&format!("{worker}/resume"), &json!({})).await?;
     assert_eq!(status, StatusCode::OK);
@@ -255,7 +267,7 @@ async fn an_interrupted_worker_waits_for_resume_and_then_answers_its_caller() ->
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["result"], json!(b"while paused"));
     let (_, meta) = app.get(&worker).await?;
-    assert_eq!(meta["status"], "idle");
+    assert_eq!(meta["status"], "Idle");
 
     // Interrupting with immediate recovery is a simulated crash: the
     // worker goes on by itself, with its memory rebuilt by replay.
@@ -284,5 +296,105 @@ async fn an_interrupted_worker_waits_for_resume_and_then_answers_its_caller() ->
         )
         .await?;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    Ok(())
+}
+
+/// Golem's listing: `filter=` strings, `cursor`/`count` pages, and
+/// `workers/find` with a filter tree.
+#[tokio::test]
+async fn workers_are_listed_filtered_and_paged_as_golem_does() -> Result<()> {
+    let app = App::new()?;
+    let cid = app.upload("harness").await?;
+    let workers = format!("/v1/components/{cid}/workers");
+    for (name, color) in [
+        ("a1", "red"),
+        ("a2", "blue"),
+        ("b1", "red"),
+        ("find", "blue"),
+    ] {
+        let (status, body) = app
+            .post(
+                &workers,
+                &json!({ "name": name, "args": [], "env": { "COLOR": color } }),
+            )
+            .await?;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let names = |list: &serde_json::Value| -> Vec<String> {
+        list["workers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|w| w["workerId"]["workerName"].as_str().map(str::to_owned))
+            .collect()
+    };
+
+    let (status, list) = app.get(&format!("{workers}?count=2")).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(names(&list), ["a1", "a2"]);
+    assert_eq!(list["cursor"], json!({ "cursor": 2, "layer": 0 }));
+    let (_, list) = app.get(&format!("{workers}?count=2&cursor=0/2")).await?;
+    assert_eq!(names(&list), ["b1", "find"]);
+    assert_eq!(list["cursor"], json!(null));
+
+    let (_, list) = app
+        .get(&format!(
+            "{workers}?filter=name%20like%20a&filter=env.color%20%3D%3D%20red"
+        ))
+        .await?;
+    assert_eq!(names(&list), ["a1"]);
+    let (_, list) = app
+        .get(&format!("{workers}?filter=status%20%3D%3D%20idle"))
+        .await?;
+    assert_eq!(names(&list).len(), 4);
+
+    let (status, body) = app.get(&format!("{workers}?filter=name%20~%20a")).await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body,
+        json!({ "errors": ["Unknown String Filter Comparator: ~"] })
+    );
+    let (status, body) = app.get(&format!("{workers}?cursor=7")).await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body,
+        json!({ "errors": ["Invalid cursor, must have 'layer/cursor' format"] })
+    );
+
+    let find = |body: serde_json::Value| {
+        let app = app.clone();
+        let uri = format!("{workers}/find");
+        async move { app.post(&uri, &body).await }
+    };
+    let (status, list) = find(json!({
+        "filter": { "type": "Or", "filters": [
+            { "type": "Name", "comparator": "Equal", "value": "b1" },
+            { "type": "Not", "filter": { "type": "Env", "name": "COLOR", "comparator": "Equal", "value": "red" } },
+        ] },
+        "count": 10,
+        "precise": true,
+    }))
+    .await?;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(names(&list), ["a2", "b1", "find"]);
+    let (_, list) = find(json!({
+        "filter": { "type": "Status", "comparator": "Equal", "value": "Idle" },
+        "cursor": { "cursor": 3, "layer": 0 },
+    }))
+    .await?;
+    assert_eq!(names(&list), ["find"]);
+    let (status, _) =
+        find(json!({ "filter": { "type": "Status", "comparator": "Equal", "value": "idle" } }))
+            .await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // `workers/find` is also the path of the worker named "find".
+    let (status, meta) = app.get(&format!("{workers}/find")).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(meta["workerId"]["workerName"], "find");
+    let (status, _) = app.delete(&format!("{workers}/find")).await?;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app.get(&format!("{workers}/find")).await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     Ok(())
 }
