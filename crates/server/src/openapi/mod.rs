@@ -137,18 +137,18 @@ fn paths() -> Value {
             (
                 "post",
                 Op {
-                    id: "createWorker",
+                    id: "launch_new_worker",
                     summary: "Start a worker",
                     params: &["cid"],
                     body: json_body("CreateWorker"),
                     ok: ("200", schema("WorkerCreated")),
-                    errors: &["400", "404", "409", "413", "415", "503"],
+                    errors: &["400", "404", "409", "413", "503"],
                 },
             ),
             (
                 "get",
                 Op {
-                    id: "listWorkers",
+                    id: "get_workers_metadata",
                     summary: "The component's workers, by name, a page at a time",
                     params: &["cid", "workerFilter", "scanCursor", "scanCount", "precise"],
                     body: None,
@@ -163,12 +163,12 @@ fn paths() -> Value {
         vec![(
             "post",
             Op {
-                id: "invokeAndAwaitWithoutName",
+                id: "invoke_and_await_function_without_name",
                 summary: "Invoke an export on a new worker of its own (deleted afterwards) and wait for its result",
                 params: &["cid", "function", "idempotencyKey"],
                 body: json_body("InvokeParameters"),
                 ok: ("200", schema("InvokeResult")),
-                errors: &["400", "404", "409", "413", "415", "500", "503", "504"],
+                errors: &["400", "404", "409", "413", "500", "503", "504"],
             },
         )],
     );
@@ -177,12 +177,12 @@ fn paths() -> Value {
         vec![(
             "post",
             Op {
-                id: "invokeWithoutName",
+                id: "invoke_function_without_name",
                 summary: "Queue an export on a new worker of its own (deleted once it has run) and return at once",
                 params: &["cid", "function", "idempotencyKey"],
                 body: json_body("InvokeParameters"),
                 ok: ("200", schema("Empty")),
-                errors: &["400", "404", "409", "413", "415", "503"],
+                errors: &["400", "404", "409", "413", "503"],
             },
         )],
     );
@@ -192,12 +192,12 @@ fn paths() -> Value {
             (
                 "post",
                 Op {
-                    id: "findWorkers",
+                    id: "find_workers_metadata",
                     summary: "The component's workers that match a filter tree, a page at a time",
                     params: &["cid"],
                     body: json_body("WorkersMetadataRequest"),
                     ok: ("200", schema("WorkerList")),
-                    errors: &["400", "404", "413", "415"],
+                    errors: &["400", "404", "413"],
                 },
             ),
             (
@@ -230,7 +230,7 @@ fn paths() -> Value {
             (
                 "get",
                 Op {
-                    id: "getWorker",
+                    id: "get_worker_metadata",
                     summary: "A worker's metadata",
                     params: WORKER_PARAMS,
                     body: None,
@@ -241,7 +241,7 @@ fn paths() -> Value {
             (
                 "delete",
                 Op {
-                    id: "deleteWorker",
+                    id: "delete_worker",
                     summary: "Stop and remove a worker",
                     params: WORKER_PARAMS,
                     body: None,
@@ -256,12 +256,12 @@ fn paths() -> Value {
         vec![(
             "post",
             Op {
-                id: "invokeAndAwait",
+                id: "invoke_and_await_function",
                 summary: "Invoke an export and wait for its result",
                 params: INVOKE_PARAMS,
                 body: json_body("InvokeParameters"),
                 ok: ("200", schema("InvokeResult")),
-                errors: &["400", "404", "409", "413", "415", "500", "503", "504"],
+                errors: &["400", "404", "409", "413", "500", "503", "504"],
             },
         )],
     );
@@ -270,12 +270,12 @@ fn paths() -> Value {
         vec![(
             "post",
             Op {
-                id: "invoke",
+                id: "invoke_function",
                 summary: "Queue an invocation and return at once",
                 params: INVOKE_PARAMS,
                 body: json_body("InvokeParameters"),
                 ok: ("200", schema("Empty")),
-                errors: &["400", "404", "409", "413", "415", "500"],
+                errors: &["400", "404", "409", "413", "500"],
             },
         )],
     );
@@ -312,7 +312,7 @@ fn paths() -> Value {
         vec![(
             "post",
             Op {
-                id: "interruptWorker",
+                id: "interrupt_worker",
                 summary: "Stop the worker's invocation in progress; it runs again by replay when resumed",
                 params: &["cid", "name", "recoverImmediately"],
                 body: None,
@@ -326,7 +326,7 @@ fn paths() -> Value {
         vec![(
             "post",
             Op {
-                id: "resumeWorker",
+                id: "resume_worker",
                 summary: "Let an interrupted worker go on",
                 params: WORKER_PARAMS,
                 body: None,
@@ -354,12 +354,12 @@ fn paths() -> Value {
         vec![(
             "post",
             Op {
-                id: "completePromise",
+                id: "complete_promise",
                 summary: "Complete one of the worker's promises",
                 params: WORKER_PARAMS,
                 body: json_body("Completion"),
                 ok: ("200", json!({ "type": "boolean" })),
-                errors: &["400", "404", "413", "415"],
+                errors: &["400", "404", "413"],
             },
         )],
     );
@@ -394,17 +394,52 @@ fn paths() -> Value {
     Value::Object(paths)
 }
 
+/// Operations that Golem 1.1's API does not have (or, for the oplog, not in
+/// this shape): marked `x-vow-extension` in the document.
+const EXTENSIONS: &[&str] = &[
+    "uploadComponent",
+    "listComponents",
+    "getComponent",
+    "getWorkerNamedFind",
+    "deleteWorkerNamedFind",
+    "getWorkerLogs",
+    "getOplog",
+    "listWorkerPromises",
+    "listPromises",
+    "openapi",
+];
+
+/// Marks the operations of [`EXTENSIONS`].
+fn mark_extensions(paths: &mut Value) {
+    for ops in paths
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|p| p.values_mut())
+    {
+        for op in ops.as_object_mut().into_iter().flat_map(|o| o.values_mut()) {
+            let id = op["operationId"].as_str().unwrap_or_default();
+            if EXTENSIONS.contains(&id) {
+                op["x-vow-extension"] = Value::Bool(true);
+            }
+        }
+    }
+}
+
 /// Builds the whole document.
 fn document() -> Value {
+    let mut paths = paths();
+    mark_extensions(&mut paths);
     json!({
         "openapi": "3.1.0",
         "info": {
             "title": "Vow",
             "version": env!("CARGO_PKG_VERSION"),
             "description": "Runs WebAssembly components that import golem:api/host@1.1.0. \
-                Every error answers with JSON: 400 with {\"errors\": [...]}, others with {\"error\": \"...\"}.",
+                The worker routes follow Golem 1.1's API (same operation ids, bodies and statuses); \
+                operations marked x-vow-extension are Vow's own. \
+                Every error answers with JSON: 400 with {\"errors\": [...]}, 500 with {\"golemError\": {...}}, others with {\"error\": \"...\"}.",
         },
-        "paths": paths(),
+        "paths": paths,
         "components": {
             "schemas": schemas(),
             "parameters": parameters(),
@@ -442,6 +477,40 @@ mod tests {
                     "{method} {path} is documented but not routed"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn golem_operations_keep_golems_ids_and_the_others_are_extensions() {
+        let doc = document();
+        let mut ids = Vec::new();
+        for ops in doc["paths"]
+            .as_object()
+            .into_iter()
+            .flat_map(|p| p.values())
+        {
+            for op in ops.as_object().into_iter().flat_map(|o| o.values()) {
+                let id = op["operationId"].as_str().unwrap_or_default().to_owned();
+                let extension = op.get("x-vow-extension") == Some(&Value::Bool(true));
+                assert_eq!(extension, EXTENSIONS.contains(&id.as_str()), "{id}");
+                ids.push(id);
+            }
+        }
+        for golem in [
+            "launch_new_worker",
+            "get_worker_metadata",
+            "get_workers_metadata",
+            "find_workers_metadata",
+            "delete_worker",
+            "invoke_and_await_function",
+            "invoke_and_await_function_without_name",
+            "invoke_function",
+            "invoke_function_without_name",
+            "complete_promise",
+            "interrupt_worker",
+            "resume_worker",
+        ] {
+            assert!(ids.iter().any(|id| id == golem), "{golem} is missing");
         }
     }
 
