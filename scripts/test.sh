@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs Vow's whole test suite from a fresh clone: installs what the tests need
 # (the wasm32-wasip2 target, a venv with componentize-py for the Python
-# guests, PostgreSQL), builds the guest components, then runs every test with
+# guests, one with schemathesis for the Golem compatibility suite,
+# PostgreSQL), builds the guest components, then runs every test with
 # a throwaway PostgreSQL server (see scripts/with-postgres.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,9 @@ fi
 
 echo "== building the Python guest examples"
 bash guest-examples/python/build.sh
+
+echo "== installing schemathesis (the Golem compatibility suite)"
+bash scripts/schemathesis.sh
 
 echo "== running the tests (with a throwaway PostgreSQL: scripts/with-postgres.sh)"
 bash scripts/with-postgres.sh cargo test --workspace "$@"

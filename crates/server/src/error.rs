@@ -84,10 +84,11 @@ impl ApiError {
                 status,
                 format!("request body is larger than the limit of {limit} bytes"),
             ),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::new(
-                status,
-                "expected a request with `Content-Type: application/json`",
-            ),
+            // A 400, which Golem's document declares on every route
+            // (415 it does not).
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                Self::invalid("expected a request with `Content-Type: application/json`")
+            }
             // Syntax and data errors (axum answers the latter with 422) are
             // bad input like any other.
             s if s.is_client_error() => Self::rejection(StatusCode::BAD_REQUEST, text),

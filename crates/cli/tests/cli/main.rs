@@ -5,6 +5,7 @@
 //! tests by command.
 
 mod durability;
+mod golem;
 mod python;
 mod run;
 mod serve;

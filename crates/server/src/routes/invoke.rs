@@ -1,12 +1,11 @@
 //! `invoke` and `invoke-and-await`: calling a worker's exports.
 //!
 //! The arguments come in one of three forms, chosen by the body:
-//! - `params` with every element type-annotated (`{"typ", "value"}`), or
-//!   empty: Golem 1.1's form; the answer is Golem's too, the results as a
-//!   type-annotated tuple (see [`crate::typed`]);
-//! - `params_json` (or `params` with plain values, as Vow took them before
-//!   it spoke Golem's form): Vow's plain JSON, typed by the export's
-//!   signature; the answer is `{"result": <plain JSON>}`;
+//! - `params`, every element type-annotated (`{"typ", "value"}`), or no
+//!   arguments at all: Golem 1.1's form; the answer is Golem's too, the
+//!   results as a type-annotated tuple (see [`crate::typed`]);
+//! - `params_json`: Vow's plain JSON, typed by the export's signature; the
+//!   answer is `{"result": <plain JSON>}`;
 //! - `params_wave`: WAVE text, one string per parameter; answered as plain
 //!   JSON.
 
@@ -35,7 +34,7 @@ pub(crate) struct FunctionQuery {
 /// The arguments, in one of three forms (see the module docs).
 #[derive(Deserialize)]
 pub(crate) struct InvokeBody {
-    /// Golem's type-annotated values (or plain JSON values, detected).
+    /// Golem's type-annotated values.
     params: Option<Vec<Value>>,
     /// Vow's plain JSON, typed by the export's signature.
     params_json: Option<Vec<Value>>,
@@ -190,16 +189,17 @@ fn invocation(
         .executor
         .function_type(worker.component_id, function)?;
     let (params, answer) = match (body.params, body.params_json, body.params_wave) {
-        (Some(values), None, None) if values.iter().all(is_typed) => {
-            (decode_typed(&ty, &values)?, Answer::Typed)
-        }
         (Some(values), None, None) => {
-            if values.iter().any(is_typed) {
-                return Err(ApiError::invalid(
-                    "params mixes type-annotated values ({\"typ\", \"value\"}) and plain JSON values: give every parameter in one form",
-                ));
+            let plain: Vec<String> = values
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| !is_typed(v))
+                .map(|(i, _)| format!("params[{i}] is not a type-annotated value ({{\"typ\": ..., \"value\": ...}}); plain JSON arguments go in params_json"))
+                .collect();
+            if !plain.is_empty() {
+                return Err(ApiError::bad_request(plain));
             }
-            (decode_json(&ty, &values)?, Answer::Plain)
+            (decode_typed(&ty, &values)?, Answer::Typed)
         }
         (None, Some(values), None) => (decode_json(&ty, &values)?, Answer::Plain),
         (None, None, Some(texts)) => (decode_wave(&ty, &texts)?, Answer::Plain),

@@ -44,6 +44,8 @@ pub(crate) struct WorkerBody {
     component_version: u64,
     created_at: String,
     env: BTreeMap<String, String>,
+    /// Left out when there is none: Golem's document has no `null` here.
+    #[serde(skip_serializing_if = "Option::is_none")]
     last_error: Option<String>,
     /// Vow keeps no worker-owned resources between invocations.
     owned_resources: BTreeMap<String, Value>,
@@ -129,6 +131,8 @@ pub(crate) struct ScanCursor {
 /// Golem's `WorkersMetadataResponse`.
 #[derive(Serialize)]
 pub(crate) struct WorkerList {
+    /// Left out on the last page: Golem's document has no `null` here.
+    #[serde(skip_serializing_if = "Option::is_none")]
     cursor: Option<ScanCursor>,
     workers: Vec<WorkerBody>,
 }

@@ -99,7 +99,10 @@ async fn json_and_wave_arguments_give_json_results() -> Result<()> {
     // A function without results answers null; an empty body object means
     // no parameters.
     let (status, body) = app
-        .post(&invoke_uri(&cid, "w", "commit"), &json!({ "params": [1] }))
+        .post(
+            &invoke_uri(&cid, "w", "commit"),
+            &json!({ "params_json": [1] }),
+        )
         .await?;
     assert_eq!((status, body), ok(json!(null)));
     // No arguments at all: Golem's form, whose answer is type-annotated.
@@ -191,7 +194,7 @@ fn invoke_with_key(
     params: Value,
 ) -> Result<Request<Body>> {
     let uri = format!("/v1/components/{cid}/workers/{worker}/{function}");
-    let mut request = json_request(Method::POST, &uri, &json!({ "params": params }))?;
+    let mut request = json_request(Method::POST, &uri, &json!({ "params_json": params }))?;
     request
         .headers_mut()
         .insert("idempotency-key", key.parse()?);
@@ -227,7 +230,7 @@ async fn a_repeated_idempotency_key_runs_nothing_again() -> Result<()> {
     // Without a key, every request runs.
     for _ in 0..2 {
         let uri = format!("/v1/components/{cid}/workers/w/invoke?function=print");
-        let reply = app.post(&uri, &json!({ "params": ["x", ""] })).await?;
+        let reply = app.post(&uri, &json!({ "params_json": ["x", ""] })).await?;
         assert_eq!(reply, (StatusCode::OK, json!({})));
     }
     // Invocations run in order, so this one runs after all of the above.
@@ -298,7 +301,7 @@ async fn a_trap_fails_the_worker_and_only_that_worker() -> Result<()> {
         "{body}"
     );
     let uri = format!("/v1/components/{cid}/workers/bad/invoke?function=ping");
-    let (status, _) = app.post(&uri, &json!({ "params": [1] })).await?;
+    let (status, _) = app.post(&uri, &json!({ "params_json": [1] })).await?;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
 
     assert_eq!(

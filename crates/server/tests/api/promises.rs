@@ -126,7 +126,7 @@ async fn approval_flow_over_a_real_socket() -> Result<()> {
                 "{base}{}",
                 invoke_uri(&cid, "approver", "request-approval")
             ))
-            .json(&json!({ "params": ["deploy"] }))
+            .json(&json!({ "params_json": ["deploy"] }))
             .send(),
     );
 

@@ -52,10 +52,10 @@ async fn a_json_body_needs_the_json_content_type() -> Result<()> {
         .header(header::CONTENT_TYPE, "text/plain")
         .body(Body::from("{\"name\": \"w\"}"))?;
     let (status, body) = app.send(request).await?;
-    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(
         body,
-        json!({ "error": "expected a request with `Content-Type: application/json`" })
+        json!({ "errors": ["expected a request with `Content-Type: application/json`"] })
     );
     Ok(())
 }

@@ -218,7 +218,7 @@ async fn wrong_typed_arguments_are_400_naming_the_parameter() -> Result<()> {
         .await?;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
-        errors(&body)?[0].contains("mixes type-annotated values"),
+        errors(&body)?[0].starts_with("params[1] is not a type-annotated value"),
         "{body}"
     );
 
@@ -231,14 +231,13 @@ async fn wrong_typed_arguments_are_400_naming_the_parameter() -> Result<()> {
     Ok(())
 }
 
-/// Vow's own forms stay: plain JSON (in `params_json`, or detected in
-/// `params`) and WAVE answer plain JSON.
+/// Vow's own forms stay: plain JSON (`params_json`) and WAVE answer plain
+/// JSON; `params` is Golem's form only.
 #[tokio::test]
 async fn plain_json_forms_answer_plain_json() -> Result<()> {
     let (app, cid) = harness_worker("w").await?;
     let uri = crate::support::invoke_uri(&cid, "w", "ping");
     for body in [
-        json!({ "params": [1] }),
         json!({ "params_json": [1] }),
         json!({ "params_wave": ["1"] }),
     ] {
@@ -252,5 +251,13 @@ async fn plain_json_forms_answer_plain_json() -> Result<()> {
         .post(&uri, &json!({ "params": [1], "params_wave": ["1"] }))
         .await?;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = app.post(&uri, &json!({ "params": [1] })).await?;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({ "errors": ["params[0] is not a type-annotated value ({\"typ\": ..., \"value\": ...}); plain JSON arguments go in params_json"] })
+        )
+    );
     Ok(())
 }

@@ -34,7 +34,7 @@ async fn a_worker_is_created_described_listed_and_deleted() -> Result<()> {
     assert_eq!(meta["status"], "Idle");
     assert_eq!(meta["componentVersion"], 0);
     assert_eq!(meta["retryCount"], 0);
-    assert_eq!(meta["lastError"], json!(null));
+    assert!(meta.get("lastError").is_none(), "{meta}");
     assert_eq!(meta["pendingInvocationCount"], 0);
     let created = meta["createdAt"].as_str().unwrap_or_default();
     assert!(
@@ -335,7 +335,7 @@ async fn workers_are_listed_filtered_and_paged_as_golem_does() -> Result<()> {
     assert_eq!(list["cursor"], json!({ "cursor": 2, "layer": 0 }));
     let (_, list) = app.get(&format!("{workers}?count=2&cursor=0/2")).await?;
     assert_eq!(names(&list), ["b1", "find"]);
-    assert_eq!(list["cursor"], json!(null));
+    assert!(list.get("cursor").is_none(), "{list}");
 
     let (_, list) = app
         .get(&format!(
