@@ -261,3 +261,23 @@ async fn plain_json_forms_answer_plain_json() -> Result<()> {
     );
     Ok(())
 }
+
+/// Handles have no type-annotated form: a function that takes one is
+/// refused with a message naming the type, and runs nothing.
+#[tokio::test]
+async fn handles_are_refused_with_a_clear_error() -> Result<()> {
+    let (app, cid) = harness_worker("w").await?;
+    let typed = json!({ "typ": { "type": "Handle", "resource_id": 0, "mode": "Borrowed" }, "value": "urn:worker:x/w/1" });
+    let (status, body) = app
+        .invoke_raw(&cid, "w", "take-handle", json!([typed]))
+        .await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let body: Value = serde_json::from_str(&body)?;
+    let message = body["errors"][0].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("params[0]: borrow<")
+            && message.contains("has no type-annotated form in Vow"),
+        "{body}"
+    );
+    Ok(())
+}

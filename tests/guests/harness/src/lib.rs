@@ -15,7 +15,7 @@ wit_bindgen::generate!({
         world harness {
             import golem:api/host@1.1.0;
             use golem:api/host@1.1.0.{
-                component-id, persistence-level, promise-id, retry-policy,
+                component-id, get-workers, persistence-level, promise-id, retry-policy,
                 update-mode, uuid, worker-any-filter, worker-id, worker-metadata,
             };
 
@@ -130,6 +130,8 @@ wit_bindgen::generate!({
             export echo-kinds: func(k: kinds) -> kinds;
             /// Returns nothing, for the empty result.
             export nothing: func();
+            /// Takes a handle, which has no JSON form.
+            export take-handle: func(h: borrow<get-workers>) -> u32;
         }
     ",
     // The repository's WIT directory, where `golem:api/host@1.1.0` lives.
@@ -160,6 +162,10 @@ impl Guest for Component {
     }
 
     fn nothing() {}
+
+    fn take_handle(_handle: &host::GetWorkers) -> u32 {
+        0
+    }
 
     fn ping(n: u32) -> u32 {
         n.wrapping_add(1)
