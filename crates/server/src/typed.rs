@@ -124,17 +124,13 @@ pub(crate) fn from_typed(ty: &Type, typed: &Value, path: String) -> Result<Val, 
     from_json_at(ty, typed.get("value").unwrap_or(&Value::Null), path)
 }
 
-/// The type-annotated result of a function with result types `types`:
-/// `{"typ": {"type": "Tuple", ...}, "value": [...]}`.
-pub(crate) fn typed_result(types: &[Type], values: &[Val]) -> Result<Value, String> {
-    let items = types
-        .iter()
-        .map(analysed_type)
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(json!({
-        "typ": { "type": "Tuple", "items": items },
+/// The type-annotated result of a function whose results have the
+/// `AnalysedType`s `types`: `{"typ": {"type": "Tuple", ...}, "value": [...]}`.
+pub(crate) fn typed_result(types: Vec<Value>, values: &[Val]) -> Value {
+    json!({
+        "typ": { "type": "Tuple", "items": types },
         "value": values.iter().map(to_golem_json).collect::<Vec<_>>(),
-    }))
+    })
 }
 
 /// `typ` with the optional parts Golem may leave out (a result's `ok` or

@@ -182,30 +182,23 @@ impl Writer {
             .map_err(|e| runtime(&self.location, &e))
     }
 
-    /// Sends `ops` in one flight and collects their answers in order.
+    /// Sends `lead` (a statement without parameters) and then `ops`, in
+    /// one flight; the lead's outcome and the answers of `ops`, in order.
     async fn send<'a>(
         &'a self,
-        lead: Option<&'a Statement>,
+        lead: &'a Statement,
         ops: Vec<&'a Op<'a>>,
     ) -> (Result<()>, Vec<Result<Answer>>) {
-        let lead = lead.map(|statement| Box::pin(maybe_done(self.simple(statement))));
-        let mut lead = lead;
-        if let Some(lead) = &mut lead {
-            let _ = futures::poll!(lead.as_mut());
-        }
+        let mut lead = Box::pin(maybe_done(self.simple(lead)));
+        // Polled first, so that its request leaves first.
+        let _ = futures::poll!(lead.as_mut());
         let mut futures = Vec::with_capacity(ops.len());
         for op in ops {
             futures.push(self.run_op(op));
         }
         let answers = pipelined(futures).await;
-        let lead = match lead {
-            Some(mut lead) => {
-                lead.as_mut().await;
-                lead.as_mut().take_output().unwrap_or(Ok(()))
-            }
-            None => Ok(()),
-        };
-        (lead, answers)
+        lead.as_mut().await;
+        (lead.as_mut().take_output().unwrap_or(Ok(())), answers)
     }
 
     async fn run_op(&self, op: &Op<'_>) -> Result<Answer> {
@@ -258,10 +251,7 @@ impl Writer {
     /// one flight, no savepoints.
     async fn commit_together(&self, ops: &[GroupOp<'_>], per_job: &[usize]) -> Together {
         let (begun, answers) = self
-            .send(
-                Some(&self.statements.begin),
-                ops.iter().map(|g| &g.op).collect(),
-            )
+            .send(&self.statements.begin, ops.iter().map(|g| &g.op).collect())
             .await;
         if let Err(e) = begun {
             return Together::Failed(e);
@@ -299,7 +289,7 @@ impl Writer {
                 }
             };
             let (saved, taken) = self
-                .send(Some(&self.statements.savepoint), plan.ops.iter().collect())
+                .send(&self.statements.savepoint, plan.ops.iter().collect())
                 .await;
             if let Err(e) = saved {
                 return failed_all(e);

@@ -122,9 +122,10 @@ impl Served {
         .map(drop)
     }
 
-    /// `invoke-and-await create-and-await`, keyed by the worker's name.
-    async fn park_and_await(&self, name: &str) -> Result<Value> {
-        let url = self.worker_url(name, "/invoke-and-await?function=create-and-await");
+    /// `POST .../{endpoint}?function=create-and-await`, keyed by the
+    /// worker's name; the answer's body.
+    async fn create_and_await(&self, name: &str, endpoint: &str) -> Result<Value> {
+        let url = self.worker_url(name, &format!("/{endpoint}?function=create-and-await"));
         let answer = self
             .http
             .post(&url)
@@ -138,19 +139,15 @@ impl Served {
         Ok(serde_json::from_str(&text)?)
     }
 
-    /// `invoke create-and-await` (queued, not awaited), keyed by the name.
+    /// `invoke-and-await create-and-await`: answers once the promise is
+    /// completed.
+    async fn park_and_await(&self, name: &str) -> Result<Value> {
+        self.create_and_await(name, "invoke-and-await").await
+    }
+
+    /// `invoke create-and-await`: queued, not awaited.
     async fn park(&self, name: &str) -> Result<()> {
-        let url = self.worker_url(name, "/invoke?function=create-and-await");
-        let answer = self
-            .http
-            .post(&url)
-            .header("Idempotency-Key", name)
-            .json(&json!({ "params": [] }))
-            .send()
-            .await?;
-        let status = answer.status();
-        ensure!(status.is_success(), "POST {url}: {status}");
-        Ok(())
+        self.create_and_await(name, "invoke").await.map(drop)
     }
 
     /// The awaited pending promise of `name`, once there is one.

@@ -16,7 +16,8 @@ pub(crate) enum WorkerFilter {
     },
     Status {
         comparator: Comparator,
-        value: Status,
+        #[serde(deserialize_with = "golem_status_value")]
+        value: WorkerStatus,
     },
     Version {
         comparator: Comparator,
@@ -61,47 +62,29 @@ pub(crate) enum Comparator {
     Less,
 }
 
-/// A worker status as Golem spells it.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-pub(crate) enum Status {
-    Running,
-    Idle,
-    Suspended,
-    Interrupted,
-    Retrying,
-    Failed,
-    Exited,
-}
-
-impl Status {
-    fn rank(self) -> u8 {
-        self as u8
-    }
-
-    fn of(status: WorkerStatus) -> Self {
-        match status {
-            WorkerStatus::Running => Self::Running,
-            WorkerStatus::Idle => Self::Idle,
-            WorkerStatus::Suspended => Self::Suspended,
-            WorkerStatus::Interrupted => Self::Interrupted,
-            WorkerStatus::Retrying => Self::Retrying,
-            WorkerStatus::Failed => Self::Failed,
-            WorkerStatus::Exited => Self::Exited,
-        }
-    }
-}
-
 /// Golem's spelling of a worker status (`Running`, `Idle`, ...).
 pub(crate) fn golem_status(status: WorkerStatus) -> &'static str {
-    match Status::of(status) {
-        Status::Running => "Running",
-        Status::Idle => "Idle",
-        Status::Suspended => "Suspended",
-        Status::Interrupted => "Interrupted",
-        Status::Retrying => "Retrying",
-        Status::Failed => "Failed",
-        Status::Exited => "Exited",
+    match status {
+        WorkerStatus::Running => "Running",
+        WorkerStatus::Idle => "Idle",
+        WorkerStatus::Suspended => "Suspended",
+        WorkerStatus::Interrupted => "Interrupted",
+        WorkerStatus::Retrying => "Retrying",
+        WorkerStatus::Failed => "Failed",
+        WorkerStatus::Exited => "Exited",
     }
+}
+
+/// A status in a `WorkerFilter` body: exactly Golem's spelling.
+fn golem_status_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<WorkerStatus, D::Error> {
+    let text = String::deserialize(d)?;
+    WorkerStatus::parse(&text.to_ascii_lowercase())
+        .filter(|status| golem_status(*status) == text)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown worker status {text:?} (expected Running, Idle, Suspended, Interrupted, Retrying, Failed or Exited)"
+            ))
+        })
 }
 
 fn timestamp<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
@@ -123,10 +106,10 @@ impl WorkerFilter {
     pub(crate) fn matches(&self, worker: &WorkerMetadata) -> bool {
         match self {
             Self::Name { comparator, value } => strings(*comparator, &worker.id.worker_name, value),
-            Self::Status { comparator, value } => ordered(
-                *comparator,
-                Status::of(worker.status).rank().cmp(&value.rank()),
-            ),
+            // By declaration order, as Golem compares statuses.
+            Self::Status { comparator, value } => {
+                ordered(*comparator, (worker.status as u8).cmp(&(*value as u8)))
+            }
             Self::Version { comparator, value } => {
                 ordered(*comparator, worker.component_version.cmp(value))
             }
@@ -166,7 +149,8 @@ impl WorkerFilter {
             },
             "status" => Self::Status {
                 comparator: comparator_of(comparator)?,
-                value: status_of(&value)?,
+                value: WorkerStatus::parse(&value.to_ascii_lowercase())
+                    .ok_or_else(|| format!("Unknown worker status: {value}"))?,
             },
             "version" => Self::Version {
                 comparator: comparator_of(comparator)?,
@@ -213,19 +197,6 @@ fn comparator_of(text: &str) -> Result<Comparator, String> {
         "<=" | "lessequal" | "le" => Comparator::LessEqual,
         "<" | "less" | "lt" => Comparator::Less,
         _ => return Err(format!("Unknown Filter Comparator: {text}")),
-    })
-}
-
-fn status_of(text: &str) -> Result<Status, String> {
-    Ok(match text.to_ascii_lowercase().as_str() {
-        "running" => Status::Running,
-        "idle" => Status::Idle,
-        "suspended" => Status::Suspended,
-        "interrupted" => Status::Interrupted,
-        "retrying" => Status::Retrying,
-        "failed" => Status::Failed,
-        "exited" => Status::Exited,
-        _ => return Err(format!("Unknown worker status: {text}")),
     })
 }
 

@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use vow_runtime::{ComponentId, FunctionType, Invocation, Val, WorkerConfig, WorkerId};
+use vow_runtime::{ComponentId, Executor, FunctionType, Invocation, Val, WorkerConfig, WorkerId};
 
 use crate::error::ApiError;
 use crate::extract::{ApiQuery, ComponentPath, JsonBody, WorkerPath};
@@ -43,10 +43,10 @@ pub(crate) struct InvokeBody {
 }
 
 /// How the result is written back.
-#[derive(Clone, Copy, PartialEq, Eq)]
 enum Answer {
-    /// Golem's `{"result": {"typ": ..., "value": ...}}`.
-    Typed,
+    /// Golem's `{"result": {"typ": ..., "value": ...}}`, with the
+    /// `AnalysedType` of each result.
+    Typed(Vec<Value>),
     /// Vow's `{"result": <plain JSON>}`.
     Plain,
 }
@@ -71,7 +71,7 @@ async fn await_result(
     body: InvokeBody,
     headers: &HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let (invocation, answer, ty) = invocation(state, worker, function, body, headers)?;
+    let (invocation, answer) = invocation(state, worker, function, body, headers)?;
     let results = state
         .executor
         .submit(worker, invocation)
@@ -80,9 +80,7 @@ async fn await_result(
         .await?;
     let result = match answer {
         Answer::Plain => results.first().map_or(Value::Null, to_json),
-        // Checked before the invocation ran: every result type has a
-        // type-annotated form.
-        Answer::Typed => typed_result(&ty.results, &results).map_err(ApiError::invalid)?,
+        Answer::Typed(types) => typed_result(types, &results),
     };
     Ok(Json(json!({ "result": result })))
 }
@@ -98,7 +96,7 @@ pub(crate) async fn invoke(
     headers: HeaderMap,
     JsonBody(body): JsonBody<InvokeBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let (invocation, _, _) = invocation(&state, &worker, &query.function, body, &headers)?;
+    let (invocation, _) = invocation(&state, &worker, &query.function, body, &headers)?;
     // The invocation runs whether or not anyone awaits its outcome.
     let handle = state.executor.submit(&worker, invocation).await?;
     if !handle.fresh {
@@ -107,14 +105,26 @@ pub(crate) async fn invoke(
     Ok(Json(json!({})))
 }
 
-/// Starts a worker with a fresh name for one invocation (Golem's invocation
-/// without a worker name).
-async fn ephemeral(state: &AppState, component: ComponentId) -> Result<WorkerId, ApiError> {
+/// Checks the function, then starts a worker with a fresh name for one
+/// invocation of it (Golem's invocation without a worker name).
+async fn ephemeral(
+    state: &AppState,
+    component: ComponentId,
+    function: &str,
+) -> Result<WorkerId, ApiError> {
+    state.executor.function_type(component, function)?;
     let name = format!("ephemeral-{}", uuid::Uuid::new_v4());
     Ok(state
         .executor
         .start_worker(component, &name, WorkerConfig::default())
         .await?)
+}
+
+/// Deletes the worker of an invocation without a worker name.
+fn forget(executor: &Executor, worker: &WorkerId) {
+    if let Err(error) = executor.delete_worker(worker) {
+        tracing::warn!(%worker, %error, "cannot delete the worker of an invocation without a worker name");
+    }
 }
 
 /// `POST /v1/components/{cid}/invoke-and-await?function=F`: runs the export
@@ -128,13 +138,9 @@ pub(crate) async fn invoke_and_await_ephemeral(
     headers: HeaderMap,
     JsonBody(body): JsonBody<InvokeBody>,
 ) -> Result<Json<Value>, ApiError> {
-    // The function is checked before a worker is made for it.
-    state.executor.function_type(component, &query.function)?;
-    let worker = ephemeral(&state, component).await?;
+    let worker = ephemeral(&state, component, &query.function).await?;
     let answer = await_result(&state, &worker, &query.function, body, &headers).await;
-    if let Err(error) = state.executor.delete_worker(&worker) {
-        tracing::warn!(%worker, %error, "cannot delete the worker of an invocation without a worker name");
-    }
+    forget(&state.executor, &worker);
     answer
 }
 
@@ -149,10 +155,9 @@ pub(crate) async fn invoke_ephemeral(
     headers: HeaderMap,
     JsonBody(body): JsonBody<InvokeBody>,
 ) -> Result<Json<Value>, ApiError> {
-    state.executor.function_type(component, &query.function)?;
-    let worker = ephemeral(&state, component).await?;
+    let worker = ephemeral(&state, component, &query.function).await?;
     let queued = async {
-        let (invocation, _, _) = invocation(&state, &worker, &query.function, body, &headers)?;
+        let (invocation, _) = invocation(&state, &worker, &query.function, body, &headers)?;
         Ok::<_, ApiError>(state.executor.submit(&worker, invocation).await?)
     }
     .await;
@@ -161,28 +166,26 @@ pub(crate) async fn invoke_ephemeral(
             let executor = state.executor.clone();
             tokio::spawn(async move {
                 let _ = handle.result().await;
-                if let Err(error) = executor.delete_worker(&worker) {
-                    tracing::warn!(%worker, %error, "cannot delete the worker of an invocation without a worker name");
-                }
+                forget(&executor, &worker);
             });
             Ok(Json(json!({})))
         }
         Err(error) => {
-            let _ = state.executor.delete_worker(&worker);
+            forget(&state.executor, &worker);
             Err(error)
         }
     }
 }
 
 /// Checks the worker and the function and decodes the arguments; also
-/// says how to answer, and the function's type.
+/// says how to answer.
 fn invocation(
     state: &AppState,
     worker: &WorkerId,
     function: &str,
     body: InvokeBody,
     headers: &HeaderMap,
-) -> Result<(Invocation, Answer, FunctionType), ApiError> {
+) -> Result<(Invocation, Answer), ApiError> {
     // An unknown worker is reported before anything about the function.
     state.executor.worker_status(worker)?;
     let ty = state
@@ -199,46 +202,50 @@ fn invocation(
             if !plain.is_empty() {
                 return Err(ApiError::bad_request(plain));
             }
-            (decode_typed(&ty, &values)?, Answer::Typed)
+            decode_typed(&ty, &values)?
         }
         (None, Some(values), None) => (decode_json(&ty, &values)?, Answer::Plain),
         (None, None, Some(texts)) => (decode_wave(&ty, &texts)?, Answer::Plain),
-        (None, None, None) => (decode_typed(&ty, &[])?, Answer::Typed),
+        (None, None, None) => decode_typed(&ty, &[])?,
         _ => {
             return Err(ApiError::invalid(
                 "give one of params, params_json and params_wave",
             ));
         }
     };
-    let mut invocation = Invocation::new(ty.name.clone(), params);
+    let mut invocation = Invocation::new(ty.name, params);
     if let Some(key) = headers.get(IDEMPOTENCY_KEY) {
         let key = key
             .to_str()
             .map_err(|_| ApiError::invalid("the Idempotency-Key header is not visible ASCII"))?;
         invocation = invocation.with_idempotency_key(key);
     }
-    Ok((invocation, answer, ty))
+    Ok((invocation, answer))
 }
 
-/// Decodes type-annotated arguments, and checks that the results have a
-/// type-annotated form (so that nothing runs whose answer cannot be sent).
-fn decode_typed(ty: &FunctionType, values: &[Value]) -> Result<Vec<Val>, ApiError> {
+/// Decodes type-annotated arguments, and takes the results' types (so that
+/// nothing runs whose answer cannot be sent).
+fn decode_typed(ty: &FunctionType, values: &[Value]) -> Result<(Vec<Val>, Answer), ApiError> {
     check_count(ty, values.len())?;
-    for result in &ty.results {
-        analysed_type(result).map_err(|e| {
+    let types = ty
+        .results
+        .iter()
+        .map(analysed_type)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
             ApiError::invalid(format!(
                 "{} cannot answer in the type-annotated form: {e}",
                 ty.name
             ))
         })?;
-    }
-    collect(
+    let params = collect(
         ty.params
             .iter()
             .zip(values)
             .enumerate()
             .map(|(i, ((_, param), value))| from_typed(param, value, format!("params[{i}]"))),
-    )
+    )?;
+    Ok((params, Answer::Typed(types)))
 }
 
 /// Checks the number of arguments: one message if it is wrong.
