@@ -258,6 +258,24 @@ impl Storage for PostgresStorage {
         )
     }
 
+    fn last_oplog_index<'a>(&'a self, worker: &'a WorkerKey) -> BoxFuture<'a, Result<u64>> {
+        let params: Vec<Param<'a>> =
+            vec![Box::new(worker.component), Box::new(worker.name.clone())];
+        self.query(
+            "SELECT coalesce(max(idx), 0) FROM oplog WHERE component = $1 AND name = $2",
+            params,
+            |row, location| {
+                let last: i64 = row.get(0);
+                u64::try_from(last).map_err(|_| Error::Corrupt {
+                    location: location.to_owned(),
+                    reason: format!("negative oplog index {last}"),
+                })
+            },
+        )
+        .map(|rows| rows.map(|r| r.into_iter().next().unwrap_or(0)))
+        .boxed()
+    }
+
     fn promises(&self) -> BoxFuture<'_, Result<Vec<PromiseRecord>>> {
         self.query(
             "SELECT component, name, idx, created_at, data, completed_at FROM promises
@@ -329,6 +347,30 @@ impl Storage for PostgresStorage {
             read::invocation,
         )
         .map(|rows| rows.map(|r| r.into_iter().next()))
+        .boxed()
+    }
+
+    fn invocations_between<'a>(
+        &'a self,
+        worker: &'a WorkerKey,
+        first: u64,
+        last: u64,
+    ) -> BoxFuture<'a, Result<Vec<InvocationRecord>>> {
+        // Sequence numbers past i64::MAX cannot exist in the table.
+        let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let params: Vec<Param<'a>> = vec![
+            Box::new(worker.component),
+            Box::new(worker.name.clone()),
+            Box::new(clamp(first)),
+            Box::new(clamp(last)),
+        ];
+        self.query(
+            "SELECT component, name, seq, idempotency_key, request, state, result, accepted_at
+             FROM invocations WHERE component = $1 AND name = $2 AND seq BETWEEN $3 AND $4
+             ORDER BY seq",
+            params,
+            read::invocation,
+        )
         .boxed()
     }
 

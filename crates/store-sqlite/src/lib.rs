@@ -276,6 +276,11 @@ impl Storage for SqliteStorage {
         self.read(move |conn, location| read::oplog(conn, location, &worker, from, limit))
     }
 
+    fn last_oplog_index<'a>(&'a self, worker: &'a WorkerKey) -> BoxFuture<'a, Result<u64>> {
+        let worker = worker.clone();
+        self.read(move |conn, location| read::last_oplog_index(conn, location, &worker))
+    }
+
     fn promises(&self) -> BoxFuture<'_, Result<Vec<PromiseRecord>>> {
         self.read(read::promises)
     }
@@ -308,6 +313,18 @@ impl Storage for SqliteStorage {
         let worker = worker.clone();
         let key = key.to_owned();
         self.read(move |conn, location| read::invocation_by_key(conn, location, &worker, &key))
+    }
+
+    fn invocations_between<'a>(
+        &'a self,
+        worker: &'a WorkerKey,
+        first: u64,
+        last: u64,
+    ) -> BoxFuture<'a, Result<Vec<InvocationRecord>>> {
+        let worker = worker.clone();
+        self.read(move |conn, location| {
+            read::invocations_between(conn, location, &worker, first, last)
+        })
     }
 
     fn last_invocation_seq<'a>(&'a self, worker: &'a WorkerKey) -> BoxFuture<'a, Result<u64>> {

@@ -389,6 +389,46 @@ pub(crate) fn invocation_by_key(
     Ok(found.into_iter().next())
 }
 
+pub(crate) fn invocations_between(
+    conn: &Connection,
+    location: &str,
+    worker: &WorkerKey,
+    first: u64,
+    last: u64,
+) -> Result<Vec<InvocationRecord>> {
+    query(
+        conn,
+        location,
+        "SELECT seq, idempotency_key, request, state, result, accepted_at FROM invocations
+         WHERE component = ?1 AND name = ?2 AND seq BETWEEN ?3 AND ?4 ORDER BY seq",
+        params![
+            worker.component.as_bytes(),
+            worker.name,
+            crate::codec::int_saturating(first),
+            crate::codec::int_saturating(last)
+        ],
+        invocation(worker),
+    )
+}
+
+pub(crate) fn last_oplog_index(
+    conn: &Connection,
+    location: &str,
+    worker: &WorkerKey,
+) -> Result<u64> {
+    let last = query(
+        conn,
+        location,
+        "SELECT max(idx) FROM oplog WHERE component = ?1 AND name = ?2",
+        params![worker.component.as_bytes(), worker.name],
+        |row, loc| match get::<Option<i64>>(row, 0, loc)? {
+            None => Ok(0),
+            Some(_) => unsigned(row, 0, loc),
+        },
+    )?;
+    Ok(last.into_iter().next().unwrap_or(0))
+}
+
 pub(crate) fn last_invocation_seq(
     conn: &Connection,
     location: &str,

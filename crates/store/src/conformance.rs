@@ -188,11 +188,25 @@ fn describe(batch: &[Write]) -> String {
 }
 
 /// The indices of a worker's whole log.
+/// The indices of a worker's whole log; also checks that
+/// `last_oplog_index` agrees with it.
 async fn log_indices(store: &dyn Storage, worker: &WorkerKey) -> Vec<u64> {
-    match store.oplog(worker, 1, usize::MAX).await {
+    let indices: Vec<u64> = match store.oplog(worker, 1, usize::MAX).await {
         Ok(records) => records.iter().map(|r| r.index).collect(),
         Err(e) => panic!("{}: reading the oplog of {worker}: {e}", store.location()),
-    }
+    };
+    let last = read(
+        store,
+        "the last oplog index",
+        store.last_oplog_index(worker).await,
+    );
+    assert_eq!(
+        last,
+        indices.last().copied().unwrap_or(0),
+        "{}: last_oplog_index of {worker} disagrees with its log {indices:?}",
+        store.location()
+    );
+    indices
 }
 
 /// Unwraps a read, naming what was read on failure.

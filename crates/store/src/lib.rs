@@ -363,6 +363,9 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<OplogRecord>>>;
 
+    /// The index of a worker's last log entry (0 if it has none).
+    fn last_oplog_index<'a>(&'a self, worker: &'a WorkerKey) -> BoxFuture<'a, Result<u64>>;
+
     /// Every promise that exists, ordered by key.
     fn promises(&self) -> BoxFuture<'_, Result<Vec<PromiseRecord>>>;
 
@@ -388,6 +391,15 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
         worker: &'a WorkerKey,
         key: &'a str,
     ) -> BoxFuture<'a, Result<Option<InvocationRecord>>>;
+
+    /// A worker's invocations with sequence numbers in `first..=last`, in
+    /// order (the ones a page of its log started or finished).
+    fn invocations_between<'a>(
+        &'a self,
+        worker: &'a WorkerKey,
+        first: u64,
+        last: u64,
+    ) -> BoxFuture<'a, Result<Vec<InvocationRecord>>>;
 
     /// The highest invocation sequence number a worker has used (0 if none).
     fn last_invocation_seq<'a>(&'a self, worker: &'a WorkerKey) -> BoxFuture<'a, Result<u64>>;

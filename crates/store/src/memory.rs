@@ -215,6 +215,16 @@ impl Storage for MemoryStorage {
         ready(Ok(out)).boxed()
     }
 
+    fn last_oplog_index<'a>(&'a self, worker: &'a WorkerKey) -> BoxFuture<'a, Result<u64>> {
+        let out = self
+            .state()
+            .oplogs
+            .get(worker)
+            .and_then(|log| log.last().map(|r| r.index))
+            .unwrap_or(0);
+        ready(Ok(out)).boxed()
+    }
+
     fn promises(&self) -> BoxFuture<'_, Result<Vec<PromiseRecord>>> {
         let out = self.state().promises.values().cloned().collect();
         ready(Ok(out)).boxed()
@@ -269,6 +279,21 @@ impl Storage for MemoryStorage {
                 .find(|i| i.idempotency_key.as_deref() == Some(key))
                 .cloned()
         });
+        ready(Ok(out)).boxed()
+    }
+
+    fn invocations_between<'a>(
+        &'a self,
+        worker: &'a WorkerKey,
+        first: u64,
+        last: u64,
+    ) -> BoxFuture<'a, Result<Vec<InvocationRecord>>> {
+        let out = match self.state().invocations.get(worker) {
+            Some(queue) if first <= last => {
+                queue.range(first..=last).map(|(_, i)| i.clone()).collect()
+            }
+            _ => Vec::new(),
+        };
         ready(Ok(out)).boxed()
     }
 

@@ -132,6 +132,10 @@ impl Storage for Timed {
         self.read(self.inner.oplog(worker, from, limit))
     }
 
+    fn last_oplog_index<'a>(&'a self, worker: &'a WorkerKey) -> BoxFuture<'a, Result<u64>> {
+        self.read(self.inner.last_oplog_index(worker))
+    }
+
     fn promises(&self) -> BoxFuture<'_, Result<Vec<PromiseRecord>>> {
         self.read(self.inner.promises())
     }
@@ -160,6 +164,15 @@ impl Storage for Timed {
         key: &'a str,
     ) -> BoxFuture<'a, Result<Option<InvocationRecord>>> {
         self.read(self.inner.invocation_by_key(worker, key))
+    }
+
+    fn invocations_between<'a>(
+        &'a self,
+        worker: &'a WorkerKey,
+        first: u64,
+        last: u64,
+    ) -> BoxFuture<'a, Result<Vec<InvocationRecord>>> {
+        self.read(self.inner.invocations_between(worker, first, last))
     }
 
     fn last_invocation_seq<'a>(&'a self, worker: &'a WorkerKey) -> BoxFuture<'a, Result<u64>> {

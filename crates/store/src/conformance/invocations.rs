@@ -51,6 +51,22 @@ async fn by_key(store: &dyn Storage, worker: &WorkerKey, key: &str) -> Option<In
     )
 }
 
+async fn between(
+    store: &dyn Storage,
+    worker: &WorkerKey,
+    first: u64,
+    last: u64,
+) -> Vec<(u64, InvocationState)> {
+    read(
+        store,
+        "invocations between",
+        store.invocations_between(worker, first, last).await,
+    )
+    .into_iter()
+    .map(|i| (i.seq, i.state))
+    .collect()
+}
+
 async fn last_seq(store: &dyn Storage, worker: &WorkerKey) -> u64 {
     read(
         store,
@@ -191,6 +207,36 @@ pub async fn invocations(store: &dyn Storage) {
         by_key(store, &other, "k1").await.map(|i| i.seq),
         Some(1),
         "{}",
+        store.location()
+    );
+    // A range by sequence number: finished and unfinished alike, in order,
+    // only this worker's, empty when the range is.
+    assert_eq!(
+        between(store, &worker, 2, 8).await,
+        vec![
+            (2, InvocationState::Queued),
+            (3, InvocationState::Finished(Bytes::new())),
+            (7, InvocationState::Queued),
+        ],
+        "{}",
+        store.location()
+    );
+    assert_eq!(
+        between(store, &worker, 11, 20).await,
+        vec![],
+        "{}",
+        store.location()
+    );
+    assert_eq!(
+        between(store, &worker, 5, 4).await,
+        vec![],
+        "{}",
+        store.location()
+    );
+    assert_eq!(
+        between(store, &worker, 0, u64::MAX).await.len(),
+        5,
+        "{}: the whole range holds the worker's five invocations",
         store.location()
     );
     // Setting the state of an invocation that does not exist changes nothing.
