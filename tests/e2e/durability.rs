@@ -347,7 +347,7 @@ async fn a_log_that_no_longer_matches_its_guest_fails_that_worker_only() -> Resu
                 worker: key,
                 records: vec![
                     record(3, OplogEntry::IdempotencyKey { key: (1, 2) }),
-                    record(4, OplogEntry::InvocationFinished { ok: true }),
+                    record(4, OplogEntry::InvocationFinished { ok: true, seq: 1 }),
                 ],
             },
         ])

@@ -348,7 +348,15 @@ async fn oplog(
     count: Option<u64>,
     json: bool,
 ) -> anyhow::Result<()> {
-    let path = ["v1", "components", component, "workers", name, "oplog"];
+    let path = [
+        "v1",
+        "components",
+        component,
+        "workers",
+        name,
+        "oplog",
+        "raw",
+    ];
     let mut next = Some(from.max(1));
     let mut left = count.unwrap_or(u64::MAX);
     while let Some(from) = next

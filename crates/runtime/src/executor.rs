@@ -451,6 +451,18 @@ pub struct FunctionType {
     pub results: Vec<Type>,
 }
 
+/// An invocation that has finished, as [`Executor::finished_invocations`]
+/// reads it back.
+#[derive(Clone, Debug)]
+pub struct FinishedInvocation {
+    /// Its sequence number on the worker, from 1.
+    pub seq: u64,
+    /// The exported function it called.
+    pub function: String,
+    /// Its results, or the message of the error that failed it.
+    pub result: std::result::Result<Vec<Val>, String>,
+}
+
 /// An invocation request.
 #[derive(Clone, Debug)]
 pub struct Invocation {
@@ -989,6 +1001,60 @@ impl Executor {
             .into_iter()
             .map(|r| OplogRecord::from_stored(r).map_err(Error::Storage))
             .collect()
+    }
+
+    /// The index of the last entry of a worker's log.
+    pub async fn worker_last_oplog_index(&self, id: &WorkerId) -> Result<OplogIndex> {
+        let worker = self.worker(id)?;
+        self.inner.storage.write(Vec::new()).await?;
+        Ok(self
+            .inner
+            .storage
+            .last_oplog_index(&persist::worker_key(&worker.id))
+            .await?)
+    }
+
+    /// The finished invocations of a worker with sequence numbers in `seqs`
+    /// (the `seq` of their `invocation-started` and `invocation-finished`
+    /// entries), with their results typed by the component's exports.
+    pub async fn finished_invocations(
+        &self,
+        id: &WorkerId,
+        seqs: std::ops::RangeInclusive<u64>,
+    ) -> Result<Vec<FinishedInvocation>> {
+        let worker = self.worker(id)?;
+        let component = self.loaded(worker.id.component_id)?;
+        let records = self
+            .inner
+            .storage
+            .invocations_between(&persist::worker_key(&worker.id), *seqs.start(), *seqs.end())
+            .await?;
+        let mut finished = Vec::new();
+        for record in records {
+            let vow_store::InvocationState::Finished(bytes) = &record.state else {
+                continue;
+            };
+            let request: persist::Request = persist::decode(&record.request, "an invocation")?;
+            let result = match persist::decode::<persist::Outcome>(bytes, "an invocation result")? {
+                persist::Outcome::Ok(values) => {
+                    let export = component.export(&request.function).ok_or_else(|| {
+                        Error::Storage(format!(
+                            "invocation {} of {} calls {}, which its component does not export",
+                            record.seq, worker.id, request.function
+                        ))
+                    })?;
+                    let types: Vec<_> = export.ty.results().collect();
+                    Ok(persist::from_wave(&values, &types)?)
+                }
+                persist::Outcome::Err(message) => Err(message),
+            };
+            finished.push(FinishedInvocation {
+                seq: record.seq,
+                function: request.function,
+                result,
+            });
+        }
+        Ok(finished)
     }
 
     /// Interrupts a worker: an invocation in progress (running, or parked

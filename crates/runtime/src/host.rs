@@ -476,9 +476,8 @@ impl Host for HostView<'_> {
     }
 
     fn set_retry_policy(&mut self, new_retry_policy: RetryPolicy) -> wasmtime::Result<()> {
-        self.ctx.setting("retry-policy")?;
         self.ctx.retry_policy = new_retry_policy;
-        Ok(())
+        self.ctx.setting("retry-policy")
     }
 
     fn get_oplog_persistence_level(&mut self) -> wasmtime::Result<PersistenceLevel> {
@@ -489,9 +488,8 @@ impl Host for HostView<'_> {
         &mut self,
         new_persistence_level: PersistenceLevel,
     ) -> wasmtime::Result<()> {
-        self.ctx.setting("persistence-level")?;
         self.ctx.persistence = new_persistence_level;
-        Ok(())
+        self.ctx.setting("persistence-level")
     }
 
     fn get_idempotence_mode(&mut self) -> wasmtime::Result<bool> {
@@ -499,9 +497,8 @@ impl Host for HostView<'_> {
     }
 
     fn set_idempotence_mode(&mut self, idempotent: bool) -> wasmtime::Result<()> {
-        self.ctx.setting("idempotence-mode")?;
         self.ctx.idempotent = idempotent;
-        Ok(())
+        self.ctx.setting("idempotence-mode")
     }
 
     fn generate_idempotency_key(&mut self) -> wasmtime::Result<wit::Uuid> {
@@ -562,12 +559,14 @@ impl Host for HostView<'_> {
 }
 
 impl GolemCtx {
+    /// Records a change of `setting`, already applied.
     fn setting(&self, setting: &'static str) -> wasmtime::Result<()> {
         // Replay re-applies the setting too: the guest calls it again with
         // the same value, so only the entry is consumed.
         if let Step::Live = self.step("setting-changed")? {
             self.record(OplogEntry::SettingChanged {
                 setting: setting.to_owned(),
+                settings: Some(self.settings()),
             });
         }
         Ok(())

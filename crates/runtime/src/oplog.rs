@@ -45,6 +45,10 @@ pub enum OplogEntry {
     InvocationFinished {
         /// Whether it returned normally.
         ok: bool,
+        /// The invocation's sequence number, which finds its result in the
+        /// store (0 in entries written before it was recorded).
+        #[serde(default)]
+        seq: u64,
     },
     /// `create-promise`; the entry's index is the promise's `oplog-idx`.
     CreatePromise,
@@ -84,6 +88,10 @@ pub enum OplogEntry {
     SettingChanged {
         /// Which setting.
         setting: String,
+        /// Every setting as it is after the change (absent in entries
+        /// written before it was recorded).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        settings: Option<HostSettings>,
     },
     /// A read of runtime state that replay must answer the same way
     /// (worker metadata, worker listings).

@@ -683,7 +683,13 @@ async fn finish(
             entry.storage.write(writes)
         } else {
             journal
-                .append(OplogEntry::InvocationFinished { ok: !failed }, writes)
+                .append(
+                    OplogEntry::InvocationFinished {
+                        ok: !failed,
+                        seq: job.seq,
+                    },
+                    writes,
+                )
                 .1
         }
     };

@@ -35,6 +35,7 @@ mod error;
 mod extract;
 pub mod json;
 mod openapi;
+mod oplog;
 mod routes;
 mod serve;
 pub mod time;

@@ -11,11 +11,11 @@
 //! | `list<T>` | `{"type":"List","inner":T}` |
 //! | `tuple<…>` | `{"type":"Tuple","items":[…]}` |
 //! | `record` | `{"type":"Record","fields":[{"name":…,"typ":…}]}` |
-//! | `variant` | `{"type":"Variant","cases":[{"name":…,"typ":T or null}]}` |
+//! | `variant` | `{"type":"Variant","cases":[{"name":…,"typ":T}]}` (no `typ` without payload) |
 //! | `enum` | `{"type":"Enum","cases":[…]}` |
 //! | `flags` | `{"type":"Flags","names":[…]}` |
 //! | `option<T>` | `{"type":"Option","inner":T}` |
-//! | `result<O, E>` | `{"type":"Result","ok":O or null,"err":E or null}` |
+//! | `result<O, E>` | `{"type":"Result","ok":O,"err":E}` (each left out when absent) |
 //!
 //! The `value` is Golem's JSON encoding (see [`crate::json`]); it differs
 //! from Vow's plain JSON in that a `char` is its code point and an `f32` is
@@ -35,7 +35,11 @@ use vow_runtime::wit_type;
 
 use crate::json::{from_json_at, to_golem_json};
 
-/// The `AnalysedType` of `ty`, as Golem 1.1 writes it.
+/// The `AnalysedType` of `ty`, as Golem 1.1's document defines it. Golem's
+/// server writes a variant case without payload as `"typ": null` and a
+/// result without `ok` or `err` type with `null` there; its document
+/// allows those keys to be missing but not `null`, and its clients read
+/// both, so Vow leaves them out.
 ///
 /// Fails for the types that have none in Vow (handles, futures, streams,
 /// maps, fixed-length lists), naming the type.
@@ -72,8 +76,11 @@ pub fn analysed_type(ty: &Type) -> Result<Value, String> {
             "cases": variant
                 .cases()
                 .map(|c| {
-                    let typ = c.ty.as_ref().map(analysed_type).transpose()?;
-                    Ok(json!({ "name": c.name, "typ": typ }))
+                    let mut case = json!({ "name": c.name });
+                    if let Some(ty) = &c.ty {
+                        case["typ"] = analysed_type(ty)?;
+                    }
+                    Ok(case)
                 })
                 .collect::<Result<Vec<_>, String>>()?,
         }),
@@ -82,11 +89,16 @@ pub fn analysed_type(ty: &Type) -> Result<Value, String> {
             json!({ "type": "Flags", "names": flags.names().collect::<Vec<_>>() })
         }
         Type::Option(option) => json!({ "type": "Option", "inner": analysed_type(&option.ty())? }),
-        Type::Result(result) => json!({
-            "type": "Result",
-            "ok": result.ok().as_ref().map(analysed_type).transpose()?,
-            "err": result.err().as_ref().map(analysed_type).transpose()?,
-        }),
+        Type::Result(result) => {
+            let mut typ = tag("Result");
+            if let Some(ok) = result.ok() {
+                typ["ok"] = analysed_type(&ok)?;
+            }
+            if let Some(err) = result.err() {
+                typ["err"] = analysed_type(&err)?;
+            }
+            typ
+        }
         Type::Own(_)
         | Type::Borrow(_)
         | Type::Future(_)

@@ -32,6 +32,7 @@ const OPERATIONS: &[&str] = &[
     "complete_promise",
     "interrupt_worker",
     "resume_worker",
+    "get_oplog",
 ];
 
 /// Golem 1.1's OpenAPI document, from the golem-client 1.1.0 crate in
@@ -298,6 +299,31 @@ async fn a_golem_clients_requests_get_golems_answers() -> anyhow::Result<()> {
     let (status, body) = golem.post(&format!("{worker}/complete"), complete).await?;
     assert_eq!((status, body.as_str()), (200, "false"));
     golem.wait_status(&worker, "Idle").await?;
+
+    // The log, in Golem's public form, paged by Golem's cursor.
+    let page = golem.get(&format!("{worker}/oplog?count=3")).await?;
+    assert_eq!(page["firstIndexInChunk"], 1, "{page}");
+    assert_eq!(page["entries"][0]["entry"]["type"], "Create");
+    assert_eq!(page["entries"][0]["entry"]["env"], json!({ "A": "1" }));
+    assert_eq!(page["entries"][1]["entry"]["function_name"], "ping");
+    assert_eq!(
+        page["entries"][2]["entry"]["response"],
+        json!({ "typ": { "items": [{ "type": "U32" }], "type": "Tuple" }, "value": [42] })
+    );
+    assert_eq!(
+        page["next"],
+        json!({ "current_component_version": 0, "next_oplog_index": 4 })
+    );
+    let found = golem
+        .get(&format!(
+            "{worker}/oplog?count=10&cursor=4-0&query=await_promise"
+        ))
+        .await?;
+    assert_eq!(
+        found["entries"][0]["entry"]["response"]["value"],
+        json!([1, 2, 3]),
+        "{found}"
+    );
 
     // Listing and finding, with Golem's filters.
     let listed = golem

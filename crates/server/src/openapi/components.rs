@@ -28,6 +28,14 @@ pub(super) fn parameters() -> Value {
             json!({ "type": "integer", "format": "uint64", "minimum": 1 })),
         "oplogCount": query("count", false, "Most entries to return (default and maximum 1000)",
             json!({ "type": "integer", "minimum": 1, "maximum": 1000 })),
+        "golemOplogFrom": query("from", false, "First oplog index to return (default 1); not with `query`",
+            json!({ "type": "integer", "format": "uint64" })),
+        "golemOplogCount": query("count", true, "Most entries to return (at most 100 are answered)",
+            json!({ "type": "integer", "format": "uint64" })),
+        "oplogCursor": query("cursor", false, "`<next_oplog_index>-<component_version>` from the previous page's `next`; overrides `from`",
+            json!({ "type": "string" })),
+        "oplogQuery": query("query", false, "Search: Golem's Lucene-like query (terms, \"phrases\", /regex/, field:term, AND, OR, NOT, parentheses); answers the next `count` matching entries",
+            json!({ "type": "string" })),
         "recoverImmediately": query("recovery-immediately", false,
             "Go on at once, as after a crash, instead of staying interrupted until resumed (default false)",
             json!({ "type": "boolean" })),
@@ -70,7 +78,7 @@ pub(super) fn schemas() -> Value {
     let string = json!({ "type": "string" });
     let time = json!({ "type": "string", "format": "date-time" });
     let count = json!({ "type": "integer", "minimum": 0 });
-    json!({
+    let mut schemas = json!({
         "Error": { "type": "object", "required": ["error"], "properties": { "error": string } },
         "Errors": { "type": "object", "required": ["errors"],
             "properties": { "errors": { "type": "array", "items": string } } },
@@ -134,15 +142,6 @@ pub(super) fn schemas() -> Value {
                 "value": { "description": "The value in Golem's JSON encoding" } } },
         "InvokeResult": { "type": "object", "required": ["result"],
             "properties": { "result": { "description": "Type-annotated (`{\"typ\", \"value\"}`, a tuple of the results) for `params`; plain JSON (null without a result) for `params_json` and `params_wave`" } } },
-        "OplogPage": { "type": "object", "required": ["entries"],
-            "properties": {
-                "entries": { "type": "array", "items": { "type": "object", "required": ["index", "at", "entry"],
-                    "properties": {
-                        "index": { "type": "integer", "format": "uint64" },
-                        "at": { "type": "integer", "format": "uint64", "description": "Milliseconds since the Unix epoch" },
-                        "entry": { "type": "object", "required": ["kind"], "description": "The entry; `kind` names it (`create`, `invocation-started`, `create-promise`, `await-promise`, `wall-clock`, ...)",
-                            "properties": { "kind": { "type": "string" } } } } } },
-                "next": { "type": "integer", "format": "uint64", "description": "`from` of the next page; absent on the last page" } } },
         "WorkerLogs": { "type": "object", "required": ["stdout", "stderr", "stdoutDropped", "stderrDropped"],
             "properties": { "stdout": string, "stderr": string, "stdoutDropped": count, "stderrDropped": count } },
         "PromiseInfo": { "type": "object", "required": ["promiseId", "componentId", "workerName", "oplogIdx", "status",
@@ -155,5 +154,44 @@ pub(super) fn schemas() -> Value {
             "properties": { "promises": { "type": "array", "items": schema("PromiseInfo") } } },
         "Completion": { "type": "object", "required": ["oplogIdx", "data"], "properties": {
             "oplogIdx": count, "data": { "type": "array", "items": { "type": "integer", "minimum": 0, "maximum": 255 } } } },
+    });
+    if let (Some(all), Value::Object(oplog)) = (schemas.as_object_mut(), oplog_schemas()) {
+        all.extend(oplog);
+    }
+    schemas
+}
+
+/// The bodies of the two oplog routes (apart, as one `json!` would be
+/// too deep for the macro).
+fn oplog_schemas() -> Value {
+    let time = json!({ "type": "string", "format": "date-time" });
+    let count = json!({ "type": "integer", "minimum": 0 });
+    json!({
+        "GetOplogResponse": { "type": "object", "required": ["entries", "firstIndexInChunk", "lastIndex"],
+            "properties": {
+                "entries": { "type": "array", "items": { "type": "object", "required": ["oplogIndex", "entry"],
+                    "properties": { "oplogIndex": count, "entry": schema("PublicOplogEntry") } } },
+                "firstIndexInChunk": count,
+                "lastIndex": { "type": "integer", "format": "uint64", "description": "Index of the worker's last entry" },
+                "next": { "allOf": [schema("OplogCursor")],
+                    "description": "Where the next page starts; present whenever `entries` is not empty, absent otherwise" } } },
+        "OplogCursor": { "type": "object", "required": ["next_oplog_index", "current_component_version"],
+            "properties": { "next_oplog_index": count, "current_component_version": count } },
+        "PublicOplogEntry": { "type": "object", "required": ["type", "timestamp"],
+            "description": "Golem's public oplog entry, tagged by `type`, with snake_case fields and typed values (`{\"typ\", \"value\"}`); see docs/rest-api.md for how Vow's entries map to these",
+            "properties": {
+                "type": { "type": "string", "enum": ["Create", "ImportedFunctionInvoked", "ExportedFunctionInvoked",
+                    "ExportedFunctionCompleted", "Error", "NoOp", "Jump", "ChangeRetryPolicy",
+                    "BeginAtomicRegion", "EndAtomicRegion"] },
+                "timestamp": time } },
+        "OplogPage": { "type": "object", "required": ["entries"],
+            "properties": {
+                "entries": { "type": "array", "items": { "type": "object", "required": ["index", "at", "entry"],
+                    "properties": {
+                        "index": { "type": "integer", "format": "uint64" },
+                        "at": { "type": "integer", "format": "uint64", "description": "Milliseconds since the Unix epoch" },
+                        "entry": { "type": "object", "required": ["kind"], "description": "The entry; `kind` names it (`create`, `invocation-started`, `create-promise`, `await-promise`, `wall-clock`, ...)",
+                            "properties": { "kind": { "type": "string" } } } } } },
+                "next": { "type": "integer", "format": "uint64", "description": "`from` of the next page; absent on the last page" } } },
     })
 }

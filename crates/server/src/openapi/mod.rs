@@ -298,8 +298,29 @@ fn paths() -> Value {
         vec![(
             "get",
             Op {
-                id: "getOplog",
-                summary: "A page of the worker's operation log",
+                id: "get_oplog",
+                summary: "A page of the worker's operation log in Golem's public form, or a search of it",
+                params: &[
+                    "cid",
+                    "name",
+                    "golemOplogFrom",
+                    "golemOplogCount",
+                    "oplogCursor",
+                    "oplogQuery",
+                ],
+                body: None,
+                ok: ("200", schema("GetOplogResponse")),
+                errors: &["400", "404"],
+            },
+        )],
+    );
+    add(
+        w("/oplog/raw"),
+        vec![(
+            "get",
+            Op {
+                id: "getRawOplog",
+                summary: "A page of the worker's operation log in Vow's own form, as stored",
                 params: &["cid", "name", "oplogFrom", "oplogCount"],
                 body: None,
                 ok: ("200", schema("OplogPage")),
@@ -394,8 +415,8 @@ fn paths() -> Value {
     Value::Object(paths)
 }
 
-/// Operations that Golem 1.1's API does not have (or, for the oplog, not in
-/// this shape): marked `x-vow-extension` in the document.
+/// Operations that Golem 1.1's API does not have: marked `x-vow-extension`
+/// in the document.
 const EXTENSIONS: &[&str] = &[
     "uploadComponent",
     "listComponents",
@@ -403,7 +424,7 @@ const EXTENSIONS: &[&str] = &[
     "getWorkerNamedFind",
     "deleteWorkerNamedFind",
     "getWorkerLogs",
-    "getOplog",
+    "getRawOplog",
     "listWorkerPromises",
     "listPromises",
     "openapi",

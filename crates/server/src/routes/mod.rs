@@ -6,6 +6,7 @@
 mod components;
 mod filter;
 mod invoke;
+mod oplog;
 mod promises;
 mod workers;
 
@@ -132,7 +133,8 @@ pub(crate) fn table(config: &ServerConfig) -> Vec<Route> {
         Route::new(worker!("/invoke-and-await"), Post, invoke::invoke_and_await),
         Route::new(worker!("/invoke"), Post, invoke::invoke),
         Route::new(worker!("/logs"), Get, workers::logs),
-        Route::new(worker!("/oplog"), Get, workers::oplog),
+        Route::new(worker!("/oplog"), Get, oplog::golem),
+        Route::new(worker!("/oplog/raw"), Get, oplog::raw),
         Route::new(worker!("/interrupt"), Post, workers::interrupt),
         Route::new(worker!("/resume"), Post, workers::resume),
         Route::new(worker!("/promises"), Get, promises::of_worker),

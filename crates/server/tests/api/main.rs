@@ -4,6 +4,7 @@
 mod components;
 mod invoke;
 mod json;
+mod oplog;
 mod promises;
 mod rejections;
 mod serve;

@@ -176,7 +176,7 @@ async fn the_oplog_is_read_in_pages() -> Result<()> {
         let (status, _) = app.invoke(&cid, "logged", "new-promise", json!([])).await?;
         assert_eq!(status, StatusCode::OK);
     }
-    let oplog = format!("/v1/components/{cid}/workers/logged/oplog");
+    let oplog = format!("/v1/components/{cid}/workers/logged/oplog/raw");
     let (status, first) = app.get(&format!("{oplog}?count=4")).await?;
     assert_eq!(status, StatusCode::OK);
     let kinds = |page: &serde_json::Value| -> Vec<String> {
@@ -212,7 +212,7 @@ async fn the_oplog_is_read_in_pages() -> Result<()> {
     let (status, error) = app.get(&format!("{oplog}?from=abc")).await?;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
     let (status, _) = app
-        .get(&format!("/v1/components/{cid}/workers/nobody/oplog"))
+        .get(&format!("/v1/components/{cid}/workers/nobody/oplog/raw"))
         .await?;
     assert_eq!(status, StatusCode::NOT_FOUND);
     Ok(())
