@@ -26,12 +26,14 @@ pub(crate) struct Statements {
     put_component: Statement,
     create_worker: Statement,
     update_worker: Statement,
-    delete_worker: [Statement; 5],
+    delete_worker: [Statement; 6],
     append: Statement,
     truncate: [Statement; 2],
     create_promise: Statement,
     complete_promise: Statement,
-    delete_promise: Statement,
+    delete_promise: [Statement; 2],
+    put_reaction: Statement,
+    delete_reaction: Statement,
     enqueue: Statement,
     set_invocation_state: Statement,
     put_snapshot: Statement,
@@ -42,10 +44,11 @@ pub(crate) struct Statements {
     pub(crate) complete_many: Statement,
 }
 
-const DELETE_WORKER: [&str; 5] = [
+const DELETE_WORKER: [&str; 6] = [
     "DELETE FROM workers WHERE component = $1 AND name = $2",
     "DELETE FROM oplog WHERE component = $1 AND name = $2",
     "DELETE FROM promises WHERE component = $1 AND name = $2",
+    "DELETE FROM reactions WHERE component = $1 AND name = $2",
     "DELETE FROM invocations WHERE component = $1 AND name = $2",
     "DELETE FROM snapshots WHERE component = $1 AND name = $2",
 ];
@@ -69,11 +72,16 @@ WITH last AS (
 )
 SELECT (SELECT idx FROM last), (SELECT count(*) FROM added)";
 
-/// Completes a pending promise; answers whether it did and whether the
-/// promise exists.
+const DELETE_PROMISE: [&str; 2] = [
+    "DELETE FROM promises WHERE component = $1 AND name = $2 AND idx = $3",
+    "DELETE FROM reactions WHERE component = $1 AND name = $2 AND idx = $3",
+];
+
+/// Settles a pending promise (`$6`: rejected, `$4` is then the error);
+/// answers whether it did and whether the promise exists.
 const COMPLETE_PROMISE: &str = "
 WITH done AS (
-    UPDATE promises SET data = $4, completed_at = $5
+    UPDATE promises SET data = $4, completed_at = $5, rejected = $6
     WHERE component = $1 AND name = $2 AND idx = $3 AND completed_at IS NULL
     RETURNING 1
 )
@@ -111,13 +119,18 @@ impl Statements {
                        awaiting_name = $6, awaiting_index = $7
                    WHERE component = $1 AND name = $2"
             ),
-            p("INSERT INTO promises (component, name, idx, created_at)
-                   VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"),
+            p(
+                "INSERT INTO promises (component, name, idx, created_at, deadline, retention,
+                       options)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING"
+            ),
             p(COMPLETE_PROMISE),
         )?;
-        let (delete_promise, enqueue, set_invocation_state, put_snapshot, append) =
+        let (put_reaction, delete_reaction, enqueue, set_invocation_state, put_snapshot, append) =
             futures::try_join!(
-            p("DELETE FROM promises WHERE component = $1 AND name = $2 AND idx = $3"),
+            p("INSERT INTO reactions (component, name, idx, sources, spec, created_at)
+               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"),
+            p("DELETE FROM reactions WHERE component = $1 AND name = $2 AND idx = $3"),
             // Either unique constraint (the sequence number, or the
             // idempotency key) makes this a no-op, reported as a conflict.
             p("INSERT INTO invocations (component, name, seq, idempotency_key, request, state,
@@ -137,7 +150,9 @@ impl Statements {
             p(DELETE_WORKER[2]),
             p(DELETE_WORKER[3]),
             p(DELETE_WORKER[4]),
+            p(DELETE_WORKER[5]),
         )?;
+        let delete_promise = futures::try_join!(p(DELETE_PROMISE[0]), p(DELETE_PROMISE[1]))?;
         let truncate = futures::try_join!(p(TRUNCATE[0]), p(TRUNCATE[1]))?;
         let (append_check, append_many, update_workers, set_invocation_states, complete_many) = futures::try_join!(
             p(coalesce::APPEND_CHECK),
@@ -161,7 +176,9 @@ impl Statements {
             truncate: truncate.into(),
             create_promise,
             complete_promise,
-            delete_promise,
+            delete_promise: delete_promise.into(),
+            put_reaction,
+            delete_reaction,
             enqueue,
             set_invocation_state,
             put_snapshot,
@@ -362,20 +379,52 @@ fn plan_write<'a>(
                 ));
             }
         }
-        Write::CreatePromise { key, at } => ops.push(op(
-            &s.create_promise,
+        Write::CreatePromise { key, at, spec } => {
+            let optional = |what: &str, v: Option<u64>| v.map(|v| int(what, v)).transpose();
+            ops.push(op(
+                &s.create_promise,
+                vec![
+                    Box::new(key.worker.component),
+                    Box::new(key.worker.name.as_str()),
+                    Box::new(int("a promise index", key.index)?),
+                    Box::new(int("a creation time", *at)?),
+                    Box::new(optional("a deadline", spec.deadline)?),
+                    Box::new(optional("a retention", spec.retention)?),
+                    Box::new((!spec.options.is_empty()).then_some(&spec.options[..])),
+                ],
+            ));
+        }
+        Write::CompletePromise { key, data, at } => {
+            ops.push(settle_promise(s, key, data, false, *at)?);
+        }
+        Write::RejectPromise { key, error, at } => {
+            ops.push(settle_promise(s, key, error, true, *at)?);
+        }
+        Write::DeletePromise(key) => {
+            for statement in &s.delete_promise {
+                ops.push(op(
+                    statement,
+                    vec![
+                        Box::new(key.worker.component),
+                        Box::new(key.worker.name.as_str()),
+                        Box::new(i64::try_from(key.index).unwrap_or(i64::MAX)),
+                    ],
+                ));
+            }
+        }
+        Write::PutReaction(reaction) => ops.push(op(
+            &s.put_reaction,
             vec![
-                Box::new(key.worker.component),
-                Box::new(key.worker.name.as_str()),
-                Box::new(int("a promise index", key.index)?),
-                Box::new(int("a creation time", *at)?),
+                Box::new(reaction.target.worker.component),
+                Box::new(reaction.target.worker.name.as_str()),
+                Box::new(int("a promise index", reaction.target.index)?),
+                Box::new(vow_store::encode_promise_keys(&reaction.sources)),
+                Box::new(&reaction.spec[..]),
+                Box::new(int("a creation time", reaction.created_at)?),
             ],
         )),
-        Write::CompletePromise { key, data, at } => {
-            ops.push(complete_promise(s, key, data, *at)?);
-        }
-        Write::DeletePromise(key) => ops.push(op(
-            &s.delete_promise,
+        Write::DeleteReaction(key) => ops.push(op(
+            &s.delete_reaction,
             vec![
                 Box::new(key.worker.component),
                 Box::new(key.worker.name.as_str()),
@@ -502,10 +551,11 @@ fn append<'a>(
     }))
 }
 
-fn complete_promise<'a>(
+fn settle_promise<'a>(
     s: &'a Statements,
     key: &'a PromiseKey,
     data: &'a [u8],
+    rejected: bool,
     at: u64,
 ) -> Result<Op<'a>> {
     Ok(Op {
@@ -516,6 +566,7 @@ fn complete_promise<'a>(
             Box::new(i64::try_from(key.index).unwrap_or(i64::MAX)),
             Box::new(data),
             Box::new(int("a completion time", at)?),
+            Box::new(rejected),
         ],
         check: Check::Completion,
     })

@@ -48,8 +48,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 use vow_store::{
-    ComponentRecord, Error, InvocationRecord, OplogRecord, Outcome, PromiseRecord, Result,
-    SnapshotRecord, Storage, WorkerKey, WorkerRecord, Write,
+    ComponentRecord, Error, InvocationRecord, OplogRecord, Outcome, PromiseRecord, ReactionRecord,
+    Result, SnapshotRecord, Storage, WorkerKey, WorkerRecord, Write,
 };
 
 use crate::error::{at_open, message, runtime};
@@ -278,10 +278,20 @@ impl Storage for PostgresStorage {
 
     fn promises(&self) -> BoxFuture<'_, Result<Vec<PromiseRecord>>> {
         self.query(
-            "SELECT component, name, idx, created_at, data, completed_at FROM promises
-             ORDER BY component, name, idx",
+            "SELECT component, name, idx, created_at, data, completed_at, rejected, deadline,
+                    retention, options
+             FROM promises ORDER BY component, name, idx",
             Vec::new(),
             read::promise,
+        )
+    }
+
+    fn reactions(&self) -> BoxFuture<'_, Result<Vec<ReactionRecord>>> {
+        self.query(
+            "SELECT component, name, idx, sources, spec, created_at FROM reactions
+             ORDER BY component, name, idx",
+            Vec::new(),
+            read::reaction,
         )
     }
 

@@ -4,7 +4,8 @@ use bytes::Bytes;
 use tokio_postgres::Row;
 use vow_store::{
     ComponentRecord, Error, InvocationRecord, InvocationState, OplogRecord, PromiseKey,
-    PromiseRecord, PromiseState, Result, SnapshotRecord, WorkerKey, WorkerRecord, WorkerState,
+    PromiseRecord, PromiseSpec, PromiseState, ReactionRecord, Result, SnapshotRecord, WorkerKey,
+    WorkerRecord, WorkerState,
 };
 
 fn corrupt(location: &str, reason: String) -> Error {
@@ -84,13 +85,23 @@ pub(crate) fn oplog(row: &Row, location: &str) -> Result<OplogRecord> {
 pub(crate) fn promise(row: &Row, location: &str) -> Result<PromiseRecord> {
     let data: Option<Vec<u8>> = row.get(4);
     let completed_at: Option<i64> = row.get(5);
+    let rejected: bool = row.get(6);
+    let time =
+        |at: i64| u64::try_from(at).map_err(|_| corrupt(location, format!("negative time {at}")));
     let state = match (data, completed_at) {
+        (Some(error), Some(at)) if rejected => PromiseState::Rejected {
+            error: error.into(),
+            at: time(at)?,
+        },
         (Some(data), Some(at)) => PromiseState::Completed {
             data: data.into(),
-            at: u64::try_from(at).map_err(|_| corrupt(location, format!("negative time {at}")))?,
+            at: time(at)?,
         },
         _ => PromiseState::Pending,
     };
+    let deadline: Option<i64> = row.get(7);
+    let retention: Option<i64> = row.get(8);
+    let options: Option<Vec<u8>> = row.get(9);
     Ok(PromiseRecord {
         key: PromiseKey {
             worker: WorkerKey {
@@ -101,6 +112,31 @@ pub(crate) fn promise(row: &Row, location: &str) -> Result<PromiseRecord> {
         },
         created_at: unsigned(row, 3, location)?,
         state,
+        spec: PromiseSpec {
+            deadline: deadline.map(time).transpose()?,
+            retention: retention.map(time).transpose()?,
+            options: options.map(Into::into).unwrap_or_default(),
+        },
+    })
+}
+
+/// A row of `SELECT component, name, idx, sources, spec, created_at FROM
+/// reactions`.
+pub(crate) fn reaction(row: &Row, location: &str) -> Result<ReactionRecord> {
+    let sources: Vec<u8> = row.get(3);
+    let spec: Vec<u8> = row.get(4);
+    Ok(ReactionRecord {
+        target: PromiseKey {
+            worker: WorkerKey {
+                component: row.get(0),
+                name: row.get(1),
+            },
+            index: unsigned(row, 2, location)?,
+        },
+        sources: vow_store::decode_promise_keys(&sources)
+            .ok_or_else(|| corrupt(location, "a reaction's sources cannot be read".to_owned()))?,
+        spec: spec.into(),
+        created_at: unsigned(row, 5, location)?,
     })
 }
 

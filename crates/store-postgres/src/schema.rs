@@ -12,7 +12,7 @@ use vow_store::{Error, Result};
 use crate::error::at_open;
 
 /// The migrations, oldest first.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this build writes and understands.
 pub(crate) const LATEST: u32 = MIGRATIONS.len() as u32;
@@ -94,6 +94,27 @@ CREATE TABLE snapshots (
     at        bigint NOT NULL,
     data      bytea  NOT NULL,
     PRIMARY KEY (component, name)
+);
+";
+
+/// Version 2 (SQLite's 3): rejection, timeouts, retention and options of
+/// promises, and the reactions (continuations, all / any) that settle them.
+const V2: &str = "
+-- rejected: the promise was rejected and data holds the error.
+ALTER TABLE promises ADD COLUMN rejected  boolean NOT NULL DEFAULT false;
+ALTER TABLE promises ADD COLUMN deadline  bigint;
+ALTER TABLE promises ADD COLUMN retention bigint;
+ALTER TABLE promises ADD COLUMN options   bytea;
+
+-- One per promise it settles; sources: see vow_store::encode_promise_keys.
+CREATE TABLE reactions (
+    component  uuid   NOT NULL,
+    name       text   NOT NULL,
+    idx        bigint NOT NULL,
+    sources    bytea  NOT NULL,
+    spec       bytea  NOT NULL,
+    created_at bigint NOT NULL,
+    PRIMARY KEY (component, name, idx)
 );
 ";
 

@@ -44,6 +44,69 @@ async fn opening_twice_keeps_the_schema_and_a_newer_one_is_refused() -> anyhow::
     Ok(())
 }
 
+/// A store at schema 1 (before promise rejection and reactions) is
+/// migrated when opened and keeps its promises, which read back with the
+/// default spec.
+#[tokio::test]
+async fn a_version_1_store_is_migrated_and_keeps_its_promises() -> anyhow::Result<()> {
+    let Some(url) = vow_tests::fresh_postgres_database()? else {
+        return Ok(());
+    };
+    let key = vow_store::PromiseKey {
+        worker: vow_store::WorkerKey {
+            component: uuid::Uuid::new_v4(),
+            name: "old".to_owned(),
+        },
+        index: 3,
+    };
+    {
+        let store = PostgresStorage::connect(&url, PostgresOptions::default()).await?;
+        store
+            .write(vec![
+                vow_store::Write::CreatePromise {
+                    key: key.clone(),
+                    at: 5,
+                    spec: Default::default(),
+                },
+                vow_store::Write::CompletePromise {
+                    key: key.clone(),
+                    data: b"done".to_vec().into(),
+                    at: 6,
+                },
+            ])
+            .await?;
+    }
+    // Back to schema 1, as version 1 of this crate left it.
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    client
+        .batch_execute(
+            "DROP TABLE reactions;
+             ALTER TABLE promises DROP COLUMN rejected, DROP COLUMN deadline,
+                 DROP COLUMN retention, DROP COLUMN options;
+             UPDATE vow_schema SET version = 1;",
+        )
+        .await?;
+    let store = PostgresStorage::connect(&url, PostgresOptions::default()).await?;
+    let version: i32 = client
+        .query_one("SELECT version FROM vow_schema", &[])
+        .await?
+        .get(0);
+    assert_eq!(version as u32, SCHEMA_VERSION);
+    let promises = store.promises().await?;
+    assert_eq!(promises.len(), 1);
+    assert_eq!(
+        promises[0].state,
+        vow_store::PromiseState::Completed {
+            data: b"done".to_vec().into(),
+            at: 6
+        }
+    );
+    assert_eq!(promises[0].spec, vow_store::PromiseSpec::default());
+    assert!(store.reactions().await?.is_empty());
+    Ok(())
+}
+
 #[tokio::test]
 async fn unusable_urls_are_clear_errors() -> anyhow::Result<()> {
     let error = PostgresStorage::connect("not a url", PostgresOptions::default())

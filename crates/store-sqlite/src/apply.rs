@@ -67,6 +67,7 @@ impl Apply<'_> {
                     "DELETE FROM workers WHERE component = ?1 AND name = ?2",
                     "DELETE FROM oplog WHERE component = ?1 AND name = ?2",
                     "DELETE FROM promises WHERE component = ?1 AND name = ?2",
+                    "DELETE FROM reactions WHERE component = ?1 AND name = ?2",
                     "DELETE FROM invocations WHERE component = ?1 AND name = ?2",
                     "DELETE FROM snapshots WHERE component = ?1 AND name = ?2",
                 ] {
@@ -104,24 +105,62 @@ impl Apply<'_> {
                     ],
                 )?;
             }
-            Write::CreatePromise { key, at } => {
+            Write::CreatePromise { key, at, spec } => {
+                let optional = |what: &str, v: Option<u64>| v.map(|v| int(what, v)).transpose();
                 self.exec(
-                    "INSERT INTO promises (component, name, idx, created_at)
-                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                    "INSERT INTO promises
+                         (component, name, idx, created_at, deadline, retention, options)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
                     params![
                         key.worker.component.as_bytes(),
                         key.worker.name,
                         int("a promise index", key.index)?,
-                        int("a creation time", *at)?
+                        int("a creation time", *at)?,
+                        optional("a deadline", spec.deadline)?,
+                        optional("a retention", spec.retention)?,
+                        (!spec.options.is_empty()).then_some(&spec.options[..])
                     ],
                 )?;
             }
             Write::CompletePromise { key, data, at } => {
-                return self.complete_promise(key, data, *at);
+                return self.settle_promise(key, data, false, *at);
+            }
+            Write::RejectPromise { key, error, at } => {
+                return self.settle_promise(key, error, true, *at);
             }
             Write::DeletePromise(key) => {
-                self.exec(
+                for sql in [
                     "DELETE FROM promises WHERE component = ?1 AND name = ?2 AND idx = ?3",
+                    "DELETE FROM reactions WHERE component = ?1 AND name = ?2 AND idx = ?3",
+                ] {
+                    self.exec(
+                        sql,
+                        params![
+                            key.worker.component.as_bytes(),
+                            key.worker.name,
+                            crate::codec::int_saturating(key.index)
+                        ],
+                    )?;
+                }
+            }
+            Write::PutReaction(reaction) => {
+                let target = &reaction.target;
+                self.exec(
+                    "INSERT INTO reactions (component, name, idx, sources, spec, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+                    params![
+                        target.worker.component.as_bytes(),
+                        target.worker.name,
+                        int("a promise index", target.index)?,
+                        vow_store::encode_promise_keys(&reaction.sources),
+                        &reaction.spec[..],
+                        int("a creation time", reaction.created_at)?
+                    ],
+                )?;
+            }
+            Write::DeleteReaction(key) => {
+                self.exec(
+                    "DELETE FROM reactions WHERE component = ?1 AND name = ?2 AND idx = ?3",
                     params![
                         key.worker.component.as_bytes(),
                         key.worker.name,
@@ -241,18 +280,26 @@ impl Apply<'_> {
         Ok(())
     }
 
-    /// First writer wins: only a pending promise is completed.
-    fn complete_promise(&self, key: &PromiseKey, data: &[u8], at: u64) -> Result<Outcome> {
+    /// First writer wins: only a pending promise settles. `data` is the
+    /// payload, or the error when `rejected`.
+    fn settle_promise(
+        &self,
+        key: &PromiseKey,
+        data: &[u8],
+        rejected: bool,
+        at: u64,
+    ) -> Result<Outcome> {
         let index = crate::codec::int_saturating(key.index);
         let completed = self.exec(
-            "UPDATE promises SET data = ?4, completed_at = ?5
+            "UPDATE promises SET data = ?4, completed_at = ?5, rejected = ?6
              WHERE component = ?1 AND name = ?2 AND idx = ?3 AND completed_at IS NULL",
             params![
                 key.worker.component.as_bytes(),
                 key.worker.name,
                 index,
                 data,
-                int("a completion time", at)?
+                int("a completion time", at)?,
+                rejected
             ],
         )?;
         if completed > 0 {

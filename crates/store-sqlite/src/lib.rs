@@ -25,6 +25,7 @@
 //!         .write(vec![Write::CreatePromise {
 //!             key: vow_store::PromiseKey { worker, index: 1 },
 //!             at: vow_store::now_millis(),
+//!             spec: Default::default(),
 //!         }])
 //!         .await?;
 //!     assert_eq!(store.promises().await?.len(), 1);
@@ -110,8 +111,8 @@ use futures::future::{BoxFuture, ready};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 use vow_store::{
-    ComponentRecord, Error, InvocationRecord, OplogRecord, Outcome, PromiseRecord, Result,
-    SnapshotRecord, Storage, WorkerKey, WorkerRecord, Write,
+    ComponentRecord, Error, InvocationRecord, OplogRecord, Outcome, PromiseRecord, ReactionRecord,
+    Result, SnapshotRecord, Storage, WorkerKey, WorkerRecord, Write,
 };
 
 use crate::read::Readers;
@@ -283,6 +284,10 @@ impl Storage for SqliteStorage {
 
     fn promises(&self) -> BoxFuture<'_, Result<Vec<PromiseRecord>>> {
         self.read(read::promises)
+    }
+
+    fn reactions(&self) -> BoxFuture<'_, Result<Vec<ReactionRecord>>> {
+        self.read(read::reactions)
     }
 
     fn unfinished_invocations<'a>(

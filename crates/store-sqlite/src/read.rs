@@ -14,7 +14,8 @@ use rusqlite::{Connection, Row, params};
 use uuid::Uuid;
 use vow_store::{
     ComponentRecord, Error, InvocationRecord, InvocationState, OplogRecord, PromiseKey,
-    PromiseRecord, PromiseState, Result, SnapshotRecord, WorkerKey, WorkerRecord, WorkerState,
+    PromiseRecord, PromiseSpec, PromiseState, ReactionRecord, Result, SnapshotRecord, WorkerKey,
+    WorkerRecord, WorkerState,
 };
 
 use crate::codec::{decode_env, decode_strings};
@@ -268,16 +269,27 @@ pub(crate) fn promises(conn: &Connection, location: &str) -> Result<Vec<PromiseR
     query(
         conn,
         location,
-        "SELECT component, name, idx, created_at, data, completed_at
+        "SELECT component, name, idx, created_at, data, completed_at, rejected,
+                deadline, retention, options
          FROM promises ORDER BY component, name, idx",
         [],
         |row, loc| {
             let state = match get::<Option<i64>>(row, 5, loc)? {
                 None => PromiseState::Pending,
+                Some(_) if get::<bool>(row, 6, loc)? => PromiseState::Rejected {
+                    error: bytes(row, 4, loc)?,
+                    at: unsigned(row, 5, loc)?,
+                },
                 Some(_) => PromiseState::Completed {
                     data: bytes(row, 4, loc)?,
                     at: unsigned(row, 5, loc)?,
                 },
+            };
+            let optional = |i: usize| -> Result<Option<u64>> {
+                match get::<Option<i64>>(row, i, loc)? {
+                    None => Ok(None),
+                    Some(_) => unsigned(row, i, loc).map(Some),
+                }
             };
             Ok(PromiseRecord {
                 key: PromiseKey {
@@ -289,6 +301,44 @@ pub(crate) fn promises(conn: &Connection, location: &str) -> Result<Vec<PromiseR
                 },
                 created_at: unsigned(row, 3, loc)?,
                 state,
+                spec: PromiseSpec {
+                    deadline: optional(7)?,
+                    retention: optional(8)?,
+                    options: match get::<Option<Vec<u8>>>(row, 9, loc)? {
+                        Some(options) => options.into(),
+                        None => Bytes::new(),
+                    },
+                },
+            })
+        },
+    )
+}
+
+pub(crate) fn reactions(conn: &Connection, location: &str) -> Result<Vec<ReactionRecord>> {
+    query(
+        conn,
+        location,
+        "SELECT component, name, idx, sources, spec, created_at
+         FROM reactions ORDER BY component, name, idx",
+        [],
+        |row, loc| {
+            let sources: Vec<u8> = get(row, 3, loc)?;
+            Ok(ReactionRecord {
+                target: PromiseKey {
+                    worker: WorkerKey {
+                        component: uuid(row, 0, loc)?,
+                        name: get(row, 1, loc)?,
+                    },
+                    index: unsigned(row, 2, loc)?,
+                },
+                sources: vow_store::decode_promise_keys(&sources).ok_or_else(|| {
+                    Error::Corrupt {
+                        location: loc.to_owned(),
+                        reason: "a reaction's sources cannot be read".to_owned(),
+                    }
+                })?,
+                spec: bytes(row, 4, loc)?,
+                created_at: unsigned(row, 5, loc)?,
             })
         },
     )

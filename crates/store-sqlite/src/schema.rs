@@ -21,7 +21,7 @@ use crate::options::SqliteOptions;
 const APPLICATION_ID: i32 = 0x566F_7721;
 
 /// The migrations, oldest first.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this build writes and understands.
 pub(crate) const LATEST: u32 = MIGRATIONS.len() as u32;
@@ -119,6 +119,27 @@ CREATE TABLE snapshots (
 
 /// Opens the writer's connection: creates the file if needed, switches to
 /// WAL, migrates the schema, and applies `options`.
+/// Rejection, timeouts, retention and options of promises, and the
+/// reactions (continuations, all / any) that settle promises.
+const V3: &str = "
+-- rejected = 1: the promise was rejected and data holds the error.
+ALTER TABLE promises ADD COLUMN rejected INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE promises ADD COLUMN deadline INTEGER;
+ALTER TABLE promises ADD COLUMN retention INTEGER;
+ALTER TABLE promises ADD COLUMN options BLOB;
+
+-- One per promise it settles; sources: see vow_store::encode_promise_keys.
+CREATE TABLE reactions (
+    component  BLOB    NOT NULL,
+    name       TEXT    NOT NULL,
+    idx        INTEGER NOT NULL,
+    sources    BLOB    NOT NULL,
+    spec       BLOB    NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (component, name, idx)
+) WITHOUT ROWID;
+";
+
 pub(crate) fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE

@@ -36,7 +36,7 @@ pub use batches::{
 };
 pub use invocations::{all_unfinished, delete_worker, invocations};
 pub use oplog::{oplog_append_and_page, oplog_truncate};
-pub use promises::promises;
+pub use promises::{promise_settlement, promises, reactions};
 pub use records::{components, workers};
 pub use snapshots::snapshots;
 
@@ -56,6 +56,8 @@ pub async fn run_all(store: &dyn Storage) {
     oplog_append_and_page(store).await;
     oplog_truncate(store).await;
     promises(store).await;
+    promise_settlement(store).await;
+    reactions(store).await;
     invocations(store).await;
     all_unfinished(store).await;
     snapshots(store).await;
@@ -178,6 +180,9 @@ fn describe(batch: &[Write]) -> String {
             Write::TruncateOplog { .. } => "truncate-oplog",
             Write::CreatePromise { .. } => "create-promise",
             Write::CompletePromise { .. } => "complete-promise",
+            Write::RejectPromise { .. } => "reject-promise",
+            Write::PutReaction(_) => "put-reaction",
+            Write::DeleteReaction(_) => "delete-reaction",
             Write::DeletePromise(_) => "delete-promise",
             Write::Enqueue(_) => "enqueue",
             Write::SetInvocationState { .. } => "set-invocation-state",

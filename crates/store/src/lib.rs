@@ -133,18 +133,47 @@ pub struct OplogRecord {
     pub entry: Bytes,
 }
 
-/// Whether a promise has its payload yet.
+/// Whether a promise has settled, and how.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PromiseState {
-    /// Not completed.
+    /// Not settled.
     Pending,
-    /// Completed with this payload at this time.
+    /// Completed (fulfilled) with this payload at this time.
     Completed {
-        /// The payload of the first completion.
+        /// The payload of the first settlement.
         data: Bytes,
         /// When it was completed.
         at: Millis,
     },
+    /// Rejected with this error at this time.
+    Rejected {
+        /// The runtime's encoding of the error.
+        error: Bytes,
+        /// When it was rejected.
+        at: Millis,
+    },
+}
+
+impl PromiseState {
+    /// When it settled, if it has.
+    pub fn settled_at(&self) -> Option<Millis> {
+        match self {
+            Self::Pending => None,
+            Self::Completed { at, .. } | Self::Rejected { at, .. } => Some(*at),
+        }
+    }
+}
+
+/// What a promise was created with, beyond its key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PromiseSpec {
+    /// When it times out if still pending (the runtime rejects it then).
+    pub deadline: Option<Millis>,
+    /// How long it is kept once settled; `None` keeps it until deleted.
+    pub retention: Option<Millis>,
+    /// The runtime's encoding of its other options (such as a declared
+    /// payload type); empty when it has none.
+    pub options: Bytes,
 }
 
 /// A promise and its state.
@@ -154,8 +183,25 @@ pub struct PromiseRecord {
     pub key: PromiseKey,
     /// When it was created.
     pub created_at: Millis,
-    /// Pending or completed.
+    /// Pending, completed or rejected.
     pub state: PromiseState,
+    /// Its deadline, retention and options.
+    pub spec: PromiseSpec,
+}
+
+/// What settles a promise once other promises settle: a continuation to
+/// start, or a combination (all, any) to evaluate. The runtime deletes it
+/// in the same batch as what it does when it fires, so it fires once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReactionRecord {
+    /// The promise it settles (one reaction per promise).
+    pub target: PromiseKey,
+    /// The promises it waits on, in order.
+    pub sources: Vec<PromiseKey>,
+    /// The runtime's encoding of what to do.
+    pub spec: Bytes,
+    /// When it was made.
+    pub created_at: Millis,
 }
 
 /// Where an invocation is in its life.
@@ -216,8 +262,8 @@ pub enum Write {
         /// Its new state.
         state: WorkerState,
     },
-    /// Removes a worker with its log, its snapshot, its promises and its
-    /// invocations.
+    /// Removes a worker with its log, its snapshot, its promises (and the
+    /// reactions that settle them) and its invocations.
     DeleteWorker(WorkerKey),
     /// Appends entries to a worker's log; indices must continue the log.
     AppendOplog {
@@ -242,10 +288,13 @@ pub enum Write {
         key: PromiseKey,
         /// When it was created.
         at: Millis,
+        /// Its deadline, retention and options.
+        spec: PromiseSpec,
     },
     /// Completes a promise if it is pending: the outcome is
     /// [`Outcome::Completed`] with `true` if this write completed it,
-    /// `false` if it already was; [`Outcome::NotFound`] if it does not exist.
+    /// `false` if it already was settled; [`Outcome::NotFound`] if it does
+    /// not exist.
     CompletePromise {
         /// The promise.
         key: PromiseKey,
@@ -254,8 +303,23 @@ pub enum Write {
         /// When.
         at: Millis,
     },
-    /// Removes a promise.
+    /// Rejects a promise if it is pending, with the same outcomes as
+    /// [`Write::CompletePromise`].
+    RejectPromise {
+        /// The promise.
+        key: PromiseKey,
+        /// The runtime's encoding of the error.
+        error: Bytes,
+        /// When.
+        at: Millis,
+    },
+    /// Removes a promise, and the reaction that was to settle it.
     DeletePromise(PromiseKey),
+    /// Adds a reaction; an existing one for the same target is left as it
+    /// is (replay makes the same reaction again).
+    PutReaction(ReactionRecord),
+    /// Removes the reaction that settles this promise, if there is one.
+    DeleteReaction(PromiseKey),
     /// Queues an invocation (fails with [`Error::Conflict`] if the worker
     /// already has one with this sequence number or idempotency key).
     Enqueue(InvocationRecord),
@@ -278,9 +342,11 @@ pub enum Write {
 pub enum Outcome {
     /// Applied.
     Done,
-    /// A [`Write::CompletePromise`]: `true` if this write completed it.
+    /// A [`Write::CompletePromise`] or [`Write::RejectPromise`]: `true` if
+    /// this write settled it.
     Completed(bool),
-    /// A [`Write::CompletePromise`] of a promise that does not exist.
+    /// A [`Write::CompletePromise`] or [`Write::RejectPromise`] of a promise
+    /// that does not exist.
     NotFound,
 }
 
@@ -369,6 +435,9 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// Every promise that exists, ordered by key.
     fn promises(&self) -> BoxFuture<'_, Result<Vec<PromiseRecord>>>;
 
+    /// Every reaction, ordered by target.
+    fn reactions(&self) -> BoxFuture<'_, Result<Vec<ReactionRecord>>>;
+
     /// A worker's invocations that have not finished, in queue order.
     fn unfinished_invocations<'a>(
         &'a self,
@@ -406,6 +475,46 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
 
     /// Where the store lives, for messages (a path or a URL without secrets).
     fn location(&self) -> String;
+}
+
+/// Encodes a list of promise keys as one byte string, for backends that
+/// keep a reaction's sources in one column: per key, its component id (16
+/// bytes), its worker name's length (4 bytes, little-endian) and UTF-8
+/// bytes, and its index (8 bytes, little-endian).
+pub fn encode_promise_keys(keys: &[PromiseKey]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for key in keys {
+        out.extend_from_slice(key.worker.component.as_bytes());
+        // Worker names are at most 256 bytes, far below u32::MAX.
+        out.extend_from_slice(&(key.worker.name.len() as u32).to_le_bytes());
+        out.extend_from_slice(key.worker.name.as_bytes());
+        out.extend_from_slice(&key.index.to_le_bytes());
+    }
+    out
+}
+
+/// Decodes what [`encode_promise_keys`] wrote; `None` if it is malformed.
+pub fn decode_promise_keys(mut bytes: &[u8]) -> Option<Vec<PromiseKey>> {
+    let mut keys = Vec::new();
+    while !bytes.is_empty() {
+        let (component, rest) = bytes.split_first_chunk::<16>()?;
+        let (len, rest) = rest.split_first_chunk::<4>()?;
+        let len = usize::try_from(u32::from_le_bytes(*len)).ok()?;
+        if rest.len() < len {
+            return None;
+        }
+        let (name, rest) = rest.split_at(len);
+        let (index, rest) = rest.split_first_chunk::<8>()?;
+        keys.push(PromiseKey {
+            worker: WorkerKey {
+                component: Uuid::from_bytes(*component),
+                name: String::from_utf8(name.to_vec()).ok()?,
+            },
+            index: u64::from_le_bytes(*index),
+        });
+        bytes = rest;
+    }
+    Some(keys)
 }
 
 /// A shared handle to a backend.

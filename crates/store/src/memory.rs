@@ -9,7 +9,8 @@ use futures::future::{BoxFuture, ready};
 
 use crate::{
     ComponentRecord, Error, InvocationRecord, InvocationState, OplogRecord, Outcome, PromiseKey,
-    PromiseRecord, PromiseState, Result, SnapshotRecord, Storage, WorkerKey, WorkerRecord, Write,
+    PromiseRecord, PromiseState, ReactionRecord, Result, SnapshotRecord, Storage, WorkerKey,
+    WorkerRecord, Write,
 };
 
 /// Keeps every record in memory. Writes are applied when [`Storage::write`]
@@ -25,6 +26,7 @@ struct State {
     workers: BTreeMap<WorkerKey, WorkerRecord>,
     oplogs: HashMap<WorkerKey, Vec<OplogRecord>>,
     promises: BTreeMap<PromiseKey, PromiseRecord>,
+    reactions: BTreeMap<PromiseKey, ReactionRecord>,
     invocations: BTreeMap<WorkerKey, BTreeMap<u64, InvocationRecord>>,
     snapshots: HashMap<WorkerKey, SnapshotRecord>,
 }
@@ -41,6 +43,18 @@ impl MemoryStorage {
 }
 
 impl State {
+    /// First writer wins: only a pending promise settles.
+    fn settle(&mut self, key: &PromiseKey, settled: PromiseState) -> Outcome {
+        match self.promises.get_mut(key) {
+            None => Outcome::NotFound,
+            Some(p) if p.state != PromiseState::Pending => Outcome::Completed(false),
+            Some(p) => {
+                p.state = settled;
+                Outcome::Completed(true)
+            }
+        }
+    }
+
     fn apply(&mut self, write: Write) -> Result<Outcome> {
         match write {
             Write::PutComponent(c) => {
@@ -69,6 +83,7 @@ impl State {
                 self.invocations.remove(&key);
                 self.snapshots.remove(&key);
                 self.promises.retain(|p, _| p.worker != key);
+                self.reactions.retain(|p, _| p.worker != key);
             }
             Write::AppendOplog { worker, records } => {
                 let log = self.oplogs.entry(worker.clone()).or_default();
@@ -93,28 +108,31 @@ impl State {
                     self.snapshots.remove(&worker);
                 }
             }
-            Write::CreatePromise { key, at } => {
+            Write::CreatePromise { key, at, spec } => {
                 self.promises.entry(key.clone()).or_insert(PromiseRecord {
                     key,
                     created_at: at,
                     state: PromiseState::Pending,
+                    spec,
                 });
             }
             Write::CompletePromise { key, data, at } => {
-                return Ok(match self.promises.get_mut(&key) {
-                    None => Outcome::NotFound,
-                    Some(PromiseRecord {
-                        state: PromiseState::Completed { .. },
-                        ..
-                    }) => Outcome::Completed(false),
-                    Some(p) => {
-                        p.state = PromiseState::Completed { data, at };
-                        Outcome::Completed(true)
-                    }
-                });
+                return Ok(self.settle(&key, PromiseState::Completed { data, at }));
+            }
+            Write::RejectPromise { key, error, at } => {
+                return Ok(self.settle(&key, PromiseState::Rejected { error, at }));
             }
             Write::DeletePromise(key) => {
                 self.promises.remove(&key);
+                self.reactions.remove(&key);
+            }
+            Write::PutReaction(reaction) => {
+                self.reactions
+                    .entry(reaction.target.clone())
+                    .or_insert(reaction);
+            }
+            Write::DeleteReaction(key) => {
+                self.reactions.remove(&key);
             }
             Write::Enqueue(inv) => {
                 let queue = self.invocations.entry(inv.worker.clone()).or_default();
@@ -227,6 +245,11 @@ impl Storage for MemoryStorage {
 
     fn promises(&self) -> BoxFuture<'_, Result<Vec<PromiseRecord>>> {
         let out = self.state().promises.values().cloned().collect();
+        ready(Ok(out)).boxed()
+    }
+
+    fn reactions(&self) -> BoxFuture<'_, Result<Vec<ReactionRecord>>> {
+        let out = self.state().reactions.values().cloned().collect();
         ready(Ok(out)).boxed()
     }
 

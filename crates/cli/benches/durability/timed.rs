@@ -136,6 +136,10 @@ impl Storage for Timed {
         self.read(self.inner.last_oplog_index(worker))
     }
 
+    fn reactions(&self) -> BoxFuture<'_, Result<Vec<vow_store::ReactionRecord>>> {
+        self.read(self.inner.reactions())
+    }
+
     fn promises(&self) -> BoxFuture<'_, Result<Vec<PromiseRecord>>> {
         self.read(self.inner.promises())
     }

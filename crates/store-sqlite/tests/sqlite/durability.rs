@@ -75,6 +75,7 @@ async fn data_survives_close_and_reopen() -> anyhow::Result<()> {
                         index: 2,
                     },
                     at: 8,
+                    spec: Default::default(),
                 },
                 Write::Enqueue(invocation.clone()),
             ])
@@ -154,6 +155,7 @@ async fn a_full_store_refuses_the_batch_that_does_not_fit() -> anyhow::Result<()
             index: 1,
         },
         at: 1,
+        spec: Default::default(),
     };
     let huge = Write::PutComponent(ComponentRecord {
         id: Uuid::new_v4(),
@@ -208,6 +210,7 @@ async fn numbers_too_large_are_refused() -> anyhow::Result<()> {
                 index: u64::MAX,
             },
             at: 1,
+            spec: Default::default(),
         }])
         .await;
     assert!(

@@ -16,6 +16,7 @@ fn promise(worker: &WorkerKey, index: u64) -> Write {
             index,
         },
         at: index,
+        spec: Default::default(),
     }
 }
 

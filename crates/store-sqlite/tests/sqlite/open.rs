@@ -31,8 +31,9 @@ fn a_new_store_has_the_current_schema_version() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A store written by the first release (schema 1, before snapshots) is
-/// migrated in place when opened, and keeps its data.
+/// A store written by the first release (schema 1: before snapshots, promise
+/// rejection and reactions) is migrated in place when opened, and keeps its
+/// data: its promises read back as they were, with the default spec.
 #[tokio::test]
 async fn a_version_1_store_is_migrated_and_keeps_its_data() -> anyhow::Result<()> {
     let (_dir, path) = temp_store_path()?;
@@ -40,23 +41,46 @@ async fn a_version_1_store_is_migrated_and_keeps_its_data() -> anyhow::Result<()
         component: uuid::Uuid::new_v4(),
         name: "old".to_owned(),
     };
+    let promise = vow_store::PromiseKey {
+        worker: worker.clone(),
+        index: 1,
+    };
     {
         let store = open(&path)?;
         store
-            .write(vec![Write::AppendOplog {
-                worker: worker.clone(),
-                records: vec![vow_store::OplogRecord {
-                    index: 1,
+            .write(vec![
+                Write::AppendOplog {
+                    worker: worker.clone(),
+                    records: vec![vow_store::OplogRecord {
+                        index: 1,
+                        at: 5,
+                        entry: b"first".to_vec().into(),
+                    }],
+                },
+                Write::CreatePromise {
+                    key: promise.clone(),
                     at: 5,
-                    entry: b"first".to_vec().into(),
-                }],
-            }])
+                    spec: Default::default(),
+                },
+                Write::CompletePromise {
+                    key: promise.clone(),
+                    data: b"done".to_vec().into(),
+                    at: 6,
+                },
+            ])
             .await?;
     }
     // Take the file back to schema 1 as version 1 of this crate left it.
     {
         let conn = rusqlite::Connection::open(&path)?;
-        conn.execute_batch("DROP TABLE snapshots")?;
+        conn.execute_batch(
+            "DROP TABLE snapshots;
+             DROP TABLE reactions;
+             ALTER TABLE promises DROP COLUMN rejected;
+             ALTER TABLE promises DROP COLUMN deadline;
+             ALTER TABLE promises DROP COLUMN retention;
+             ALTER TABLE promises DROP COLUMN options;",
+        )?;
         conn.pragma_update(None, "user_version", 1)?;
     }
     let store = open(&path)?;
@@ -65,6 +89,17 @@ async fn a_version_1_store_is_migrated_and_keeps_its_data() -> anyhow::Result<()
             .query_row("PRAGMA user_version", [], |row| row.get(0))?;
     assert_eq!(version, SCHEMA_VERSION);
     assert_eq!(store.oplog(&worker, 1, 10).await?.len(), 1);
+    let promises = store.promises().await?;
+    assert_eq!(promises.len(), 1);
+    assert_eq!(
+        promises[0].state,
+        vow_store::PromiseState::Completed {
+            data: b"done".to_vec().into(),
+            at: 6
+        }
+    );
+    assert_eq!(promises[0].spec, vow_store::PromiseSpec::default());
+    assert!(store.reactions().await?.is_empty());
     store
         .write(vec![Write::PutSnapshot(vow_store::SnapshotRecord {
             worker: worker.clone(),

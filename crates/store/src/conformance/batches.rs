@@ -41,6 +41,7 @@ pub async fn failing_batch_is_atomic(store: &dyn Storage) {
                 index: 1,
             },
             at: T0,
+            spec: Default::default(),
         },
         Write::PutComponent(component_record(taken, "again", b"y")),
     ]);
@@ -159,6 +160,7 @@ pub async fn concurrent_writers(store: &dyn Storage) {
                             index: n as u64,
                         },
                         at: T0,
+                        spec: Default::default(),
                     });
                 }
                 write_ok(store, batch).await;
@@ -218,6 +220,7 @@ pub async fn grouped_writes_on_the_same_records(store: &dyn Storage) {
             Write::CreatePromise {
                 key: early.clone(),
                 at: T0,
+                spec: Default::default(),
             },
         ],
     )
@@ -254,6 +257,7 @@ pub async fn grouped_writes_on_the_same_records(store: &dyn Storage) {
         store.write(vec![Write::CreatePromise {
             key: late.clone(),
             at: T0,
+            spec: Default::default(),
         }]),
         store.write(vec![invocation_state(crate::InvocationState::Running)]),
         store.write(vec![
@@ -302,7 +306,8 @@ pub async fn grouped_writes_on_the_same_records(store: &dyn Storage) {
             .find(|p| &p.key == key)
             .map(|p| match &p.state {
                 crate::PromiseState::Pending => None,
-                crate::PromiseState::Completed { data, .. } => Some(data.to_vec()),
+                crate::PromiseState::Completed { data, .. }
+                | crate::PromiseState::Rejected { error: data, .. } => Some(data.to_vec()),
             })
     };
     assert_eq!(

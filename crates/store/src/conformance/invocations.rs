@@ -269,6 +269,7 @@ pub async fn delete_worker(store: &dyn Storage) {
                         index: 2,
                     },
                     at: T0,
+                    spec: Default::default(),
                 },
                 Write::Enqueue(invocation(worker, 1, Some("key"))),
                 Write::Enqueue(invocation(worker, 2, None)),
