@@ -7,51 +7,12 @@ use std::sync::Arc;
 
 use anyhow::{Result, anyhow};
 use vow_runtime::vow_store::{self, MemoryStorage, Storage as _, WorkerKey};
-use vow_runtime::{ComponentId, Executor, Invocation, OplogEntry, Val, WorkerId, WorkerStatus};
+use vow_runtime::{Executor, Invocation, OplogEntry, Val, WorkerId, WorkerStatus};
 
 use crate::support::{
-    builder, bytes_of, bytes_val, eventually, parked_on, promise_from_val, promise_val, single,
-    start,
+    Backend, builder, bytes_of, bytes_val, eventually, harness_in, parked_on, promise_from_val,
+    promise_val, single, start,
 };
-
-/// Where a restart test keeps its state: every such test runs on both
-/// durable backends.
-enum Backend {
-    Sqlite(tempfile::TempDir),
-    Postgres(String),
-}
-
-impl Backend {
-    fn sqlite() -> Result<Self> {
-        Ok(Self::Sqlite(tempfile::tempdir()?))
-    }
-
-    /// A fresh PostgreSQL database; `None` when the run skips PostgreSQL.
-    fn postgres() -> Result<Option<Self>> {
-        Ok(vow_tests::fresh_postgres_database()?.map(Self::Postgres))
-    }
-
-    /// An executor on this store, as after a (re)start.
-    async fn open(&self) -> Result<Executor> {
-        Ok(match self {
-            Self::Sqlite(dir) => builder().data_dir(dir.path()).open().await?,
-            Self::Postgres(url) => {
-                let store = vow_store_postgres::PostgresStorage::connect(
-                    url,
-                    vow_store_postgres::PostgresOptions::default(),
-                )
-                .await?;
-                builder().storage(Arc::new(store)).open().await?
-            }
-        })
-    }
-}
-
-async fn harness_in(executor: &Executor) -> Result<ComponentId> {
-    Ok(executor
-        .ensure_component_file(vow_tests::guest("harness")?)
-        .await?)
-}
 
 fn u64_result(results: Vec<Val>) -> Result<u64> {
     match single(results)? {

@@ -11,4 +11,5 @@ mod host_api;
 mod isolation;
 mod promises;
 mod scale;
+mod settlement;
 mod workers;

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow};
@@ -177,4 +177,43 @@ pub fn single(results: Vec<Val>) -> Result<Val> {
         (Some(v), None) => Ok(v),
         _ => Err(anyhow!("expected exactly one result")),
     }
+}
+
+/// Where a restart test keeps its state: every such test runs on both
+/// durable backends.
+pub enum Backend {
+    Sqlite(tempfile::TempDir),
+    Postgres(String),
+}
+
+impl Backend {
+    pub fn sqlite() -> Result<Self> {
+        Ok(Self::Sqlite(tempfile::tempdir()?))
+    }
+
+    /// A fresh PostgreSQL database; `None` when the run skips PostgreSQL.
+    pub fn postgres() -> Result<Option<Self>> {
+        Ok(vow_tests::fresh_postgres_database()?.map(Self::Postgres))
+    }
+
+    /// An executor on this store, as after a (re)start.
+    pub async fn open(&self) -> Result<Executor> {
+        Ok(match self {
+            Self::Sqlite(dir) => builder().data_dir(dir.path()).open().await?,
+            Self::Postgres(url) => {
+                let store = vow_store_postgres::PostgresStorage::connect(
+                    url,
+                    vow_store_postgres::PostgresOptions::default(),
+                )
+                .await?;
+                builder().storage(Arc::new(store)).open().await?
+            }
+        })
+    }
+}
+
+pub async fn harness_in(executor: &Executor) -> Result<ComponentId> {
+    Ok(executor
+        .ensure_component_file(vow_tests::guest("harness")?)
+        .await?)
 }

@@ -434,15 +434,52 @@ enum PromiseCommand {
         )]
         json: Option<String>,
     },
+    /// Reject a promise with an error; prints `rejected`, or `already
+    /// settled` if someone was first
+    Reject {
+        /// The promise id as listed or printed: COMPONENT-ID/WORKER-NAME/OPLOG-INDEX
+        promise_id: String,
+        /// What went wrong, for people (the waiting guest receives it)
+        #[arg(long, value_name = "TEXT", allow_hyphen_values = true)]
+        error: String,
+        /// Data to attach to the rejection, as text (sent as its UTF-8 bytes)
+        #[arg(long, value_name = "TEXT", allow_hyphen_values = true)]
+        data: Option<String>,
+    },
+    /// Show one promise: its status, deadline, and payload or error once settled
+    Show {
+        /// The promise id as listed or printed: COMPONENT-ID/WORKER-NAME/OPLOG-INDEX
+        promise_id: String,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// A promise status as typed on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum PromiseStatusArg {
-    /// Not completed yet
+    /// Not settled yet
     Pending,
-    /// Completed
+    /// Completed with a payload (also `fulfilled`)
+    #[value(alias = "fulfilled")]
     Completed,
+    /// Rejected with an error
+    Rejected,
+    /// Rejected because its timeout passed
+    TimedOut,
+}
+
+impl PromiseStatusArg {
+    /// The REST spelling.
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Completed => "completed",
+            Self::Rejected => "rejected",
+            Self::TimedOut => "timed-out",
+        }
+    }
 }
 
 /// Parses `KEY=VALUE`.

@@ -16,7 +16,7 @@ use vow_runtime::{ExportInfo, ParamInfo, PromiseId};
 
 use crate::client::{Client, Request};
 use crate::output;
-use crate::{ComponentCommand, InvokeArgs, PromiseCommand, PromiseStatusArg, WorkerCommand};
+use crate::{ComponentCommand, InvokeArgs, PromiseCommand, WorkerCommand};
 
 /// `ComponentInfo` as the server sends it.
 #[derive(Debug, Deserialize)]
@@ -490,11 +490,7 @@ pub(crate) async fn promise(server: &str, command: PromiseCommand) -> anyhow::Re
         } => {
             let mut request = Request::new(Method::GET, &["v1", "promises"]);
             if let Some(status) = status {
-                let status = match status {
-                    PromiseStatusArg::Pending => "pending",
-                    PromiseStatusArg::Completed => "completed",
-                };
-                request = request.query("status", status);
+                request = request.query("status", status.as_str());
             }
             if let Some(component) = component {
                 request = request.query("component", component);
@@ -553,6 +549,101 @@ pub(crate) async fn promise(server: &str, command: PromiseCommand) -> anyhow::Re
             }
             Ok(())
         }
+        PromiseCommand::Reject {
+            promise_id,
+            error,
+            data,
+        } => {
+            let id: PromiseId = promise_id.parse()?;
+            let component = id.worker_id.component_id.to_string();
+            let path = [
+                "v1",
+                "components",
+                &component,
+                "workers",
+                &id.worker_id.worker_name,
+                "reject",
+            ];
+            let body = json!({
+                "oplogIdx": id.oplog_idx,
+                "error": error,
+                "data": data.map(String::into_bytes).unwrap_or_default(),
+            });
+            let answer = client
+                .call_json(Request::new(Method::POST, &path), &body)
+                .await?;
+            match answer {
+                Value::Bool(true) => output::line("rejected")?,
+                Value::Bool(false) => output::line("already settled")?,
+                other => bail!("unexpected answer from the server: {other}"),
+            }
+            Ok(())
+        }
+        PromiseCommand::Show { promise_id, json } => {
+            let id: PromiseId = promise_id.parse()?;
+            let component = id.worker_id.component_id.to_string();
+            let index = id.oplog_idx.to_string();
+            let path = [
+                "v1",
+                "components",
+                &component,
+                "workers",
+                &id.worker_id.worker_name,
+                "promises",
+                &index,
+            ];
+            let answer = client.call(Request::new(Method::GET, &path)).await?;
+            if json {
+                return output::json(&answer);
+            }
+            output::line(&describe_promise(&answer))?;
+            Ok(())
+        }
+    }
+}
+
+/// One promise as `vow promise show` prints it: a line per fact.
+fn describe_promise(promise: &Value) -> String {
+    let text = |key: &str| promise[key].as_str().unwrap_or_default().to_owned();
+    let mut lines = vec![
+        format!("promise:   {}", text("promiseId")),
+        format!("status:    {}", text("status")),
+        format!("created:   {}", text("createdAt")),
+    ];
+    if let Some(deadline) = promise["deadline"].as_str() {
+        lines.push(format!("deadline:  {deadline}"));
+    }
+    if let Some(settled) = promise["completedAt"].as_str() {
+        lines.push(format!("settled:   {settled}"));
+    }
+    if let Some(retention) = promise["retentionMs"].as_u64() {
+        lines.push(format!("retention: {retention} ms after settling"));
+    }
+    if promise["awaited"] == Value::Bool(true) {
+        lines.push("awaited:   yes".to_owned());
+    }
+    if let Some(data) = promise["data"].as_array() {
+        let bytes: Vec<u8> = data
+            .iter()
+            .filter_map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+            .collect();
+        lines.push(format!("payload:   {}", printable(&bytes)));
+    }
+    if let Some(error) = promise.get("error").filter(|e| e.is_object()) {
+        lines.push(format!(
+            "error:     {}: {}",
+            error["kind"].as_str().unwrap_or_default(),
+            error["message"].as_str().unwrap_or_default()
+        ));
+    }
+    lines.join("\n")
+}
+
+/// Bytes as text when they are UTF-8, else as a list of numbers.
+fn printable(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => format!("{text:?}"),
+        Err(_) => format!("{bytes:?} ({} bytes, not UTF-8)", bytes.len()),
     }
 }
 

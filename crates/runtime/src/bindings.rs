@@ -1,8 +1,9 @@
 //! Host bindings generated from the top-level `wit/` folder.
 //!
-//! Only `await-promise`, `complete-promise`, `oplog-commit` and
-//! `set-oplog-index` are async: they wait for the promise dispatcher or the
-//! store. Everything else answers synchronously, which is cheaper
+//! Only the calls that wait for the promise dispatcher or the store are
+//! async: `await-promise`, `complete-promise`, `oplog-commit`,
+//! `set-oplog-index`, and Vow's `reject`, `wait`, `poll`, `wait-any` and
+//! `wait-all`. Everything else answers synchronously, which is cheaper
 //! on the guest's fiber. Every import is trappable so a guest mistake (an
 //! unknown promise, an unsupported call) becomes a trap with a clear message.
 
@@ -14,6 +15,11 @@ wasmtime::component::bindgen!({
         "golem:api/host.complete-promise": async | trappable | tracing,
         "golem:api/host.oplog-commit": async | trappable | tracing,
         "golem:api/host.set-oplog-index": async | trappable | tracing,
+        "vow:host/promises.reject": async | trappable | tracing,
+        "vow:host/promises.wait": async | trappable | tracing,
+        "vow:host/promises.poll": async | trappable | tracing,
+        "vow:host/promises.wait-any": async | trappable | tracing,
+        "vow:host/promises.wait-all": async | trappable | tracing,
         default: trappable | tracing,
     },
     with: {

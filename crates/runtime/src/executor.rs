@@ -19,7 +19,7 @@ use crate::ids::{ComponentId, OplogIndex, PromiseId, WorkerId, validate_worker_n
 use crate::oplog::{OplogEntry, OplogRecord};
 use crate::output::WorkerOutput;
 use crate::persist;
-use crate::promise::{PromiseFilter, PromiseInfo, Promises};
+use crate::promise::{PromiseFilter, PromiseInfo, Promises, Settlement};
 use crate::run::{self, Env};
 use crate::values;
 use crate::worker::{
@@ -371,6 +371,7 @@ fn new_linker(engine: &Engine) -> Result<Linker<WorkerState>> {
         wasmtime_wasi::p2::add_to_linker_async(linker)?;
         crate::bindings::golem::api::host::add_to_linker::<_, HasHost>(linker, host_view)?;
         crate::bindings::golem::rpc::types::add_to_linker::<_, HasHost>(linker, host_view)?;
+        crate::bindings::vow::host::promises::add_to_linker::<_, HasHost>(linker, host_view)?;
         Ok(())
     };
     link(&mut linker).map_err(|e| Error::Config(chain(&e)))?;
@@ -941,14 +942,45 @@ impl Executor {
     }
 
     /// Completes a promise from the host. `Ok(true)` if this call completed
-    /// it, `Ok(false)` if it was already completed (the first payload stays).
+    /// it, `Ok(false)` if it was already settled (the first settlement
+    /// stays); answered once the completion is durable.
     pub async fn complete_promise(&self, id: &PromiseId, data: impl Into<Bytes>) -> Result<bool> {
-        self.inner.promises.complete(id.clone(), data.into()).await
+        self.inner
+            .promises
+            .settle(id.clone(), Ok(data.into()))
+            .await
+    }
+
+    /// Rejects a promise from the host with `message` and `data` (an error
+    /// of kind [`ErrorKind::Rejected`](crate::ErrorKind::Rejected)). As
+    /// [`complete_promise`](Self::complete_promise), `Ok(false)` if it was
+    /// already settled.
+    pub async fn reject_promise(
+        &self,
+        id: &PromiseId,
+        message: impl Into<String>,
+        data: impl Into<Vec<u8>>,
+    ) -> Result<bool> {
+        let error = crate::PromiseError {
+            kind: crate::ErrorKind::Rejected,
+            message: message.into(),
+            data: data.into(),
+        };
+        self.inner.promises.settle(id.clone(), Err(error)).await
     }
 
     /// Promises matching the filter, ordered by worker and index.
     pub async fn promises(&self, filter: PromiseFilter) -> Result<Vec<PromiseInfo>> {
         self.inner.promises.list(filter).await
+    }
+
+    /// One promise, with its settlement once it has one.
+    pub async fn promise(&self, id: &PromiseId) -> Result<(PromiseInfo, Option<Settlement>)> {
+        self.inner
+            .promises
+            .get(id.clone())
+            .await?
+            .ok_or_else(|| Error::PromiseNotFound(id.clone()))
     }
 
     /// How many workers have their instance in memory right now; the others

@@ -91,9 +91,11 @@ pub use executor::{
 };
 pub use host::WorkerListing;
 pub use ids::{ComponentId, MAX_WORKER_NAME_LEN, OplogIndex, PromiseId, WorkerId};
-pub use oplog::{HostSettings, OplogEntry, OplogRecord, RecordedMetadata};
+pub use oplog::{HostSettings, OplogEntry, OplogRecord, RecordedMetadata, StoredSettlement};
 pub use output::WorkerOutput;
-pub use promise::{PromiseFilter, PromiseInfo, PromiseStatus};
+pub use promise::{
+    ErrorKind, PromiseError, PromiseFilter, PromiseInfo, PromiseOptions, PromiseStatus, Settlement,
+};
 pub use values::wit_type;
 pub use vow_store;
 pub use wasmtime::PoolingAllocationConfig;

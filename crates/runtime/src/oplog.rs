@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{OplogIndex, PromiseId, WorkerId};
+use crate::promise::PromiseError;
 
 /// One recorded operation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -65,6 +66,48 @@ pub enum OplogEntry {
         promise: PromiseId,
         /// `true` if this call completed it.
         completed: bool,
+    },
+    /// `reject` (`vow:host/promises`), with whether this call settled it.
+    RejectPromise {
+        /// The rejected promise.
+        promise: PromiseId,
+        /// `true` if this call rejected it.
+        rejected: bool,
+    },
+    /// `wait` (`vow:host/promises`) returned this settlement.
+    AwaitSettlement {
+        /// The awaited promise.
+        promise: PromiseId,
+        /// How it settled.
+        settlement: StoredSettlement,
+    },
+    /// `poll` (`vow:host/promises`) answered this.
+    PollPromise {
+        /// The polled promise.
+        promise: PromiseId,
+        /// Its settlement, if it had one.
+        settlement: Option<StoredSettlement>,
+    },
+    /// The deadline of a `wait-any` or `wait-all` with a timeout, fixed
+    /// when it started so replay waits until the same moment.
+    WaitDeadline {
+        /// Milliseconds since the Unix epoch.
+        at: u64,
+    },
+    /// `wait-any` answered: a position and its settlement, or none on
+    /// timeout.
+    WaitAny {
+        /// The awaited promises.
+        promises: Vec<PromiseId>,
+        /// What it returned.
+        answer: Option<(u32, StoredSettlement)>,
+    },
+    /// `wait-all` answered: every settlement, or none on timeout.
+    WaitAll {
+        /// The awaited promises.
+        promises: Vec<PromiseId>,
+        /// What it returned.
+        answer: Option<Vec<StoredSettlement>>,
     },
     /// `delete-promise`.
     DeletePromise {
@@ -144,6 +187,9 @@ pub enum OplogEntry {
     },
 }
 
+/// A settlement as the log keeps it: the payload, or the rejection.
+pub type StoredSettlement = std::result::Result<Vec<u8>, PromiseError>;
+
 /// Per-worker settings the guest changes through the host interface.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HostSettings {
@@ -185,6 +231,12 @@ impl OplogEntry {
             Self::CreatePromise => "create-promise",
             Self::AwaitPromise { .. } => "await-promise",
             Self::CompletePromise { .. } => "complete-promise",
+            Self::RejectPromise { .. } => "reject-promise",
+            Self::AwaitSettlement { .. } => "await-settlement",
+            Self::PollPromise { .. } => "poll-promise",
+            Self::WaitDeadline { .. } => "wait-deadline",
+            Self::WaitAny { .. } => "wait-any",
+            Self::WaitAll { .. } => "wait-all",
             Self::DeletePromise { .. } => "delete-promise",
             Self::IdempotencyKey { .. } => "generate-idempotency-key",
             Self::BeginAtomicRegion => "mark-begin-operation",

@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
-use vow_runtime::{ComponentId, WorkerId};
+use vow_runtime::{ComponentId, PromiseId, WorkerId};
 
 use crate::error::ApiError;
 use crate::routes::AppState;
@@ -79,6 +79,28 @@ impl<S: Send + Sync> FromRequestParts<S> for WorkerPath {
         let Path((cid, name)) = Path::<(String, String)>::from_request_parts(parts, state).await?;
         let component = parse_component_id(&cid).map_err(ApiError::invalid)?;
         Ok(Self(WorkerId::new(component, name)))
+    }
+}
+
+/// The `{cid}/workers/{name}/promises/{idx}` of a path.
+pub(crate) struct PromisePath(pub(crate) PromiseId);
+
+impl<S: Send + Sync> FromRequestParts<S> for PromisePath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path((cid, name, idx)) =
+            Path::<(String, String, String)>::from_request_parts(parts, state).await?;
+        let component = parse_component_id(&cid).map_err(ApiError::invalid)?;
+        let oplog_idx = idx.parse().map_err(|_| {
+            ApiError::invalid(format!(
+                "invalid promise index {idx:?}: expected the oplog index of its creation, a number"
+            ))
+        })?;
+        Ok(Self(PromiseId {
+            worker_id: WorkerId::new(component, name),
+            oplog_idx,
+        }))
     }
 }
 

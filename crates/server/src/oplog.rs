@@ -9,10 +9,11 @@
 //! | `invocation-finished`, ok | `ExportedFunctionCompleted`, the result read from the store |
 //! | `invocation-finished`, failed | `Error`, with the invocation's error |
 //! | host calls (promises, clocks, random, idempotency keys, worker metadata, `oplog-commit`, persistence level, idempotence mode) | `ImportedFunctionInvoked`, named as Golem names them (`golem::api::create_promise`, `wall_clock::now`, ...) |
+//! | `vow:host/promises` calls (`reject`, `wait`, `poll`, `wait-any`, `wait-all`) | `ImportedFunctionInvoked`, named `vow::promises::reject`, ... |
 //! | `set-retry-policy` | `ChangeRetryPolicy` |
 //! | `mark-begin-operation` / `mark-end-operation` | `BeginAtomicRegion` / `EndAtomicRegion` |
 //! | `jump` (`set-oplog-index`) | `Jump`, the region replay passes over |
-//! | `snapshot`, and a setting change recorded before Vow kept its value | `NoOp` |
+//! | `snapshot`, `wait-deadline`, and a setting change recorded before Vow kept its value | `NoOp` |
 //!
 //! Vow's own form, with every field it stores, stays at `.../oplog/raw`.
 
@@ -23,8 +24,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use vow_runtime::{
-    FinishedInvocation, FunctionType, HostSettings, OplogEntry, OplogRecord, PromiseId,
-    RecordedMetadata, Type, Val, WorkerId,
+    ErrorKind, FinishedInvocation, FunctionType, HostSettings, OplogEntry, OplogRecord,
+    PromiseError, PromiseId, RecordedMetadata, StoredSettlement, Type, Val, WorkerId,
 };
 use wasmtime::component::wasm_wave;
 
@@ -138,6 +139,51 @@ fn promise_id(id: &PromiseId) -> Typed {
         ("worker-id", worker_id(&id.worker_id)),
         ("oplog-idx", u64_value(id.oplog_idx)),
     ])
+}
+
+/// The `typ` of `promise-id`.
+fn promise_id_type() -> Value {
+    promise_id(&PromiseId {
+        worker_id: WorkerId::new(vow_runtime::ComponentId::from_u64_pair(0, 0), ""),
+        oplog_idx: 0,
+    })
+    .typ
+}
+
+const ERROR_KINDS: [&str; 3] = ["rejected", "timed-out", "failed"];
+
+/// `vow:host/promises`' `error` record.
+fn promise_error(error: &PromiseError) -> Typed {
+    let kind = match error.kind {
+        ErrorKind::Rejected => "rejected",
+        ErrorKind::TimedOut => "timed-out",
+        ErrorKind::Failed => "failed",
+    };
+    record_of(vec![
+        ("kind", enum_value(&ERROR_KINDS, kind)),
+        ("message", string(&error.message)),
+        ("data", bytes(&error.data)),
+    ])
+}
+
+/// The `typ` of `settlement`: `result<list<u8>, error>`.
+fn settlement_type() -> Value {
+    json!({
+        "type": "Result",
+        "ok": { "type": "List", "inner": tag("U8") },
+        "err": promise_error(&PromiseError::rejected("")).typ,
+    })
+}
+
+/// `vow:host/promises`' `settlement`.
+fn settlement(settled: &StoredSettlement) -> Typed {
+    Typed {
+        typ: settlement_type(),
+        value: match settled {
+            Ok(data) => json!({ "ok": data }),
+            Err(error) => json!({ "err": promise_error(error).value }),
+        },
+    }
 }
 
 const WORKER_STATUSES: [&str; 7] = [
@@ -373,6 +419,64 @@ impl Context {
                 promise_id(promise),
                 unit(),
                 "WriteLocal",
+            ),
+            OplogEntry::RejectPromise { promise, rejected } => imported(
+                at,
+                "vow::promises::reject",
+                promise_id(promise),
+                bool_value(*rejected),
+                "WriteLocal",
+            ),
+            OplogEntry::AwaitSettlement {
+                promise,
+                settlement: settled,
+            } => imported(
+                at,
+                "vow::promises::wait",
+                promise_id(promise),
+                settlement(settled),
+                "ReadRemote",
+            ),
+            OplogEntry::PollPromise {
+                promise,
+                settlement: settled,
+            } => imported(
+                at,
+                "vow::promises::poll",
+                promise_id(promise),
+                Typed {
+                    typ: json!({ "type": "Option", "inner": settlement_type() }),
+                    value: settled
+                        .as_ref()
+                        .map_or(Value::Null, |s| settlement(s).value),
+                },
+                "ReadRemote",
+            ),
+            OplogEntry::WaitAny { promises, answer } => imported(
+                at,
+                "vow::promises::wait_any",
+                list(promise_id_type(), promises.iter().map(promise_id).collect()),
+                Typed {
+                    typ: json!({ "type": "Option", "inner": {
+                        "type": "Tuple", "items": [tag("U32"), settlement_type()] } }),
+                    value: answer
+                        .as_ref()
+                        .map_or(Value::Null, |(i, s)| json!([i, settlement(s).value])),
+                },
+                "ReadRemote",
+            ),
+            OplogEntry::WaitAll { promises, answer } => imported(
+                at,
+                "vow::promises::wait_all",
+                list(promise_id_type(), promises.iter().map(promise_id).collect()),
+                Typed {
+                    typ: json!({ "type": "Option", "inner": {
+                        "type": "List", "inner": settlement_type() } }),
+                    value: answer.as_ref().map_or(Value::Null, |all| {
+                        Value::Array(all.iter().map(|s| settlement(s).value).collect())
+                    }),
+                },
+                "ReadRemote",
             ),
             OplogEntry::IdempotencyKey { key } => imported(
                 at,

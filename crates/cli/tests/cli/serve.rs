@@ -238,3 +238,72 @@ fn the_demo_parks_a_worker_and_prints_the_command_that_resumes_it() -> anyhow::R
     )?;
     Ok(())
 }
+
+#[test]
+fn a_promise_is_rejected_and_shown() -> anyhow::Result<()> {
+    let approval = vow_tests::guest("approval")?;
+    let server = Server::start(&[&approval])?;
+    let cid = server.component_id("approval")?;
+    server.client(&["worker", "start", &cid, "w2"])?.success()?;
+    server
+        .client(&[
+            "worker",
+            "invoke",
+            &cid,
+            "w2",
+            "request-approval",
+            "\"deploy\"",
+            "--no-wait",
+        ])?
+        .success()?;
+    let id = server.awaited_promise(&cid, "w2")?;
+    let shown = server.client(&["promise", "show", &id])?.success()?;
+    assert!(
+        shown
+            .stdout
+            .starts_with(&format!("promise:   {id}\nstatus:    pending\n")),
+        "{}",
+        shown.stdout
+    );
+    assert!(
+        shown.stdout.contains("awaited:   yes\n"),
+        "{}",
+        shown.stdout
+    );
+
+    let rejected = server
+        .client(&["promise", "reject", &id, "--error", "not today"])?
+        .success()?;
+    assert_eq!(rejected.stdout, "rejected\n");
+    let again = server
+        .client(&["promise", "reject", &id, "--error", "still no"])?
+        .success()?;
+    assert_eq!(again.stdout, "already settled\n");
+    // The approval guest awaits with Golem's await-promise, which cannot
+    // return an error: its invocation fails, naming the rejection.
+    server.wait_status(&cid, "w2", "failed")?;
+
+    let shown = server.client(&["promise", "show", &id])?.success()?;
+    assert!(
+        shown.stdout.contains("status:    rejected\n"),
+        "{}",
+        shown.stdout
+    );
+    assert!(
+        shown.stdout.ends_with("error:     rejected: not today\n"),
+        "{}",
+        shown.stdout
+    );
+    let listed = server
+        .client(&["promise", "list", "--status", "rejected", "--json"])?
+        .success()?;
+    let json: serde_json::Value = serde_json::from_str(&listed.stdout)?;
+    assert_eq!(json["promises"][0]["promiseId"], id.as_str());
+    assert_eq!(json["promises"][0]["error"]["message"], "not today");
+    let detail = server
+        .client(&["promise", "show", &id, "--json"])?
+        .success()?;
+    let json: serde_json::Value = serde_json::from_str(&detail.stdout)?;
+    assert_eq!(json["status"], "rejected");
+    Ok(())
+}

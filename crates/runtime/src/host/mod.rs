@@ -1,4 +1,5 @@
-//! The `golem:api/host@1.1.0` implementation.
+//! The `golem:api/host@1.1.0` implementation, and Vow's own
+//! `vow:host/promises` in [`promises`].
 //!
 //! Every call asks the worker's [journal](crate::journal) first: in replay it
 //! answers from the recorded entry and performs nothing; live it performs the
@@ -11,6 +12,8 @@ use bytes::Bytes;
 use futures::FutureExt as _;
 use vow_store::Write;
 use wasmtime::component::{HasData, Resource, ResourceTable};
+
+mod promises;
 
 use crate::bindings::golem::api::host::{
     self as wit, ComponentId as WitComponentId, Host, HostGetWorkers, PersistenceLevel,
@@ -255,6 +258,36 @@ impl GolemCtx {
         Ok(index)
     }
 
+    /// Waits, live, until the promise settles. The fiber parks here; other
+    /// workers keep running on the tokio threads until the dispatcher
+    /// answers. The worker task may evict the worker meanwhile (drop this
+    /// future and the Store) and bring it back by replay later.
+    /// `function` names the host call in the trap when the executor shut
+    /// down meanwhile.
+    async fn await_live(
+        &self,
+        id: &PromiseId,
+        function: &str,
+    ) -> wasmtime::Result<crate::promise::Answer> {
+        let shut_down = || trap(format!("{function}: the executor has shut down"));
+        let worker = Arc::clone(&self.worker);
+        let mut rx = worker
+            .promises
+            .subscribe(id.clone())
+            .map_err(|_| shut_down())?;
+        let answer = match (&mut rx).now_or_never() {
+            Some(answer) => answer,
+            None => {
+                worker.park(id.clone());
+                tracing::debug!(promise = %id, worker = %worker.id, "worker suspended");
+                let answer = rx.await;
+                worker.unpark();
+                answer
+            }
+        };
+        answer.map_err(|_| shut_down())
+    }
+
     /// A recorded entry of the wrong shape for its kind: the log is damaged.
     fn unexpected(&self, entry: &OplogEntry) -> wasmtime::Error {
         trap(format!(
@@ -296,15 +329,18 @@ impl Host for HostView<'_> {
                     worker_id: worker.id.clone(),
                     oplog_idx: next,
                 };
+                let spec = vow_store::PromiseSpec::default();
+                let now = vow_store::now_millis();
                 let create = Write::CreatePromise {
                     key: persist::promise_key(&id),
-                    at: vow_store::now_millis(),
+                    at: now,
+                    spec: spec.clone(),
                 };
                 let (index, _) = self.ctx.append(OplogEntry::CreatePromise, vec![create]);
                 debug_assert_eq!(index, next);
                 worker
                     .promises
-                    .create(id.clone())
+                    .create(id.clone(), now, spec)
                     .map_err(|e| trap(e.to_string()))?;
                 tracing::debug!(promise = %id, "promise created");
                 index
@@ -323,26 +359,7 @@ impl Host for HostView<'_> {
             Step::Replay(other) => return Err(self.ctx.unexpected(&other)),
             Step::Live => {}
         }
-        let worker = Arc::clone(&self.ctx.worker);
-        let mut rx = worker
-            .promises
-            .subscribe(id.clone())
-            .map_err(|e| trap(e.to_string()))?;
-        let outcome = match (&mut rx).now_or_never() {
-            Some(outcome) => outcome,
-            None => {
-                // The fiber parks here; other workers keep running on the
-                // tokio threads until the dispatcher answers. The worker
-                // task may evict the worker meanwhile (drop this future and
-                // the Store) and bring it back by replay later.
-                worker.park(id.clone());
-                tracing::debug!(promise = %id, worker = %worker.id, "worker suspended");
-                let outcome = rx.await;
-                worker.unpark();
-                outcome
-            }
-        };
-        match outcome {
+        match self.ctx.await_live(&id, "await-promise").await? {
             Ok(Ok(payload)) => {
                 let data = payload.to_vec();
                 self.ctx.record(OplogEntry::AwaitPromise {
@@ -351,13 +368,16 @@ impl Host for HostView<'_> {
                 });
                 Ok(data)
             }
-            Ok(Err(AwaitError::NotFound)) => Err(trap(format!(
+            Ok(Err(error)) => Err(trap(format!(
+                "await-promise: promise {id} {} (Golem's await-promise has no way to return an error: vow:host/promises.wait does)",
+                crate::promise::describe(&error)
+            ))),
+            Err(AwaitError::NotFound) => Err(trap(format!(
                 "await-promise: promise {id} not found (never created or deleted)"
             ))),
-            Ok(Err(AwaitError::Deleted)) => Err(trap(format!(
+            Err(AwaitError::Deleted) => Err(trap(format!(
                 "await-promise: promise {id} was deleted while awaited"
             ))),
-            Err(_) => Err(trap("await-promise: the executor has shut down".into())),
         }
     }
 
@@ -373,7 +393,7 @@ impl Host for HostView<'_> {
             Step::Live => {}
         }
         let promises = self.ctx.worker.promises.clone();
-        match promises.complete(id.clone(), Bytes::from(data)).await {
+        match promises.settle(id.clone(), Ok(Bytes::from(data))).await {
             Ok(completed) => {
                 // The answer is durable before the guest sees it, so a replay
                 // after a crash answers the same instead of asking again.

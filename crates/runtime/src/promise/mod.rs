@@ -1,41 +1,159 @@
 //! Promises and the dispatcher that owns them.
 //!
 //! One task owns the promise table. Everything that touches a promise —
-//! creation by a worker, an await, a completion from a guest or from the
-//! embedding API, a delete — is a [`Command`] on one channel to that task, so
-//! the order in which completions are applied is the order they were sent and
-//! first-writer-wins needs no locks.
+//! creation by a worker, an await, a completion or rejection from a guest
+//! or from the embedding API, a delete, a timer falling due — is a
+//! [`Command`] on one channel to that task (or a timer of that task), so
+//! the order in which settlements are applied is the order they were sent
+//! and first-writer-wins needs no locks.
 //!
-//! A completion is written to the store before it is applied: the promise
+//! A settlement is written to the store before it is applied: the promise
 //! stays pending (and its waiters asleep) until the write is durable, and
-//! only then does the completer hear `true` and the waiters their payload.
+//! only then does the settler hear `true` and the waiters the settlement.
 //! The dispatcher never waits for the store itself; a task per write
-//! reports back with [`Command::Written`], so completions of different
+//! reports back with [`Command::Written`], so settlements of different
 //! promises share the store's group commit.
+//!
+//! Timers are the dispatcher's too: a pending promise with a deadline is
+//! rejected with [`ErrorKind::TimedOut`] when it falls due, and a settled
+//! promise with a retention is deleted when that has passed. Both are
+//! stored with the promise, so they fire after a restart too (at once if
+//! they fell due while the runtime was down); a timeout is a settlement
+//! like any other, so it fires at most once.
 
-use std::collections::{HashMap, VecDeque};
+mod table;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
 use std::sync::Weak;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-use vow_store::{Outcome, PromiseRecord, PromiseState, SharedStorage, Write};
+use vow_store::{PromiseRecord, SharedStorage, Write};
 
 use crate::error::{Error, Result};
 use crate::ids::{ComponentId, PromiseId, WorkerId};
-use crate::persist;
 use crate::worker::WorkerEntry;
 
-/// Whether a promise has a payload yet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
+use table::Table;
+
+/// Where a promise is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum PromiseStatus {
-    /// Not completed yet.
+    /// Not settled yet.
     Pending,
-    /// Completed; awaiting it returns the payload at once.
+    /// Completed (fulfilled) with a payload; awaiting it returns the
+    /// payload at once.
     Completed,
+    /// Rejected with an error, on purpose or because the function that
+    /// was to settle it failed.
+    Rejected,
+    /// Rejected because its timeout passed while it was pending.
+    TimedOut,
+}
+
+impl PromiseStatus {
+    /// Reads the REST and CLI spelling (`pending`, `completed` or its alias
+    /// `fulfilled`, `rejected`, `timed-out`).
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "pending" => Self::Pending,
+            "completed" | "fulfilled" => Self::Completed,
+            "rejected" => Self::Rejected,
+            "timed-out" => Self::TimedOut,
+            _ => return None,
+        })
+    }
+}
+
+/// Why a promise was rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorKind {
+    /// On purpose: by a guest's `reject`, over REST or the embedding API,
+    /// or by the function that was to settle it returning an error.
+    Rejected,
+    /// Its timeout passed while it was pending.
+    TimedOut,
+    /// The function that was to settle it failed (trapped).
+    Failed,
+}
+
+/// The error a rejected promise settled with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromiseError {
+    /// Why it was rejected.
+    pub kind: ErrorKind,
+    /// What went wrong, for people.
+    pub message: String,
+    /// Whatever the rejecter attached (empty when nothing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data: Vec<u8>,
+}
+
+impl PromiseError {
+    /// A rejection on purpose with this message and no data.
+    pub fn rejected(message: impl Into<String>) -> Self {
+        Self {
+            kind: ErrorKind::Rejected,
+            message: message.into(),
+            data: Vec::new(),
+        }
+    }
+}
+
+impl fmt::Display for PromiseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            ErrorKind::Rejected => "rejected",
+            ErrorKind::TimedOut => "timed out",
+            ErrorKind::Failed => "failed",
+        };
+        write!(f, "{kind}: {}", self.message)
+    }
+}
+
+/// What happened to a rejected promise, as a sentence's predicate:
+/// `was rejected: ...`, `timed out: ...`, `failed: ...`.
+pub(crate) fn describe(error: &PromiseError) -> String {
+    let verb = match error.kind {
+        ErrorKind::Rejected => "was rejected",
+        ErrorKind::TimedOut => "timed out",
+        ErrorKind::Failed => "failed",
+    };
+    format!("{verb}: {}", error.message)
+}
+
+/// How a promise settled: its payload, or the error that rejected it.
+pub type Settlement = std::result::Result<Bytes, PromiseError>;
+
+/// Options of a new promise.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PromiseOptions {
+    /// After this long still pending, the promise is rejected with
+    /// [`ErrorKind::TimedOut`]. `None`: it waits as long as it takes.
+    pub timeout: Option<Duration>,
+    /// This long after it settles, the promise is deleted. `None`: it is
+    /// kept until deleted.
+    pub retention: Option<Duration>,
+}
+
+impl PromiseOptions {
+    /// What the store keeps of these options for a promise created at
+    /// `now` (milliseconds since the epoch).
+    pub(crate) fn spec(&self, now: vow_store::Millis) -> vow_store::PromiseSpec {
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        vow_store::PromiseSpec {
+            deadline: self.timeout.map(|t| now.saturating_add(millis(t))),
+            retention: self.retention.map(millis),
+            options: Bytes::new(),
+        }
+    }
 }
 
 /// What the runtime knows about one promise.
@@ -44,13 +162,19 @@ pub enum PromiseStatus {
 pub struct PromiseInfo {
     /// The promise.
     pub id: PromiseId,
-    /// Pending or completed.
+    /// Pending, completed, rejected or timed out.
     pub status: PromiseStatus,
-    /// When `create-promise` ran.
+    /// When it was created.
     pub created_at: SystemTime,
-    /// When it was completed, if it was.
+    /// When it settled, if it has.
     pub completed_at: Option<SystemTime>,
-    /// Whether some worker is parked in `await-promise` on it right now.
+    /// The error it was rejected with, if it was.
+    pub error: Option<PromiseError>,
+    /// When it times out, while it is pending and has a timeout.
+    pub deadline: Option<SystemTime>,
+    /// How long it is kept once settled, if not until deleted.
+    pub retention: Option<Duration>,
+    /// Whether some worker is parked awaiting it right now.
     pub awaited: bool,
 }
 
@@ -83,7 +207,7 @@ impl PromiseFilter {
     }
 }
 
-/// Why an await ended without a payload.
+/// Why an await ended without a settlement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum AwaitError {
     /// The promise does not exist.
@@ -92,10 +216,13 @@ pub(crate) enum AwaitError {
     Deleted,
 }
 
+/// What a waiter hears.
+pub(crate) type Answer = std::result::Result<Settlement, AwaitError>;
+
 /// Who waits on a promise: a parked guest (through a channel), or a
-/// dormant worker to wake when the promise completes or goes away.
+/// dormant worker to wake when the promise settles or goes away.
 pub(crate) enum Waiter {
-    Channel(oneshot::Sender<Result<Bytes, AwaitError>>),
+    Channel(oneshot::Sender<Answer>),
     Wake(Weak<WorkerEntry>),
 }
 
@@ -107,7 +234,7 @@ impl Waiter {
         }
     }
 
-    fn send(self, answer: Result<Bytes, AwaitError>) {
+    fn send(self, answer: Answer) {
         match self {
             Self::Channel(tx) => {
                 let _ = tx.send(answer);
@@ -120,23 +247,30 @@ impl Waiter {
         }
     }
 }
+
 type Reply = oneshot::Sender<Result<bool>>;
 
 /// A request to the dispatcher.
 pub(crate) enum Command {
     Create {
         id: PromiseId,
+        /// When it was created, as the store has it.
+        at: vow_store::Millis,
+        spec: vow_store::PromiseSpec,
     },
     Await {
         id: PromiseId,
         waiter: Waiter,
     },
-    Complete {
+    /// Settles a promise; `also` goes to the store in the same batch as the
+    /// settlement (or alone, if the promise is already settled or gone).
+    Settle {
         id: PromiseId,
-        data: Bytes,
+        settlement: Settlement,
+        also: Vec<Write>,
         reply: Reply,
     },
-    /// The store answered a completion the dispatcher wrote.
+    /// The store answered a settlement the dispatcher wrote.
     Written {
         id: PromiseId,
         outcome: Result<bool>,
@@ -151,6 +285,10 @@ pub(crate) enum Command {
         filter: PromiseFilter,
         reply: oneshot::Sender<Vec<PromiseInfo>>,
     },
+    Get {
+        id: PromiseId,
+        reply: oneshot::Sender<Option<(PromiseInfo, Option<Settlement>)>>,
+    },
 }
 
 /// Cheap handle for sending commands to the dispatcher.
@@ -161,18 +299,14 @@ pub(crate) struct Promises {
 
 impl Promises {
     /// Starts the dispatcher on the current tokio runtime with the promises
-    /// the store holds; completions are written to `storage` before anyone
+    /// the store holds; settlements are written to `storage` before anyone
     /// hears of them.
     pub(crate) fn spawn(
         storage: SharedStorage,
         stored: Vec<PromiseRecord>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let mut table = Table {
-            entries: HashMap::with_capacity(stored.len()),
-            storage,
-            tx: tx.clone(),
-        };
+        let mut table = Table::new(storage, tx.clone(), stored.len());
         for record in stored {
             table.load(record);
         }
@@ -186,15 +320,18 @@ impl Promises {
 
     /// Registers a new pending promise. No reply is needed: the channel is
     /// FIFO, so any later command about this id is handled after it.
-    pub(crate) fn create(&self, id: PromiseId) -> Result<()> {
-        self.send(Command::Create { id })
-    }
-
-    /// Asks for the payload; the receiver resolves when the promise completes.
-    pub(crate) fn subscribe(
+    pub(crate) fn create(
         &self,
         id: PromiseId,
-    ) -> Result<oneshot::Receiver<Result<Bytes, AwaitError>>> {
+        at: vow_store::Millis,
+        spec: vow_store::PromiseSpec,
+    ) -> Result<()> {
+        self.send(Command::Create { id, at, spec })
+    }
+
+    /// Asks for the settlement; the receiver resolves when the promise
+    /// settles (at once if it has).
+    pub(crate) fn subscribe(&self, id: PromiseId) -> Result<oneshot::Receiver<Answer>> {
         let (waiter, rx) = oneshot::channel();
         self.send(Command::Await {
             id,
@@ -203,7 +340,7 @@ impl Promises {
         Ok(rx)
     }
 
-    /// Wakes a dormant worker when the promise completes or is deleted (at
+    /// Wakes a dormant worker when the promise settles or is deleted (at
     /// once if it already has been, or does not exist).
     pub(crate) fn watch(&self, id: PromiseId, worker: Weak<WorkerEntry>) -> Result<()> {
         self.send(Command::Await {
@@ -212,11 +349,29 @@ impl Promises {
         })
     }
 
-    /// Completes a promise: `Ok(true)` if this call completed it. Answers
-    /// only once the completion is durable.
-    pub(crate) async fn complete(&self, id: PromiseId, data: Bytes) -> Result<bool> {
+    /// Settles a promise: `Ok(true)` if this call settled it, `Ok(false)`
+    /// if it already was. Answers only once the settlement is durable.
+    pub(crate) async fn settle(&self, id: PromiseId, settlement: Settlement) -> Result<bool> {
+        self.settle_with(id, settlement, Vec::new()).await
+    }
+
+    /// [`settle`](Self::settle), with `also` stored in the same batch as
+    /// the settlement (or alone when the promise is already settled; an
+    /// unknown promise is [`Error::PromiseNotFound`] once `also` is
+    /// stored).
+    pub(crate) async fn settle_with(
+        &self,
+        id: PromiseId,
+        settlement: Settlement,
+        also: Vec<Write>,
+    ) -> Result<bool> {
         let (reply, rx) = oneshot::channel();
-        self.send(Command::Complete { id, data, reply })?;
+        self.send(Command::Settle {
+            id,
+            settlement,
+            also,
+            reply,
+        })?;
         rx.await.map_err(|_| Error::ShutDown)?
     }
 
@@ -237,346 +392,37 @@ impl Promises {
         self.send(Command::List { filter, reply })?;
         rx.await.map_err(|_| Error::ShutDown)
     }
-}
 
-struct Entry {
-    created_at: SystemTime,
-    state: State,
-}
-
-enum State {
-    Pending(Vec<Waiter>),
-    /// A completion is being written; nobody hears of it before the store
-    /// has it. Later completions wait behind it: they lose if it succeeds
-    /// and are tried in turn if it fails.
-    Writing(Box<Writing>),
-    Completed {
-        data: Bytes,
-        at: SystemTime,
-    },
-}
-
-/// A completion being written, with who waits for it.
-struct Writing {
-    data: Bytes,
-    reply: Reply,
-    waiters: Vec<Waiter>,
-    queued: VecDeque<(Bytes, Reply)>,
-}
-
-/// The promise table and the rules applied to it.
-struct Table {
-    entries: HashMap<PromiseId, Entry>,
-    storage: SharedStorage,
-    /// For the answers of the store's writes.
-    tx: mpsc::UnboundedSender<Command>,
-}
-
-fn time_of(millis: vow_store::Millis) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_millis(millis)
-}
-
-impl Table {
-    fn load(&mut self, record: PromiseRecord) {
-        let state = match record.state {
-            PromiseState::Pending => State::Pending(Vec::new()),
-            PromiseState::Completed { data, at } => State::Completed {
-                data,
-                at: time_of(at),
-            },
-        };
-        self.entries.insert(
-            persist::promise_id(&record.key),
-            Entry {
-                created_at: time_of(record.created_at),
-                state,
-            },
-        );
-    }
-
-    fn apply(&mut self, command: Command) {
-        match command {
-            Command::Create { id } => {
-                self.entries.entry(id).or_insert_with(|| Entry {
-                    created_at: SystemTime::now(),
-                    state: State::Pending(Vec::new()),
-                });
-            }
-            Command::Await { id, waiter } => match self.entries.get_mut(&id) {
-                None => waiter.send(Err(AwaitError::NotFound)),
-                Some(Entry {
-                    state: State::Completed { data, .. },
-                    ..
-                }) => waiter.send(Ok(data.clone())),
-                Some(Entry { state, .. }) => {
-                    if let Some(waiters) = state.waiters() {
-                        waiters.retain(|w| !w.is_closed());
-                        waiters.push(waiter);
-                    }
-                }
-            },
-            Command::Complete { id, data, reply } => self.complete(id, data, reply),
-            Command::Written { id, outcome } => self.written(id, outcome),
-            Command::Delete { id } => {
-                if let Some(entry) = self.entries.remove(&id) {
-                    entry.state.fail_waiters();
-                }
-            }
-            Command::DeleteWorker { worker } => {
-                self.entries.retain(|id, entry| {
-                    let keep = id.worker_id != worker;
-                    if !keep {
-                        std::mem::replace(&mut entry.state, State::Pending(Vec::new()))
-                            .fail_waiters();
-                    }
-                    keep
-                });
-            }
-            Command::List { filter, reply } => {
-                let _ = reply.send(self.list(&filter));
-            }
-        }
-    }
-
-    fn complete(&mut self, id: PromiseId, data: Bytes, reply: Reply) {
-        let Some(entry) = self.entries.get_mut(&id) else {
-            let _ = reply.send(Err(Error::PromiseNotFound(id)));
-            return;
-        };
-        match &mut entry.state {
-            State::Completed { .. } => {
-                let _ = reply.send(Ok(false));
-            }
-            State::Writing(writing) => writing.queued.push_back((data, reply)),
-            State::Pending(waiters) => {
-                let waiters = std::mem::take(waiters);
-                let write = self.storage.write(vec![Write::CompletePromise {
-                    key: persist::promise_key(&id),
-                    data: data.clone(),
-                    at: vow_store::now_millis(),
-                }]);
-                entry.state = State::Writing(Box::new(Writing {
-                    data,
-                    reply,
-                    waiters,
-                    queued: VecDeque::new(),
-                }));
-                let tx = self.tx.clone();
-                tokio::spawn(async move {
-                    let outcome = match write.await {
-                        Ok(outcomes) => match outcomes.first() {
-                            Some(Outcome::Completed(done)) => Ok(*done),
-                            Some(Outcome::NotFound) => Err(Error::PromiseNotFound(id.clone())),
-                            _ => Ok(true),
-                        },
-                        Err(e) => Err(Error::Store(e)),
-                    };
-                    let _ = tx.send(Command::Written { id, outcome });
-                });
-            }
-        }
-    }
-
-    fn written(&mut self, id: PromiseId, outcome: Result<bool>) {
-        let Some(entry) = self.entries.get_mut(&id) else {
-            return;
-        };
-        let State::Writing(writing) =
-            std::mem::replace(&mut entry.state, State::Pending(Vec::new()))
-        else {
-            return;
-        };
-        let Writing {
-            data,
-            reply,
-            waiters,
-            queued,
-        } = *writing;
-        match outcome {
-            Ok(true) => {
-                for waiter in waiters {
-                    waiter.send(Ok(data.clone()));
-                }
-                entry.state = State::Completed {
-                    data,
-                    at: SystemTime::now(),
-                };
-                tracing::debug!(promise = %id, "promise completed");
-                let _ = reply.send(Ok(true));
-                for (_, later) in queued {
-                    let _ = later.send(Ok(false));
-                }
-            }
-            failed => {
-                // Nothing was completed: the waiters keep waiting and the
-                // next queued completion gets its chance.
-                tracing::warn!(promise = %id, ?failed, "completion not stored");
-                entry.state = State::Pending(waiters);
-                let _ = reply.send(failed);
-                let mut queued = queued;
-                if let Some((data, next)) = queued.pop_front() {
-                    self.complete(id.clone(), data, next);
-                    if let Some(Entry {
-                        state: State::Writing(writing),
-                        ..
-                    }) = self.entries.get_mut(&id)
-                    {
-                        writing.queued.extend(queued);
-                    }
-                }
-            }
-        }
-    }
-
-    fn list(&self, filter: &PromiseFilter) -> Vec<PromiseInfo> {
-        let mut out: Vec<PromiseInfo> = self
-            .entries
-            .iter()
-            .filter_map(|(id, entry)| {
-                let (status, completed_at, awaited) = match &entry.state {
-                    State::Pending(waiters) => (
-                        PromiseStatus::Pending,
-                        None,
-                        waiters.iter().any(|w| !w.is_closed()),
-                    ),
-                    State::Writing(writing) => (
-                        PromiseStatus::Pending,
-                        None,
-                        writing.waiters.iter().any(|w| !w.is_closed()),
-                    ),
-                    State::Completed { at, .. } => (PromiseStatus::Completed, Some(*at), false),
-                };
-                filter.matches(id, status).then(|| PromiseInfo {
-                    id: id.clone(),
-                    status,
-                    created_at: entry.created_at,
-                    completed_at,
-                    awaited,
-                })
-            })
-            .collect();
-        out.sort_by(|a, b| a.id.cmp(&b.id));
-        out
+    /// One promise with its settlement, if it exists.
+    pub(crate) async fn get(
+        &self,
+        id: PromiseId,
+    ) -> Result<Option<(PromiseInfo, Option<Settlement>)>> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Get { id, reply })?;
+        rx.await.map_err(|_| Error::ShutDown)
     }
 }
 
-impl State {
-    /// Who waits, while the promise is pending.
-    fn waiters(&mut self) -> Option<&mut Vec<Waiter>> {
-        match self {
-            State::Pending(waiters) => Some(waiters),
-            State::Writing(writing) => Some(&mut writing.waiters),
-            State::Completed { .. } => None,
-        }
-    }
-
-    fn fail_waiters(self) {
-        let (waiters, replies) = match self {
-            State::Pending(waiters) => (waiters, Vec::new()),
-            State::Writing(writing) => (
-                writing.waiters,
-                std::iter::once(writing.reply)
-                    .chain(writing.queued.into_iter().map(|(_, r)| r))
-                    .collect(),
-            ),
-            State::Completed { .. } => return,
-        };
-        for waiter in waiters {
-            waiter.send(Err(AwaitError::Deleted));
-        }
-        for reply in replies {
-            let _ = reply.send(Ok(false));
-        }
-    }
-}
-
+/// Runs the table: commands as they come, timers as they fall due.
 async fn dispatch(mut table: Table, mut rx: mpsc::UnboundedReceiver<Command>) {
-    while let Some(command) = rx.recv().await {
-        table.apply(command);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spawn() -> (Promises, SharedStorage) {
-        let storage: SharedStorage = std::sync::Arc::new(vow_store::MemoryStorage::new());
-        let (promises, _task) = Promises::spawn(storage.clone(), Vec::new());
-        (promises, storage)
-    }
-
-    /// Creates a promise the way a host call does: in the table and the store.
-    async fn create(promises: &Promises, storage: &SharedStorage, id: PromiseId) -> Result<()> {
-        storage
-            .write(vec![Write::CreatePromise {
-                key: persist::promise_key(&id),
-                at: 0,
-            }])
-            .await?;
-        promises.create(id)
-    }
-
-    fn id(worker: &str, idx: u64) -> PromiseId {
-        PromiseId {
-            worker_id: WorkerId::new(ComponentId::from_u64_pair(7, 7), worker),
-            oplog_idx: idx,
+    loop {
+        let due = table.next_timer();
+        let sleep = async {
+            match due {
+                Some(at) => {
+                    let wait = at.saturating_sub(vow_store::now_millis());
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            command = rx.recv() => match command {
+                Some(command) => table.apply(command),
+                None => return,
+            },
+            () = sleep => table.fire_due(vow_store::now_millis()),
         }
-    }
-
-    #[tokio::test]
-    async fn first_completion_wins_and_waiters_see_it() -> anyhow::Result<()> {
-        let (promises, storage) = spawn();
-        create(&promises, &storage, id("a", 3)).await?;
-        let waiter = promises.subscribe(id("a", 3))?;
-        assert!(
-            promises
-                .complete(id("a", 3), Bytes::from_static(b"one"))
-                .await?
-        );
-        assert!(
-            !promises
-                .complete(id("a", 3), Bytes::from_static(b"two"))
-                .await?
-        );
-        assert_eq!(waiter.await?, Ok(Bytes::from_static(b"one")));
-        let late = promises.subscribe(id("a", 3))?;
-        assert_eq!(late.await?, Ok(Bytes::from_static(b"one")));
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn unknown_and_deleted_promises_are_reported() -> anyhow::Result<()> {
-        let (promises, storage) = spawn();
-        let err = promises.complete(id("a", 9), Bytes::new()).await;
-        assert!(matches!(err, Err(Error::PromiseNotFound(p)) if p == id("a", 9)));
-        create(&promises, &storage, id("a", 3)).await?;
-        let waiter = promises.subscribe(id("a", 3))?;
-        promises.delete(id("a", 3))?;
-        assert_eq!(waiter.await?, Err(AwaitError::Deleted));
-        assert_eq!(
-            promises.subscribe(id("a", 3))?.await?,
-            Err(AwaitError::NotFound)
-        );
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn listing_filters_and_reports_waiters() -> anyhow::Result<()> {
-        let (promises, storage) = spawn();
-        create(&promises, &storage, id("a", 3)).await?;
-        create(&promises, &storage, id("b", 4)).await?;
-        let _waiter = promises.subscribe(id("b", 4))?;
-        promises.complete(id("a", 3), Bytes::new()).await?;
-        let pending = promises.list(PromiseFilter::pending()).await?;
-        assert_eq!(pending.len(), 1);
-        assert_eq!(pending[0].id, id("b", 4));
-        assert!(pending[0].awaited);
-        let all = promises.list(PromiseFilter::default()).await?;
-        assert_eq!(all.len(), 2);
-        assert_eq!(all[0].status, PromiseStatus::Completed);
-        promises.delete_worker(id("b", 4).worker_id)?;
-        assert_eq!(promises.list(PromiseFilter::default()).await?.len(), 1);
-        Ok(())
     }
 }

@@ -48,8 +48,9 @@ pub(super) fn parameters() -> Value {
             json!({ "type": "integer", "format": "uint64" })),
         "precise": query("precise", false, "Accepted for Golem's clients; Vow's metadata is always current",
             json!({ "type": "boolean" })),
-        "status": query("status", false, "Only promises with this status",
-            json!({ "type": "string", "enum": ["pending", "completed"] })),
+        "status": query("status", false, "Only promises with this status (`fulfilled` is `completed`)",
+            json!({ "type": "string", "enum": ["pending", "completed", "fulfilled", "rejected", "timed-out"] })),
+        "promiseIdx": path("idx", "The promise's oplog index (of its creation)", None),
         "component": query("component", false, "Only promises of this component's workers",
             json!({ "type": "string", "format": "uuid" })),
         "worker": query("worker", false, "Only promises of this worker (needs `component`)",
@@ -148,8 +149,21 @@ pub(super) fn schemas() -> Value {
                 "createdAt", "completedAt", "awaited"], "properties": {
             "promiseId": { "type": "string", "description": "{cid}/{name}/{oplogIdx}" },
             "componentId": { "type": "string", "format": "uuid" }, "workerName": string, "oplogIdx": count,
-            "status": { "type": "string", "enum": ["pending", "completed"] }, "createdAt": time,
-            "completedAt": { "type": ["string", "null"], "format": "date-time" }, "awaited": { "type": "boolean" } } },
+            "status": { "type": "string", "enum": ["pending", "completed", "rejected", "timed-out"] }, "createdAt": time,
+            "completedAt": { "type": ["string", "null"], "format": "date-time", "description": "When it settled" },
+            "awaited": { "type": "boolean" },
+            "error": schema("PromiseError"),
+            "deadline": { "type": "string", "format": "date-time", "description": "When it times out, while pending" },
+            "retentionMs": { "type": "integer", "minimum": 0, "description": "How long it is kept once settled" } } },
+        "PromiseError": { "type": "object", "required": ["kind", "message", "data"], "properties": {
+            "kind": { "type": "string", "enum": ["rejected", "timed-out", "failed"] }, "message": string,
+            "data": { "type": "array", "items": { "type": "integer", "minimum": 0, "maximum": 255 } } } },
+        "PromiseDetail": { "allOf": [schema("PromiseInfo"), { "type": "object", "properties": {
+            "data": { "type": "array", "items": { "type": "integer", "minimum": 0, "maximum": 255 },
+                "description": "The payload, once completed" } } }] },
+        "Rejection": { "type": "object", "required": ["oplogIdx", "error"], "properties": {
+            "oplogIdx": count, "error": string,
+            "data": { "type": "array", "items": { "type": "integer", "minimum": 0, "maximum": 255 } } } },
         "PromiseList": { "type": "object", "required": ["promises"],
             "properties": { "promises": { "type": "array", "items": schema("PromiseInfo") } } },
         "Completion": { "type": "object", "required": ["oplogIdx", "data"], "properties": {

@@ -371,6 +371,34 @@ fn paths() -> Value {
         )],
     );
     add(
+        w("/promises/{idx}"),
+        vec![(
+            "get",
+            Op {
+                id: "getPromise",
+                summary: "One of the worker's promises, with its payload or error once settled",
+                params: &["cid", "name", "promiseIdx"],
+                body: None,
+                ok: ("200", schema("PromiseDetail")),
+                errors: &["400", "404"],
+            },
+        )],
+    );
+    add(
+        w("/reject"),
+        vec![(
+            "post",
+            Op {
+                id: "rejectPromise",
+                summary: "Reject one of the worker's promises: true if this request settled it",
+                params: WORKER_PARAMS,
+                body: json_body("Rejection"),
+                ok: ("200", json!({ "type": "boolean" })),
+                errors: &["400", "404", "413"],
+            },
+        )],
+    );
+    add(
         w("/complete"),
         vec![(
             "post",
@@ -426,6 +454,8 @@ const EXTENSIONS: &[&str] = &[
     "getWorkerLogs",
     "getRawOplog",
     "listWorkerPromises",
+    "getPromise",
+    "rejectPromise",
     "listPromises",
     "openapi",
 ];

@@ -138,7 +138,9 @@ pub(crate) fn table(config: &ServerConfig) -> Vec<Route> {
         Route::new(worker!("/interrupt"), Post, workers::interrupt),
         Route::new(worker!("/resume"), Post, workers::resume),
         Route::new(worker!("/promises"), Get, promises::of_worker),
+        Route::new(worker!("/promises/{idx}"), Get, promises::get),
         Route::new(worker!("/complete"), Post, promises::complete),
+        Route::new(worker!("/reject"), Post, promises::reject),
         Route::new("/v1/promises", Get, promises::list),
         Route::new("/openapi.json", Get, crate::openapi::serve),
     ]

@@ -1,4 +1,4 @@
-//! Promises: listing them and completing them from outside.
+//! Promises: listing and reading them, and settling them from outside.
 
 use axum::Json;
 use axum::extract::State;
@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use vow_runtime::{PromiseFilter, PromiseId, PromiseInfo, PromiseStatus, WorkerId};
 
 use crate::error::ApiError;
-use crate::extract::{ApiQuery, JsonBody, WorkerPath, parse_component_id};
+use crate::extract::{ApiQuery, JsonBody, PromisePath, WorkerPath, parse_component_id};
 use crate::routes::AppState;
 use crate::time::rfc3339;
 
@@ -18,10 +18,26 @@ pub(crate) struct PromiseBody {
     component_id: String,
     worker_name: String,
     oplog_idx: u64,
-    status: &'static str,
+    status: PromiseStatus,
     created_at: String,
+    /// When it settled (completed, rejected or timed out); null while
+    /// pending.
     completed_at: Option<String>,
     awaited: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorBody>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deadline: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retention_ms: Option<u64>,
+}
+
+/// A rejection as the API shows it.
+#[derive(Serialize)]
+pub(crate) struct ErrorBody {
+    kind: vow_runtime::ErrorKind,
+    message: String,
+    data: Vec<u8>,
 }
 
 impl From<PromiseInfo> for PromiseBody {
@@ -31,13 +47,19 @@ impl From<PromiseInfo> for PromiseBody {
             component_id: info.id.worker_id.component_id.to_string(),
             worker_name: info.id.worker_id.worker_name,
             oplog_idx: info.id.oplog_idx,
-            status: match info.status {
-                PromiseStatus::Pending => "pending",
-                PromiseStatus::Completed => "completed",
-            },
+            status: info.status,
             created_at: rfc3339(info.created_at),
             completed_at: info.completed_at.map(rfc3339),
             awaited: info.awaited,
+            error: info.error.map(|e| ErrorBody {
+                kind: e.kind,
+                message: e.message,
+                data: e.data,
+            }),
+            deadline: info.deadline.map(rfc3339),
+            retention_ms: info
+                .retention
+                .map(|r| u64::try_from(r.as_millis()).unwrap_or(u64::MAX)),
         }
     }
 }
@@ -69,14 +91,15 @@ impl ListQuery {
         let mut errors = Vec::new();
         let status = match self.status.as_deref() {
             None => None,
-            Some("pending") => Some(PromiseStatus::Pending),
-            Some("completed") => Some(PromiseStatus::Completed),
-            Some(other) => {
-                errors.push(format!(
-                    "status must be \"pending\" or \"completed\", got {other:?}"
-                ));
-                None
-            }
+            Some(text) => match PromiseStatus::parse(text) {
+                Some(status) => Some(status),
+                None => {
+                    errors.push(format!(
+                        "status must be \"pending\", \"completed\" (or \"fulfilled\"), \"rejected\" or \"timed-out\", got {text:?}"
+                    ));
+                    None
+                }
+            },
         };
         let component = match self.component.as_deref().map(parse_component_id) {
             Some(Err(e)) => {
@@ -151,4 +174,63 @@ pub(crate) async fn complete(
         oplog_idx: body.oplog_idx,
     };
     Ok(Json(state.executor.complete_promise(&id, body.data).await?))
+}
+
+/// The body of `reject`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct Rejection {
+    oplog_idx: u64,
+    /// What went wrong, for people.
+    error: String,
+    /// Whatever the rejecter attaches (default none).
+    #[serde(default)]
+    data: Vec<u8>,
+}
+
+/// `POST .../workers/{name}/reject`: rejects one of the worker's promises
+/// (a Vow extension, shaped like `complete`). `true` if this request
+/// settled it, `false` if it already was settled.
+#[tracing::instrument(skip_all, fields(worker = %worker, oplog_idx = body.oplog_idx))]
+pub(crate) async fn reject(
+    State(state): State<AppState>,
+    WorkerPath(worker): WorkerPath,
+    JsonBody(body): JsonBody<Rejection>,
+) -> Result<Json<bool>, ApiError> {
+    state.executor.worker_status(&worker)?;
+    let id = PromiseId {
+        worker_id: worker,
+        oplog_idx: body.oplog_idx,
+    };
+    Ok(Json(
+        state
+            .executor
+            .reject_promise(&id, body.error, body.data)
+            .await?,
+    ))
+}
+
+/// One promise with its payload once completed.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct PromiseDetail {
+    #[serde(flatten)]
+    promise: PromiseBody,
+    /// The payload, once completed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<Vec<u8>>,
+}
+
+/// `GET .../workers/{name}/promises/{idx}`: one promise, with its payload
+/// or error once it settled.
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    PromisePath(id): PromisePath,
+) -> Result<Json<PromiseDetail>, ApiError> {
+    state.executor.worker_status(&id.worker_id)?;
+    let (info, settlement) = state.executor.promise(&id).await?;
+    Ok(Json(PromiseDetail {
+        promise: PromiseBody::from(info),
+        data: settlement.and_then(Result::ok).map(|data| data.to_vec()),
+    }))
 }

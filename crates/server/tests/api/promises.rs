@@ -281,7 +281,7 @@ async fn listings_filter_and_refuse_bad_filters() -> Result<()> {
     assert_eq!(
         body,
         json!({ "errors": [
-            "status must be \"pending\" or \"completed\", got \"done\"",
+            "status must be \"pending\", \"completed\" (or \"fulfilled\"), \"rejected\" or \"timed-out\", got \"done\"",
             "worker= needs component=",
         ] })
     );
@@ -292,5 +292,162 @@ async fn listings_filter_and_refuse_bad_filters() -> Result<()> {
         message.starts_with("invalid component id \"xyz\": "),
         "{body}"
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_promise_is_rejected_read_and_listed_by_status() -> Result<()> {
+    let app = App::new()?;
+    let cid = app.upload("harness").await?;
+    app.create_worker(&cid, "w").await?;
+    let options = json!({ "timeout-ms": null, "retention-ms": 60000 });
+    let (_, made) = app
+        .invoke(&cid, "w", "vow-create", json!([options]))
+        .await?;
+    let idx = made["result"]["oplog-idx"]
+        .as_u64()
+        .context("no oplog-idx")?;
+    let (_, made) = app.invoke(&cid, "w", "new-promise", json!([])).await?;
+    let done = made["result"]["oplog-idx"]
+        .as_u64()
+        .context("no oplog-idx")?;
+    let worker = format!("/v1/components/{cid}/workers/w");
+
+    let reject = json!({ "oplogIdx": idx, "error": "no budget left", "data": [1, 2] });
+    assert_eq!(
+        app.post(&format!("{worker}/reject"), &reject).await?,
+        (StatusCode::OK, json!(true))
+    );
+    assert_eq!(
+        app.post(&format!("{worker}/reject"), &reject).await?,
+        (StatusCode::OK, json!(false)),
+        "a settled promise is not rejected again"
+    );
+    assert_eq!(
+        app.post(
+            &format!("{worker}/complete"),
+            &json!({ "oplogIdx": idx, "data": [9] })
+        )
+        .await?,
+        (StatusCode::OK, json!(false)),
+        "nor completed"
+    );
+    assert_eq!(
+        app.post(
+            &format!("{worker}/complete"),
+            &json!({ "oplogIdx": done, "data": [4, 2] })
+        )
+        .await?,
+        (StatusCode::OK, json!(true))
+    );
+
+    let (status, rejected) = app.get(&format!("{worker}/promises/{idx}")).await?;
+    assert_eq!(status, StatusCode::OK, "{rejected}");
+    assert_eq!(rejected["status"], "rejected");
+    assert_eq!(
+        rejected["error"],
+        json!({ "kind": "rejected", "message": "no budget left", "data": [1, 2] })
+    );
+    assert_eq!(rejected["retentionMs"], 60000);
+    assert!(rejected["completedAt"].is_string(), "{rejected}");
+    assert_eq!(
+        rejected.get("data"),
+        None,
+        "a rejected promise has no payload"
+    );
+    let (_, completed) = app.get(&format!("{worker}/promises/{done}")).await?;
+    assert_eq!(completed["status"], "completed");
+    assert_eq!(completed["data"], json!([4, 2]));
+    assert_eq!(completed.get("error"), None);
+
+    let ids = |body: &Value| -> Vec<u64> {
+        body["promises"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["oplogIdx"].as_u64())
+            .collect()
+    };
+    let (_, listed) = app.get("/v1/promises?status=rejected").await?;
+    assert_eq!(ids(&listed), vec![idx]);
+    let (_, listed) = app.get("/v1/promises?status=fulfilled").await?;
+    assert_eq!(ids(&listed), vec![done]);
+    let (_, listed) = app.get("/v1/promises?status=timed-out").await?;
+    assert_eq!(ids(&listed), Vec::<u64>::new());
+
+    // Bad requests and unknown promises.
+    let (status, body) = app
+        .post(&format!("{worker}/reject"), &json!({ "oplogIdx": idx }))
+        .await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["errors"][0]
+            .as_str()
+            .is_some_and(|m| m.contains("missing field `error`")),
+        "{body}"
+    );
+    let (status, body) = app
+        .post(
+            &format!("{worker}/reject"),
+            &json!({ "oplogIdx": 999, "error": "x" }),
+        )
+        .await?;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::NOT_FOUND,
+            json!({ "error": format!("promise {cid}/w/999 not found") })
+        )
+    );
+    let (status, body) = app.get(&format!("{worker}/promises/999")).await?;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::NOT_FOUND,
+            json!({ "error": format!("promise {cid}/w/999 not found") })
+        )
+    );
+    let (status, body) = app.get(&format!("{worker}/promises/abc")).await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body,
+        json!({ "errors": ["invalid promise index \"abc\": expected the oplog index of its creation, a number"] })
+    );
+    let (status, _) = app
+        .get(&format!("/v1/components/{cid}/workers/ghost/promises/1"))
+        .await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_timed_out_promise_is_listed_with_its_error() -> Result<()> {
+    let app = App::new()?;
+    let cid = app.upload("harness").await?;
+    app.create_worker(&cid, "w").await?;
+    let options = json!({ "timeout-ms": 50, "retention-ms": null });
+    let (_, made) = app
+        .invoke(&cid, "w", "vow-create", json!([options]))
+        .await?;
+    let idx = made["result"]["oplog-idx"]
+        .as_u64()
+        .context("no oplog-idx")?;
+    let (_, pending) = app
+        .get(&format!("/v1/components/{cid}/workers/w/promises/{idx}"))
+        .await?;
+    assert!(
+        pending["deadline"].is_string(),
+        "a pending promise with a timeout shows its deadline: {pending}"
+    );
+    let (status, waited) = app
+        .invoke(&cid, "w", "vow-wait", json!([made["result"]]))
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{waited}");
+    assert_eq!(waited["result"]["err"]["kind"], "timed-out");
+    let (_, listed) = app.get("/v1/promises?status=timed-out").await?;
+    assert_eq!(listed["promises"][0]["oplogIdx"], idx);
+    assert_eq!(listed["promises"][0]["status"], "timed-out");
+    assert_eq!(listed["promises"][0]["error"]["kind"], "timed-out");
+    assert_eq!(listed["promises"][0].get("deadline"), None);
     Ok(())
 }

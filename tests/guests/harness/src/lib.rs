@@ -14,10 +14,30 @@ wit_bindgen::generate!({
 
         world harness {
             import golem:api/host@1.1.0;
+            import vow:host/promises@0.1.0;
             use golem:api/host@1.1.0.{
                 component-id, get-workers, persistence-level, promise-id, retry-policy,
                 update-mode, uuid, worker-any-filter, worker-id, worker-metadata,
             };
+            use vow:host/promises@0.1.0.{promise-options, settlement};
+
+            /// `vow:host/promises.create`.
+            export vow-create: func(options: promise-options) -> promise-id;
+            /// `vow:host/promises.reject`.
+            export vow-reject: func(id: promise-id, message: string, data: list<u8>) -> bool;
+            /// `vow:host/promises.wait`.
+            export vow-wait: func(id: promise-id) -> settlement;
+            /// `vow:host/promises.poll`.
+            export vow-poll: func(id: promise-id) -> option<settlement>;
+            /// `vow:host/promises.wait-any`.
+            export vow-wait-any: func(ids: list<promise-id>, timeout-ms: option<u64>) -> option<tuple<u32, settlement>>;
+            /// `vow:host/promises.wait-all`.
+            export vow-wait-all: func(ids: list<promise-id>, timeout-ms: option<u64>) -> option<list<settlement>>;
+            /// Creates `n` promises with Golem's `create-promise`, then waits
+            /// for all of them with `wait-all`.
+            export gather: func(n: u32, timeout-ms: option<u64>) -> option<list<settlement>>;
+            /// Creates `n` promises, then `wait-any` on them.
+            export first-of: func(n: u32, timeout-ms: option<u64>) -> option<tuple<u32, settlement>>;
 
             /// Returns `n + 1` (wrapping); touches nothing on the host.
             export ping: func(n: u32) -> u32;
@@ -139,6 +159,7 @@ wit_bindgen::generate!({
     // Reuse the SDK's bindings so its promise helpers accept these types.
     with: {
         "golem:api/host@1.1.0": vow_guest::host,
+        "vow:host/promises@0.1.0": vow_guest::bindings::vow::host::promises,
         "golem:rpc/types@0.1.1": vow_guest::bindings::golem::rpc::types,
         "wasi:clocks/monotonic-clock@0.2.0": vow_guest::bindings::wasi::clocks::monotonic_clock,
         "wasi:io/poll@0.2.0": vow_guest::bindings::wasi::io::poll,
@@ -156,7 +177,43 @@ const TOUCH_STRIDE: usize = 4096;
 
 struct Component;
 
+use vow_guest::bindings::vow::host::promises as vow;
+
 impl Guest for Component {
+    fn vow_create(options: vow::PromiseOptions) -> PromiseId {
+        vow::create(options)
+    }
+
+    fn vow_reject(id: PromiseId, message: String, data: Vec<u8>) -> bool {
+        vow::reject(&id, &message, &data)
+    }
+
+    fn vow_wait(id: PromiseId) -> vow::Settlement {
+        vow::wait(&id)
+    }
+
+    fn vow_poll(id: PromiseId) -> Option<vow::Settlement> {
+        vow::poll(&id)
+    }
+
+    fn vow_wait_any(ids: Vec<PromiseId>, timeout_ms: Option<u64>) -> Option<(u32, vow::Settlement)> {
+        vow::wait_any(&ids, timeout_ms)
+    }
+
+    fn vow_wait_all(ids: Vec<PromiseId>, timeout_ms: Option<u64>) -> Option<Vec<vow::Settlement>> {
+        vow::wait_all(&ids, timeout_ms)
+    }
+
+    fn gather(n: u32, timeout_ms: Option<u64>) -> Option<Vec<vow::Settlement>> {
+        let ids: Vec<PromiseId> = (0..n).map(|_| host::create_promise()).collect();
+        vow::wait_all(&ids, timeout_ms)
+    }
+
+    fn first_of(n: u32, timeout_ms: Option<u64>) -> Option<(u32, vow::Settlement)> {
+        let ids: Vec<PromiseId> = (0..n).map(|_| host::create_promise()).collect();
+        vow::wait_any(&ids, timeout_ms)
+    }
+
     fn echo_kinds(k: Kinds) -> Kinds {
         k
     }

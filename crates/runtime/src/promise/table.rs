@@ -1,0 +1,521 @@
+//! The promise table and the rules applied to it: first settlement wins,
+//! nobody hears of a settlement before the store has it, timers fire once.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{mpsc, oneshot};
+
+use vow_store::{Millis, Outcome, PromiseRecord, PromiseState, SharedStorage, Write};
+
+use super::{
+    AwaitError, Command, ErrorKind, PromiseError, PromiseFilter, PromiseInfo, PromiseStatus, Reply,
+    Settlement, Waiter,
+};
+use crate::error::{Error, Result};
+use crate::ids::PromiseId;
+use crate::persist;
+
+struct Entry {
+    created_at: Millis,
+    /// When it times out while pending.
+    deadline: Option<Millis>,
+    /// How long it is kept once settled.
+    retention: Option<Millis>,
+    state: State,
+}
+
+enum State {
+    Pending(Vec<Waiter>),
+    /// A settlement is being written; nobody hears of it before the store
+    /// has it. Later settlements wait behind it: they lose if it succeeds
+    /// and are tried in turn if it fails.
+    Writing(Box<Writing>),
+    Settled {
+        settlement: Settlement,
+        at: Millis,
+    },
+}
+
+/// A settlement being written, with who waits for it.
+struct Writing {
+    settlement: Settlement,
+    reply: Reply,
+    waiters: Vec<Waiter>,
+    queued: VecDeque<Queued>,
+}
+
+/// A settlement that arrived while another was being written.
+struct Queued {
+    settlement: Settlement,
+    also: Vec<Write>,
+    reply: Reply,
+}
+
+pub(super) struct Table {
+    entries: HashMap<PromiseId, Entry>,
+    /// Pending promises by deadline (entries may be stale: checked when due).
+    deadlines: BTreeSet<(Millis, PromiseId)>,
+    /// Settled promises by the time they are deleted (likewise).
+    expiries: BTreeSet<(Millis, PromiseId)>,
+    storage: SharedStorage,
+    /// For the answers of the store's writes.
+    tx: mpsc::UnboundedSender<Command>,
+}
+
+fn time_of(millis: Millis) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_millis(millis)
+}
+
+/// The store's form of a settlement.
+fn settle_write(id: &PromiseId, settlement: &Settlement, at: Millis) -> Write {
+    let key = persist::promise_key(id);
+    match settlement {
+        Ok(data) => Write::CompletePromise {
+            key,
+            data: data.clone(),
+            at,
+        },
+        Err(error) => Write::RejectPromise {
+            key,
+            error: persist::encode(error),
+            at,
+        },
+    }
+}
+
+/// Stores `also` (if there is anything), then answers `answer`.
+fn write_then_reply(storage: &SharedStorage, also: Vec<Write>, reply: Reply, answer: Result<bool>) {
+    if also.is_empty() {
+        let _ = reply.send(answer);
+        return;
+    }
+    let write = storage.write(also);
+    tokio::spawn(async move {
+        let answer = match write.await {
+            Ok(_) => answer,
+            Err(e) => Err(Error::Store(e)),
+        };
+        let _ = reply.send(answer);
+    });
+}
+
+impl Table {
+    pub(super) fn new(
+        storage: SharedStorage,
+        tx: mpsc::UnboundedSender<Command>,
+        capacity: usize,
+    ) -> Self {
+        Self {
+            entries: HashMap::with_capacity(capacity),
+            deadlines: BTreeSet::new(),
+            expiries: BTreeSet::new(),
+            storage,
+            tx,
+        }
+    }
+
+    pub(super) fn load(&mut self, record: PromiseRecord) {
+        let id = persist::promise_id(&record.key);
+        let state = match record.state {
+            PromiseState::Pending => State::Pending(Vec::new()),
+            PromiseState::Completed { data, at } => State::Settled {
+                settlement: Ok(data),
+                at,
+            },
+            PromiseState::Rejected { error, at } => State::Settled {
+                settlement: Err(
+                    persist::decode(&error, "a promise's error").unwrap_or_else(|e| PromiseError {
+                        kind: ErrorKind::Failed,
+                        message: e.to_string(),
+                        data: Vec::new(),
+                    }),
+                ),
+                at,
+            },
+        };
+        let entry = Entry {
+            created_at: record.created_at,
+            deadline: record.spec.deadline,
+            retention: record.spec.retention,
+            state,
+        };
+        self.schedule(&id, &entry);
+        self.entries.insert(id, entry);
+    }
+
+    /// Puts the entry's timer in place: its deadline while pending, its
+    /// deletion once settled.
+    fn schedule(&mut self, id: &PromiseId, entry: &Entry) {
+        match (&entry.state, entry.deadline, entry.retention) {
+            (State::Pending(_) | State::Writing(_), Some(deadline), _) => {
+                self.deadlines.insert((deadline, id.clone()));
+            }
+            (State::Settled { at, .. }, _, Some(retention)) => {
+                self.expiries
+                    .insert((at.saturating_add(retention), id.clone()));
+            }
+            _ => {}
+        }
+    }
+
+    /// When the next timer falls due.
+    pub(super) fn next_timer(&self) -> Option<Millis> {
+        let deadline = self.deadlines.first().map(|(at, _)| *at);
+        let expiry = self.expiries.first().map(|(at, _)| *at);
+        match (deadline, expiry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Fires every timer due at `now`: pending promises past their
+    /// deadline are rejected, settled ones past their retention deleted.
+    pub(super) fn fire_due(&mut self, now: Millis) {
+        while let Some((at, id)) = self.deadlines.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            let Some(entry) = self.entries.get(&id) else {
+                continue;
+            };
+            if matches!(entry.state, State::Settled { .. }) {
+                continue;
+            }
+            let timeout = Duration::from_millis(at.saturating_sub(entry.created_at));
+            let error = PromiseError {
+                kind: ErrorKind::TimedOut,
+                message: format!(
+                    "promise {id} was not settled within its timeout of {}",
+                    humanize(timeout)
+                ),
+                data: Vec::new(),
+            };
+            tracing::debug!(promise = %id, "promise timed out");
+            let (reply, _) = oneshot::channel();
+            self.settle(id, Err(error), Vec::new(), reply);
+        }
+        while let Some((at, id)) = self.expiries.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.expiries.pop_first();
+            if !matches!(
+                self.entries.get(&id).map(|e| &e.state),
+                Some(State::Settled { .. })
+            ) {
+                continue;
+            }
+            self.entries.remove(&id);
+            tracing::debug!(promise = %id, "settled promise deleted after its retention");
+            let write = self
+                .storage
+                .write(vec![Write::DeletePromise(persist::promise_key(&id))]);
+            tokio::spawn(async move {
+                if let Err(error) = write.await {
+                    tracing::warn!(promise = %id, %error, "deleting a promise after its retention failed");
+                }
+            });
+        }
+    }
+
+    pub(super) fn apply(&mut self, command: Command) {
+        match command {
+            Command::Create { id, at, spec } => {
+                if self.entries.contains_key(&id) {
+                    return;
+                }
+                let entry = Entry {
+                    created_at: at,
+                    deadline: spec.deadline,
+                    retention: spec.retention,
+                    state: State::Pending(Vec::new()),
+                };
+                self.schedule(&id, &entry);
+                self.entries.insert(id, entry);
+            }
+            Command::Await { id, waiter } => match self.entries.get_mut(&id) {
+                None => waiter.send(Err(AwaitError::NotFound)),
+                Some(Entry {
+                    state: State::Settled { settlement, .. },
+                    ..
+                }) => waiter.send(Ok(settlement.clone())),
+                Some(Entry { state, .. }) => {
+                    if let Some(waiters) = state.waiters() {
+                        waiters.retain(|w| !w.is_closed());
+                        waiters.push(waiter);
+                    }
+                }
+            },
+            Command::Settle {
+                id,
+                settlement,
+                also,
+                reply,
+            } => self.settle(id, settlement, also, reply),
+            Command::Written { id, outcome } => self.written(id, outcome),
+            Command::Delete { id } => {
+                if let Some(entry) = self.entries.remove(&id) {
+                    entry.state.fail_waiters();
+                }
+            }
+            Command::DeleteWorker { worker } => {
+                self.entries.retain(|id, entry| {
+                    let keep = id.worker_id != worker;
+                    if !keep {
+                        std::mem::replace(&mut entry.state, State::Pending(Vec::new()))
+                            .fail_waiters();
+                    }
+                    keep
+                });
+            }
+            Command::List { filter, reply } => {
+                let _ = reply.send(self.list(&filter));
+            }
+            Command::Get { id, reply } => {
+                let found = self.entries.get(&id).map(|entry| {
+                    let settlement = match &entry.state {
+                        State::Settled { settlement, .. } => Some(settlement.clone()),
+                        _ => None,
+                    };
+                    (info(&id, entry), settlement)
+                });
+                let _ = reply.send(found);
+            }
+        }
+    }
+
+    fn settle(&mut self, id: PromiseId, settlement: Settlement, also: Vec<Write>, reply: Reply) {
+        let Some(entry) = self.entries.get_mut(&id) else {
+            write_then_reply(&self.storage, also, reply, Err(Error::PromiseNotFound(id)));
+            return;
+        };
+        match &mut entry.state {
+            State::Settled { .. } => write_then_reply(&self.storage, also, reply, Ok(false)),
+            State::Writing(writing) => writing.queued.push_back(Queued {
+                settlement,
+                also,
+                reply,
+            }),
+            State::Pending(waiters) => {
+                let waiters = std::mem::take(waiters);
+                let mut batch = Vec::with_capacity(1 + also.len());
+                batch.push(settle_write(&id, &settlement, vow_store::now_millis()));
+                batch.extend(also);
+                let write = self.storage.write(batch);
+                entry.state = State::Writing(Box::new(Writing {
+                    settlement,
+                    reply,
+                    waiters,
+                    queued: VecDeque::new(),
+                }));
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let outcome = match write.await {
+                        Ok(outcomes) => match outcomes.first() {
+                            Some(Outcome::Completed(done)) => Ok(*done),
+                            Some(Outcome::NotFound) => Err(Error::PromiseNotFound(id.clone())),
+                            _ => Ok(true),
+                        },
+                        Err(e) => Err(Error::Store(e)),
+                    };
+                    let _ = tx.send(Command::Written { id, outcome });
+                });
+            }
+        }
+    }
+
+    fn written(&mut self, id: PromiseId, outcome: Result<bool>) {
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return;
+        };
+        let State::Writing(writing) =
+            std::mem::replace(&mut entry.state, State::Pending(Vec::new()))
+        else {
+            return;
+        };
+        let Writing {
+            settlement,
+            reply,
+            waiters,
+            queued,
+        } = *writing;
+        match outcome {
+            Ok(true) => {
+                for waiter in waiters {
+                    waiter.send(Ok(settlement.clone()));
+                }
+                tracing::debug!(promise = %id, ok = settlement.is_ok(), "promise settled");
+                let at = vow_store::now_millis();
+                entry.state = State::Settled { settlement, at };
+                if let Some(retention) = entry.retention {
+                    self.expiries
+                        .insert((at.saturating_add(retention), id.clone()));
+                }
+                let _ = reply.send(Ok(true));
+                for later in queued {
+                    write_then_reply(&self.storage, later.also, later.reply, Ok(false));
+                }
+            }
+            failed => {
+                // Nothing was settled: the waiters keep waiting and the next
+                // queued settlement gets its chance.
+                tracing::warn!(promise = %id, ?failed, "settlement not stored");
+                entry.state = State::Pending(waiters);
+                let _ = reply.send(failed);
+                let mut queued = queued;
+                if let Some(next) = queued.pop_front() {
+                    self.settle(id.clone(), next.settlement, next.also, next.reply);
+                    if let Some(Entry {
+                        state: State::Writing(writing),
+                        ..
+                    }) = self.entries.get_mut(&id)
+                    {
+                        writing.queued.extend(queued);
+                    }
+                }
+            }
+        }
+    }
+
+    fn list(&self, filter: &PromiseFilter) -> Vec<PromiseInfo> {
+        let mut out: Vec<PromiseInfo> = self
+            .entries
+            .iter()
+            .filter(|(id, entry)| filter.matches(id, entry.state.status()))
+            .map(|(id, entry)| info(id, entry))
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+}
+
+fn info(id: &PromiseId, entry: &Entry) -> PromiseInfo {
+    let (completed_at, error, awaited) = match &entry.state {
+        State::Pending(waiters) => (None, None, waiters.iter().any(|w| !w.is_closed())),
+        State::Writing(writing) => (None, None, writing.waiters.iter().any(|w| !w.is_closed())),
+        State::Settled { settlement, at } => (
+            Some(time_of(*at)),
+            settlement.as_ref().err().cloned(),
+            false,
+        ),
+    };
+    let pending = completed_at.is_none();
+    PromiseInfo {
+        id: id.clone(),
+        status: entry.state.status(),
+        created_at: time_of(entry.created_at),
+        completed_at,
+        error,
+        deadline: entry.deadline.filter(|_| pending).map(time_of),
+        retention: entry.retention.map(Duration::from_millis),
+        awaited,
+    }
+}
+
+/// A duration as people write it: `1m 30s`, `250ms`.
+fn humanize(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    if millis < 1000 {
+        return format!("{millis}ms");
+    }
+    let secs = duration.as_secs();
+    let (h, m, s, ms) = (secs / 3600, secs % 3600 / 60, secs % 60, millis % 1000);
+    let mut parts = Vec::new();
+    for (n, unit) in [(h, "h"), (m, "m"), (s, "s")] {
+        if n > 0 {
+            parts.push(format!("{n}{unit}"));
+        }
+    }
+    if ms > 0 {
+        parts.push(format!("{ms}ms"));
+    }
+    parts.join(" ")
+}
+
+impl State {
+    fn status(&self) -> PromiseStatus {
+        match self {
+            State::Pending(_) | State::Writing(_) => PromiseStatus::Pending,
+            State::Settled {
+                settlement: Ok(_), ..
+            } => PromiseStatus::Completed,
+            State::Settled {
+                settlement: Err(error),
+                ..
+            } if error.kind == ErrorKind::TimedOut => PromiseStatus::TimedOut,
+            State::Settled { .. } => PromiseStatus::Rejected,
+        }
+    }
+
+    /// Who waits, while the promise is pending.
+    fn waiters(&mut self) -> Option<&mut Vec<Waiter>> {
+        match self {
+            State::Pending(waiters) => Some(waiters),
+            State::Writing(writing) => Some(&mut writing.waiters),
+            State::Settled { .. } => None,
+        }
+    }
+
+    fn fail_waiters(self) {
+        let (waiters, replies) = match self {
+            State::Pending(waiters) => (waiters, Vec::new()),
+            State::Writing(writing) => (
+                writing.waiters,
+                std::iter::once(writing.reply)
+                    .chain(writing.queued.into_iter().map(|q| q.reply))
+                    .collect(),
+            ),
+            State::Settled { .. } => return,
+        };
+        for waiter in waiters {
+            waiter.send(Err(AwaitError::Deleted));
+        }
+        for reply in replies {
+            let _ = reply.send(Ok(false));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        assert_eq!(humanize(Duration::from_millis(250)), "250ms");
+        assert_eq!(humanize(Duration::from_secs(660)), "11m");
+        assert_eq!(humanize(Duration::from_millis(90_500)), "1m 30s 500ms");
+        assert_eq!(humanize(Duration::from_secs(7200)), "2h");
+    }
+
+    #[test]
+    fn a_settled_state_knows_its_status() {
+        let rejected = |kind| State::Settled {
+            settlement: Err(PromiseError {
+                kind,
+                message: String::new(),
+                data: Vec::new(),
+            }),
+            at: 0,
+        };
+        assert_eq!(
+            rejected(ErrorKind::TimedOut).status(),
+            PromiseStatus::TimedOut
+        );
+        assert_eq!(
+            rejected(ErrorKind::Failed).status(),
+            PromiseStatus::Rejected
+        );
+        assert_eq!(
+            State::Settled {
+                settlement: Ok(Bytes::new()),
+                at: 0
+            }
+            .status(),
+            PromiseStatus::Completed
+        );
+    }
+}
