@@ -6,6 +6,7 @@
 mod support;
 
 mod components;
+mod compose;
 mod durability;
 mod host_api;
 mod isolation;

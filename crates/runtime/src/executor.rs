@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,6 +13,7 @@ use wasmtime::component::{Linker, Val};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::component::{self, ComponentInfo, LoadedComponent};
+use crate::compose::{Components, Spawner};
 use crate::error::{Error, Result, chain};
 use crate::host::{HasHost, HostView};
 use crate::ids::{ComponentId, OplogIndex, PromiseId, WorkerId, validate_worker_name};
@@ -267,7 +268,9 @@ impl ExecutorBuilder {
             ));
         }
         let storage: SharedStorage = Arc::new(vow_store::MemoryStorage::new());
-        self.assemble(storage, Vec::new())
+        let (executor, ready) = self.assemble(storage, Vec::new(), Vec::new())?;
+        let _ = ready.send(());
+        Ok(executor)
     }
 
     /// Opens the executor on its store and recovers what the store holds:
@@ -290,8 +293,11 @@ impl ExecutorBuilder {
             }
         };
         let promises = storage.promises().await?;
-        let executor = self.assemble(Arc::clone(&storage), promises)?;
+        let reactions = storage.reactions().await?;
+        let (executor, ready) = self.assemble(Arc::clone(&storage), promises, reactions)?;
         crate::recovery::recover(&executor).await?;
+        // Workers that reactions start now find their components.
+        let _ = ready.send(());
         Ok(executor)
     }
 
@@ -299,7 +305,8 @@ impl ExecutorBuilder {
         self,
         storage: SharedStorage,
         promises: Vec<vow_store::PromiseRecord>,
-    ) -> Result<Executor> {
+        reactions: Vec<vow_store::ReactionRecord>,
+    ) -> Result<(Executor, tokio::sync::oneshot::Sender<()>)> {
         tokio::runtime::Handle::try_current().map_err(|_| {
             Error::Config("Executor::build must be called inside a tokio runtime".into())
         })?;
@@ -324,29 +331,60 @@ impl ExecutorBuilder {
         }
         let engine = Engine::new(&config).map_err(|e| Error::Config(chain(&e)))?;
         let linker = new_linker(&engine)?;
-        let (promises, dispatcher) = Promises::spawn(Arc::clone(&storage), promises);
+        let (spawner, spawned) = Spawner::new();
+        let (promises, dispatcher) =
+            Promises::spawn(Arc::clone(&storage), promises, reactions, spawner.clone());
         let ticker = Ticker::start(engine.clone(), settings.epoch_interval);
         let registry = Arc::new(Registry::new(settings.max_resident));
+        let components: Components = Arc::default();
         let shared = Shared {
             storage: Arc::clone(&storage),
             promises: promises.clone(),
             output_limit: settings.output_limit,
+            components: Arc::clone(&components),
+            spawner,
         };
-        Ok(Executor {
-            inner: Arc::new(Inner {
-                engine,
-                linker,
-                settings,
-                components: RwLock::new(HashMap::new()),
-                envs: std::sync::Mutex::default(),
-                registry,
-                promises,
-                storage,
-                shared,
-                dispatcher,
-                _ticker: ticker,
-            }),
-        })
+        let inner = Arc::new(Inner {
+            engine,
+            linker,
+            settings,
+            components,
+            envs: std::sync::Mutex::default(),
+            registry,
+            promises,
+            storage,
+            shared,
+            dispatcher,
+            _ticker: ticker,
+        });
+        let (ready, started) = tokio::sync::oneshot::channel();
+        tokio::spawn(activate(Arc::downgrade(&inner), started, spawned));
+        Ok((Executor { inner }, ready))
+    }
+}
+
+/// Brings to life the workers that `when` and `then` stored (see
+/// [`crate::compose`]), once recovery has installed the components.
+async fn activate(
+    inner: std::sync::Weak<Inner>,
+    started: tokio::sync::oneshot::Receiver<()>,
+    mut spawned: tokio::sync::mpsc::UnboundedReceiver<vow_store::WorkerRecord>,
+) {
+    if started.await.is_err() {
+        return;
+    }
+    while let Some(record) = spawned.recv().await {
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let executor = Executor { inner };
+        let id = crate::compose::worker_id(&record);
+        if executor.inner.registry.get(&id).is_some() {
+            continue;
+        }
+        if let Err(error) = crate::recovery::recover_worker(&executor, record, true) {
+            tracing::error!(worker = %id, %error, "a spawned worker could not start");
+        }
     }
 }
 
@@ -419,7 +457,7 @@ struct Inner {
     engine: Engine,
     linker: Linker<WorkerState>,
     settings: Settings,
-    components: RwLock<HashMap<ComponentId, Arc<LoadedComponent>>>,
+    components: Components,
     /// What worker tasks run with, one per component.
     envs: std::sync::Mutex<HashMap<ComponentId, Arc<Env>>>,
     registry: Arc<Registry>,
@@ -858,6 +896,7 @@ impl Executor {
         let request = persist::encode(&persist::Request {
             function: export.name.clone(),
             params,
+            settles: None,
         });
         // Enqueued in the store before the job can append anything, so the
         // write order is the order things happened.

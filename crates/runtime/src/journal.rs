@@ -224,6 +224,18 @@ impl Journal {
     /// Appends a live entry (with any other writes that belong with it) and
     /// returns its index and the future of its write.
     pub(crate) fn append(&mut self, entry: OplogEntry, extra: Vec<Write>) -> (OplogIndex, Durable) {
+        let (index, batch) = self.prepare(entry, extra);
+        (index, self.storage.write(batch))
+    }
+
+    /// Takes the next index for a live entry and returns the batch that
+    /// appends it (with `extra`), for the caller to store: it must be
+    /// stored before anything else is appended.
+    pub(crate) fn prepare(
+        &mut self,
+        entry: OplogEntry,
+        extra: Vec<Write>,
+    ) -> (OplogIndex, Vec<Write>) {
         self.last += 1;
         self.position = self.last;
         let index = self.last;
@@ -241,7 +253,7 @@ impl Journal {
             }],
         });
         batch.extend(extra);
-        (index, self.storage.write(batch))
+        (index, batch)
     }
 
     /// Drops the log after `after` (an atomic region a crash interrupted).

@@ -68,6 +68,7 @@
 
 mod bindings;
 mod component;
+mod compose;
 mod error;
 mod executor;
 mod filter;
@@ -91,7 +92,9 @@ pub use executor::{
 };
 pub use host::WorkerListing;
 pub use ids::{ComponentId, MAX_WORKER_NAME_LEN, OplogIndex, PromiseId, WorkerId};
-pub use oplog::{HostSettings, OplogEntry, OplogRecord, RecordedMetadata, StoredSettlement};
+pub use oplog::{
+    ComposeCall, HostSettings, OplogEntry, OplogRecord, RecordedMetadata, StoredSettlement,
+};
 pub use output::WorkerOutput;
 pub use promise::{
     ErrorKind, PromiseError, PromiseFilter, PromiseInfo, PromiseOptions, PromiseStatus, Settlement,

@@ -109,6 +109,15 @@ pub enum OplogEntry {
         /// What it returned.
         answer: Option<Vec<StoredSettlement>>,
     },
+    /// `when`, `then`, `all` or `any` (`vow:host/promises`): the entry's
+    /// index is the index of the promise it made, unless it failed.
+    Compose {
+        /// Which call.
+        call: ComposeCall,
+        /// Why it made no promise, when it did not.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
     /// `delete-promise`.
     DeletePromise {
         /// The deleted promise.
@@ -187,6 +196,32 @@ pub enum OplogEntry {
     },
 }
 
+/// The calls of `vow:host/promises` that make a promise settled by others.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ComposeCall {
+    /// `when`.
+    When,
+    /// `then`.
+    Then,
+    /// `all`.
+    All,
+    /// `any`.
+    Any,
+}
+
+impl ComposeCall {
+    /// Its WIT name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::When => "when",
+            Self::Then => "then",
+            Self::All => "all",
+            Self::Any => "any",
+        }
+    }
+}
+
 /// A settlement as the log keeps it: the payload, or the rejection.
 pub type StoredSettlement = std::result::Result<Vec<u8>, PromiseError>;
 
@@ -237,6 +272,7 @@ impl OplogEntry {
             Self::WaitDeadline { .. } => "wait-deadline",
             Self::WaitAny { .. } => "wait-any",
             Self::WaitAll { .. } => "wait-all",
+            Self::Compose { call, .. } => call.name(),
             Self::DeletePromise { .. } => "delete-promise",
             Self::IdempotencyKey { .. } => "generate-idempotency-key",
             Self::BeginAtomicRegion => "mark-begin-operation",

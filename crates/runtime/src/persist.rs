@@ -41,6 +41,9 @@ pub(crate) struct Request {
     pub(crate) function: String,
     /// Arguments in WAVE text.
     pub(crate) params: Vec<String>,
+    /// The promise its outcome settles (`when`, `then`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) settles: Option<PromiseId>,
 }
 
 /// A stored invocation outcome.

@@ -56,7 +56,11 @@ pub(crate) async fn recover(executor: &Executor) -> Result<()> {
 
 /// Registers one stored worker (`queued`: it has unfinished invocations);
 /// `true` if it was woken to go on at once.
-fn recover_worker(executor: &Executor, record: WorkerRecord, queued: bool) -> Result<bool> {
+pub(crate) fn recover_worker(
+    executor: &Executor,
+    record: WorkerRecord,
+    queued: bool,
+) -> Result<bool> {
     let id = persist::worker_id(&record.key);
     let Ok(component) = executor.loaded_component(id.component_id) else {
         tracing::error!(worker = %id, "worker's component is missing; worker not recovered");

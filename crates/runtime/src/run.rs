@@ -655,7 +655,9 @@ fn touch(env: &Env, entry: &Arc<WorkerEntry>) {
     }
 }
 
-/// Appends the end of an invocation and stores its outcome.
+/// Appends the end of an invocation and stores its outcome; an invocation
+/// started to settle a promise (`when`, `then`) settles it in the same
+/// batch.
 async fn finish(
     entry: &WorkerEntry,
     job: &Job,
@@ -674,16 +676,16 @@ async fn finish(
         },
         entry.state_write(),
     ];
-    let write = {
+    let batch = {
         let mut journal = lock(&entry.journal);
         if journal.replaying() || journal.divergence().is_some() {
             // The log was not followed to its end (the invocation failed in
             // replay): record the outcome without appending after a log that
             // no longer matches.
-            entry.storage.write(writes)
+            writes
         } else {
             journal
-                .append(
+                .prepare(
                     OplogEntry::InvocationFinished {
                         ok: !failed,
                         seq: job.seq,
@@ -693,7 +695,28 @@ async fn finish(
                 .1
         }
     };
-    write.await?;
+    let settlement = job.settles.as_ref().and_then(|promise| {
+        crate::compose::settlement_of(&job.export.name, outcome).map(|s| (promise.clone(), s))
+    });
+    match settlement {
+        None => {
+            entry.storage.write(batch).await?;
+        }
+        Some((promise, settlement)) => {
+            match entry
+                .promises
+                .settle_with(promise.clone(), settlement, batch)
+                .await
+            {
+                Ok(_) => {}
+                // Deleted meanwhile: the outcome is stored all the same.
+                Err(Error::PromiseNotFound(_)) => {
+                    tracing::debug!(%promise, worker = %entry.id, "the promise this invocation settles is gone");
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
     Ok(())
 }
 
@@ -712,6 +735,8 @@ async fn attempt(live: &mut Live, entry: &Arc<WorkerEntry>, env: &Env, job: &Job
             function: export.name.clone(),
         }));
     };
+    // What `current` answers during this invocation.
+    live.store.data_mut().golem.current = job.settles.clone();
     let mut results = vec![Val::Bool(false); export.result_count];
     let evict_after = env.evict_after;
     let outcome = {

@@ -27,6 +27,10 @@ pub(crate) struct Shared {
     pub(crate) storage: SharedStorage,
     pub(crate) promises: Promises,
     pub(crate) output_limit: usize,
+    /// The loaded components, for `when` and `then` into other ones.
+    pub(crate) components: crate::compose::Components,
+    /// Starts the workers `when` stores.
+    pub(crate) spawner: crate::compose::Spawner,
 }
 
 /// What a worker is doing; the same states as the WIT `worker-status`, in the
@@ -156,6 +160,8 @@ pub(crate) struct Job {
     pub(crate) reply: oneshot::Sender<Result<Vec<Val>>>,
     /// When it must be done by, set when it first starts.
     pub(crate) deadline: Option<tokio::time::Instant>,
+    /// The promise its outcome settles (started by `when` or `then`).
+    pub(crate) settles: Option<PromiseId>,
 }
 
 impl Job {
@@ -185,6 +191,7 @@ impl Job {
             seq,
             reply,
             deadline: None,
+            settles: None,
         };
         (job, outcome)
     }
@@ -199,6 +206,10 @@ pub(crate) struct WorkerEntry {
     pub(crate) args: Vec<String>,
     pub(crate) env: Vec<(String, String)>,
     pub(crate) created_at: SystemTime,
+    /// The loaded components, for `when` and `then` into other ones.
+    pub(crate) components: crate::compose::Components,
+    /// Starts the workers `when` stores.
+    pub(crate) spawner: crate::compose::Spawner,
     pub(crate) promises: Promises,
     pub(crate) output: Arc<crate::output::Output>,
     pub(crate) storage: SharedStorage,
@@ -302,6 +313,8 @@ impl WorkerEntry {
             env: config.env,
             created_at,
             promises: shared.promises.clone(),
+            components: Arc::clone(&shared.components),
+            spawner: shared.spawner.clone(),
             output,
             storage: Arc::clone(&shared.storage),
             journal,
@@ -492,13 +505,14 @@ impl WorkerEntry {
         };
         let types: Vec<_> = export.ty.params().map(|(_, t)| t).collect();
         let params = persist::from_wave(&request.params, &types)?;
-        let (job, _) = Job::new(
+        let (mut job, _) = Job::new(
             self,
             export,
             params,
             invocation.idempotency_key,
             invocation.seq,
         );
+        job.settles = request.settles;
         Ok(Some(job))
     }
 

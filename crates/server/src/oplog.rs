@@ -9,7 +9,7 @@
 //! | `invocation-finished`, ok | `ExportedFunctionCompleted`, the result read from the store |
 //! | `invocation-finished`, failed | `Error`, with the invocation's error |
 //! | host calls (promises, clocks, random, idempotency keys, worker metadata, `oplog-commit`, persistence level, idempotence mode) | `ImportedFunctionInvoked`, named as Golem names them (`golem::api::create_promise`, `wall_clock::now`, ...) |
-//! | `vow:host/promises` calls (`reject`, `wait`, `poll`, `wait-any`, `wait-all`) | `ImportedFunctionInvoked`, named `vow::promises::reject`, ... |
+//! | `vow:host/promises` calls (`reject`, `wait`, `poll`, `wait-any`, `wait-all`, `when`, `then`, `all`, `any`) | `ImportedFunctionInvoked`, named `vow::promises::reject`, ... |
 //! | `set-retry-policy` | `ChangeRetryPolicy` |
 //! | `mark-begin-operation` / `mark-end-operation` | `BeginAtomicRegion` / `EndAtomicRegion` |
 //! | `jump` (`set-oplog-index`) | `Jump`, the region replay passes over |
@@ -477,6 +477,22 @@ impl Context {
                     }),
                 },
                 "ReadRemote",
+            ),
+            OplogEntry::Compose { call, error } => imported(
+                at,
+                &format!("vow::promises::{}", call.name()),
+                unit(),
+                Typed {
+                    typ: json!({ "type": "Result", "ok": promise_id_type(), "err": tag("Str") }),
+                    value: match error {
+                        Some(error) => json!({ "err": error }),
+                        None => json!({ "ok": promise_id(&PromiseId {
+                            worker_id: self.worker.clone(),
+                            oplog_idx: record.index,
+                        }).value }),
+                    },
+                },
+                "WriteRemote",
             ),
             OplogEntry::IdempotencyKey { key } => imported(
                 at,

@@ -35,6 +35,8 @@ pub(crate) struct GolemCtx {
     pub(crate) worker: Arc<WorkerEntry>,
     pub(crate) registry: Weak<Registry>,
     pub(crate) journal: SharedJournal,
+    /// The promise the running invocation settles (`when`, `then`).
+    pub(crate) current: Option<PromiseId>,
     retry_policy: RetryPolicy,
     persistence: PersistenceLevel,
     idempotent: bool,
@@ -50,6 +52,7 @@ impl GolemCtx {
             worker,
             registry,
             journal,
+            current: None,
             retry_policy: default_retry_policy(),
             persistence: PersistenceLevel::Smart,
             idempotent: true,

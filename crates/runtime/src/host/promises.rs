@@ -12,14 +12,16 @@ use std::time::Duration;
 use futures::FutureExt as _;
 use vow_store::Write;
 
-use super::{HostView, Step, promise_id_from_wit, promise_id_to_wit, trap};
+use super::{HostView, Step, component_id_from_wit, promise_id_from_wit, promise_id_to_wit, trap};
 use crate::bindings::golem::api::host::PromiseId as WitPromiseId;
 use crate::bindings::vow::host::promises::{
     self as wit, Error as WitError, ErrorKind as WitErrorKind, Host, PromiseOptions as WitOptions,
+    Target,
 };
+use crate::compose::{self, ReactionSpec};
 use crate::ids::PromiseId;
 use crate::journal::lock;
-use crate::oplog::{OplogEntry, StoredSettlement};
+use crate::oplog::{ComposeCall, OplogEntry, StoredSettlement};
 use crate::persist;
 use crate::promise::{Answer, AwaitError, ErrorKind, PromiseError, PromiseOptions, Settlement};
 
@@ -122,6 +124,114 @@ impl HostView<'_> {
     }
 }
 
+/// What a composing call starts once its entry is stored.
+enum Composed {
+    /// A worker to start (`when`).
+    Worker(vow_store::WorkerRecord),
+    /// A reaction to register (`then`, `all`, `any`).
+    Reaction(Vec<PromiseId>, ReactionSpec),
+}
+
+impl HostView<'_> {
+    /// `when`, `then`, `all` and `any`: the promise they make has the index
+    /// of their entry. `plan` checks the call and gives the writes that go
+    /// with the entry (the promise's creation is added here) and what to
+    /// start; its error is the guest's.
+    fn compose(
+        &mut self,
+        call: ComposeCall,
+        options: WitOptions,
+        plan: impl FnOnce(&Self, &PromiseId) -> Result<(Vec<Write>, Composed), String>,
+    ) -> wasmtime::Result<Result<WitPromiseId, String>> {
+        let worker = std::sync::Arc::clone(&self.ctx.worker);
+        match self.ctx.step(call.name())? {
+            Step::Replay(OplogEntry::Compose { error: Some(e), .. }) => return Ok(Err(e)),
+            Step::Replay(OplogEntry::Compose { .. }) => {
+                let oplog_idx = lock(&self.ctx.journal).position();
+                return Ok(Ok(promise_id_to_wit(&PromiseId {
+                    worker_id: worker.id.clone(),
+                    oplog_idx,
+                })));
+            }
+            Step::Replay(other) => return Err(self.ctx.unexpected(&other)),
+            Step::Live => {}
+        }
+        let id = PromiseId {
+            worker_id: worker.id.clone(),
+            oplog_idx: lock(&self.ctx.journal).last_index() + 1,
+        };
+        let (mut writes, composed) = match plan(self, &id) {
+            Ok(planned) => planned,
+            Err(error) => {
+                self.ctx.record(OplogEntry::Compose {
+                    call,
+                    error: Some(error.clone()),
+                });
+                return Ok(Err(error));
+            }
+        };
+        let now = vow_store::now_millis();
+        let spec = options_from_wit(options).spec(now);
+        writes.insert(
+            0,
+            Write::CreatePromise {
+                key: persist::promise_key(&id),
+                at: now,
+                spec: spec.clone(),
+            },
+        );
+        let (index, durable) = self
+            .ctx
+            .append(OplogEntry::Compose { call, error: None }, writes);
+        debug_assert_eq!(index, id.oplog_idx);
+        worker
+            .promises
+            .create(id.clone(), now, spec)
+            .map_err(|e| trap(e.to_string()))?;
+        match composed {
+            Composed::Worker(record) => {
+                let spawner = worker.spawner.clone();
+                tokio::spawn(async move {
+                    match durable.await {
+                        Ok(_) => spawner.activate(record),
+                        Err(error) => tracing::error!(%error, "storing a when failed"),
+                    }
+                });
+            }
+            Composed::Reaction(sources, spec) => {
+                drop(durable);
+                worker
+                    .promises
+                    .react(id.clone(), sources, spec)
+                    .map_err(|e| trap(e.to_string()))?;
+            }
+        }
+        tracing::debug!(promise = %id, call = call.name(), "promise composed");
+        Ok(Ok(promise_id_to_wit(&id)))
+    }
+
+    /// The handler `target` names, checked for `when` or `then`.
+    fn handler(&self, target: Target, then: bool) -> Result<compose::Handler, String> {
+        let component = match target.component {
+            Some(id) => component_id_from_wit(id),
+            None => self.ctx.worker.id.component_id,
+        };
+        let loaded = compose::component(&self.ctx.worker.components, component)
+            .ok_or_else(|| format!("component {component} not found"))?;
+        compose::handler(&loaded, &target.function, then)
+    }
+}
+
+/// The store's record of a reaction made now.
+fn reaction(target: &PromiseId, sources: &[PromiseId], spec: &ReactionSpec) -> Write {
+    Write::PutReaction(vow_store::ReactionRecord {
+        target: persist::promise_key(target),
+        sources: sources.iter().map(persist::promise_key).collect(),
+        spec: persist::encode(spec),
+        created_at: vow_store::now_millis(),
+    })
+}
+
 /// Sleeps until `deadline` (milliseconds since the epoch); forever if none.
 async fn until(deadline: Option<u64>) {
     match deadline {
@@ -134,6 +244,76 @@ async fn until(deadline: Option<u64>) {
 }
 
 impl Host for HostView<'_> {
+    fn when(
+        &mut self,
+        target: Target,
+        input: Vec<u8>,
+        options: WitOptions,
+    ) -> wasmtime::Result<Result<WitPromiseId, String>> {
+        self.compose(ComposeCall::When, options, |host, id| {
+            let handler = host.handler(target, false)?;
+            let name = compose::worker_name("when", id);
+            let (record, writes) =
+                compose::spawn(&handler, name, &[compose::bytes_val(&input)], id)
+                    .map_err(|e| e.to_string())?;
+            Ok((writes, Composed::Worker(record)))
+        })
+    }
+
+    fn then(
+        &mut self,
+        source: WitPromiseId,
+        target: Target,
+        options: WitOptions,
+    ) -> wasmtime::Result<Result<WitPromiseId, String>> {
+        let source = promise_id_from_wit(source);
+        self.compose(ComposeCall::Then, options, |host, id| {
+            let spec = ReactionSpec::Then(host.handler(target, true)?);
+            let sources = vec![source];
+            Ok((
+                vec![reaction(id, &sources, &spec)],
+                Composed::Reaction(sources, spec),
+            ))
+        })
+    }
+
+    fn all(
+        &mut self,
+        ids: Vec<WitPromiseId>,
+        options: WitOptions,
+    ) -> wasmtime::Result<Result<WitPromiseId, String>> {
+        let sources: Vec<PromiseId> = ids.into_iter().map(promise_id_from_wit).collect();
+        self.compose(ComposeCall::All, options, |_, id| {
+            let spec = ReactionSpec::All;
+            Ok((
+                vec![reaction(id, &sources, &spec)],
+                Composed::Reaction(sources, spec),
+            ))
+        })
+    }
+
+    fn any(
+        &mut self,
+        ids: Vec<WitPromiseId>,
+        options: WitOptions,
+    ) -> wasmtime::Result<Result<WitPromiseId, String>> {
+        let sources: Vec<PromiseId> = ids.into_iter().map(promise_id_from_wit).collect();
+        self.compose(ComposeCall::Any, options, |_, id| {
+            if sources.is_empty() {
+                return Err("any needs at least one promise".to_owned());
+            }
+            let spec = ReactionSpec::Any;
+            Ok((
+                vec![reaction(id, &sources, &spec)],
+                Composed::Reaction(sources, spec),
+            ))
+        })
+    }
+
+    fn current(&mut self) -> wasmtime::Result<Option<WitPromiseId>> {
+        Ok(self.ctx.current.as_ref().map(promise_id_to_wit))
+    }
+
     fn create(&mut self, options: WitOptions) -> wasmtime::Result<WitPromiseId> {
         let worker = &self.ctx.worker;
         let oplog_idx = match self.ctx.step("create-promise")? {

@@ -33,8 +33,9 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-use vow_store::{PromiseRecord, SharedStorage, Write};
+use vow_store::{PromiseRecord, ReactionRecord, SharedStorage, Write};
 
+use crate::compose::{ReactionSpec, Spawner};
 use crate::error::{Error, Result};
 use crate::ids::{ComponentId, PromiseId, WorkerId};
 use crate::worker::WorkerEntry;
@@ -289,6 +290,12 @@ pub(crate) enum Command {
         id: PromiseId,
         reply: oneshot::Sender<Option<(PromiseInfo, Option<Settlement>)>>,
     },
+    /// A reaction the caller stored: `target` settles once `sources` do.
+    React {
+        target: PromiseId,
+        sources: Vec<PromiseId>,
+        spec: ReactionSpec,
+    },
 }
 
 /// Cheap handle for sending commands to the dispatcher.
@@ -304,12 +311,16 @@ impl Promises {
     pub(crate) fn spawn(
         storage: SharedStorage,
         stored: Vec<PromiseRecord>,
+        reactions: Vec<ReactionRecord>,
+        spawner: Spawner,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let mut table = Table::new(storage, tx.clone(), stored.len());
+        let mut table = Table::new(storage, tx.clone(), spawner, stored.len());
         for record in stored {
             table.load(record);
         }
+        // Reactions whose sources settled before a crash fire now.
+        table.load_reactions(reactions);
         let task = tokio::spawn(dispatch(table, rx));
         (Self { tx }, task)
     }
@@ -391,6 +402,21 @@ impl Promises {
         let (reply, rx) = oneshot::channel();
         self.send(Command::List { filter, reply })?;
         rx.await.map_err(|_| Error::ShutDown)
+    }
+
+    /// Registers a stored reaction: `target` settles once `sources` do (at
+    /// once if they already have).
+    pub(crate) fn react(
+        &self,
+        target: PromiseId,
+        sources: Vec<PromiseId>,
+        spec: ReactionSpec,
+    ) -> Result<()> {
+        self.send(Command::React {
+            target,
+            sources,
+            spec,
+        })
     }
 
     /// One promise with its settlement, if it exists.

@@ -6,12 +6,15 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
 
-use vow_store::{Millis, Outcome, PromiseRecord, PromiseState, SharedStorage, Write};
+use vow_store::{
+    Millis, Outcome, PromiseRecord, PromiseState, ReactionRecord, SharedStorage, Write,
+};
 
 use super::{
     AwaitError, Command, ErrorKind, PromiseError, PromiseFilter, PromiseInfo, PromiseStatus, Reply,
     Settlement, Waiter,
 };
+use crate::compose::{ReactionSpec, Spawner, Takes};
 use crate::error::{Error, Result};
 use crate::ids::PromiseId;
 use crate::persist;
@@ -52,8 +55,20 @@ struct Queued {
     reply: Reply,
 }
 
+/// A reaction: what settles its target once its sources settle.
+struct Reaction {
+    sources: Vec<PromiseId>,
+    spec: ReactionSpec,
+}
+
 pub(super) struct Table {
     entries: HashMap<PromiseId, Entry>,
+    /// Reactions by target.
+    reactions: HashMap<PromiseId, Reaction>,
+    /// The targets of the reactions waiting on each source.
+    waiting_on: HashMap<PromiseId, Vec<PromiseId>>,
+    /// Starts the workers `then` continuations run in.
+    spawner: Spawner,
     /// Pending promises by deadline (entries may be stale: checked when due).
     deadlines: BTreeSet<(Millis, PromiseId)>,
     /// Settled promises by the time they are deleted (likewise).
@@ -104,10 +119,14 @@ impl Table {
     pub(super) fn new(
         storage: SharedStorage,
         tx: mpsc::UnboundedSender<Command>,
+        spawner: Spawner,
         capacity: usize,
     ) -> Self {
         Self {
             entries: HashMap::with_capacity(capacity),
+            reactions: HashMap::new(),
+            waiting_on: HashMap::new(),
+            spawner,
             deadlines: BTreeSet::new(),
             expiries: BTreeSet::new(),
             storage,
@@ -142,6 +161,145 @@ impl Table {
         };
         self.schedule(&id, &entry);
         self.entries.insert(id, entry);
+    }
+
+    /// Loads the stored reactions, then fires those whose sources settled
+    /// (before a crash, or while the runtime was down).
+    pub(super) fn load_reactions(&mut self, records: Vec<ReactionRecord>) {
+        let mut targets = Vec::with_capacity(records.len());
+        for record in records {
+            let target = persist::promise_id(&record.target);
+            let spec: ReactionSpec = match persist::decode(&record.spec, "a reaction") {
+                Ok(spec) => spec,
+                Err(error) => {
+                    tracing::error!(promise = %target, %error, "a stored reaction cannot be read; it is left alone");
+                    continue;
+                }
+            };
+            let sources = record.sources.iter().map(persist::promise_id).collect();
+            self.register(target.clone(), sources, spec);
+            targets.push(target);
+        }
+        for target in targets {
+            self.evaluate(target);
+        }
+    }
+
+    fn register(&mut self, target: PromiseId, sources: Vec<PromiseId>, spec: ReactionSpec) {
+        for source in &sources {
+            self.waiting_on
+                .entry(source.clone())
+                .or_default()
+                .push(target.clone());
+        }
+        self.reactions.insert(target, Reaction { sources, spec });
+    }
+
+    /// A source's state: `None` if it does not exist, `Some(None)` while
+    /// pending, its settlement once settled.
+    fn source_state(&self, id: &PromiseId) -> Option<Option<Settlement>> {
+        self.entries.get(id).map(|entry| match &entry.state {
+            State::Settled { settlement, .. } => Some(settlement.clone()),
+            _ => None,
+        })
+    }
+
+    /// Runs what a settled (or deleted) source decides for the reactions
+    /// waiting on it.
+    fn source_changed(&mut self, id: &PromiseId) {
+        if let Some(targets) = self.waiting_on.remove(id) {
+            for target in targets {
+                self.evaluate(target);
+            }
+        }
+    }
+
+    /// Fires the reaction that settles `target` if its sources decide it.
+    fn evaluate(&mut self, target: PromiseId) {
+        let Some(reaction) = self.reactions.get(&target) else {
+            return;
+        };
+        let delete = || Write::DeleteReaction(persist::promise_key(&target));
+        // A target settled or deleted by other means needs no reaction.
+        if !matches!(
+            self.entries.get(&target).map(|e| &e.state),
+            Some(State::Pending(_))
+        ) {
+            self.reactions.remove(&target);
+            drop(self.storage.write(vec![delete()]));
+            return;
+        }
+        let states: Vec<(PromiseId, Option<Option<Settlement>>)> = reaction
+            .sources
+            .iter()
+            .map(|s| (s.clone(), self.source_state(s)))
+            .collect();
+        match &reaction.spec {
+            ReactionSpec::All | ReactionSpec::Any => {
+                let all = reaction.spec == ReactionSpec::All;
+                let Some(settlement) = crate::compose::combine(all, &states) else {
+                    return;
+                };
+                self.reactions.remove(&target);
+                let (reply, _) = oneshot::channel();
+                self.settle(target.clone(), settlement, vec![delete()], reply);
+            }
+            ReactionSpec::Then(handler) => {
+                let settled = match states.first() {
+                    Some((_, Some(None))) => return,
+                    Some((_, Some(Some(settled)))) => settled.clone(),
+                    Some((_, None)) | None => {
+                        let source = source_name(states.first().map(|(s, _)| s));
+                        Err(PromiseError {
+                            kind: ErrorKind::Failed,
+                            message: format!(
+                                "promise {source} does not exist (never created, or deleted)"
+                            ),
+                            data: Vec::new(),
+                        })
+                    }
+                };
+                let handler = handler.clone();
+                self.reactions.remove(&target);
+                let params = match (handler.takes, &settled) {
+                    // A handler of payloads is passed over: the rejection
+                    // goes down the chain.
+                    (Takes::Payload, Err(error)) => {
+                        let (reply, _) = oneshot::channel();
+                        self.settle(target.clone(), Err(error.clone()), vec![delete()], reply);
+                        return;
+                    }
+                    (Takes::Payload, Ok(payload)) => vec![crate::compose::bytes_val(payload)],
+                    (Takes::Settlement, settled) => vec![crate::compose::settlement_val(settled)],
+                };
+                let name = crate::compose::worker_name("then", &target);
+                let (record, mut writes) =
+                    match crate::compose::spawn(&handler, name, &params, &target) {
+                        Ok(spawned) => spawned,
+                        Err(error) => {
+                            let (reply, _) = oneshot::channel();
+                            let error = PromiseError {
+                                kind: ErrorKind::Failed,
+                                message: format!("the continuation could not start: {error}"),
+                                data: Vec::new(),
+                            };
+                            self.settle(target.clone(), Err(error), vec![delete()], reply);
+                            return;
+                        }
+                    };
+                writes.push(delete());
+                let write = self.storage.write(writes);
+                let spawner = self.spawner.clone();
+                tokio::spawn(async move {
+                    match write.await {
+                        Ok(_) => spawner.activate(record),
+                        Err(error) => {
+                            tracing::error!(promise = %target, %error, "storing a continuation failed; it runs after a restart")
+                        }
+                    }
+                });
+            }
+        }
     }
 
     /// Puts the entry's timer in place: its deadline while pending, its
@@ -208,6 +366,7 @@ impl Table {
                 continue;
             }
             self.entries.remove(&id);
+            self.source_changed(&id);
             tracing::debug!(promise = %id, "settled promise deleted after its retention");
             let write = self
                 .storage
@@ -259,16 +418,33 @@ impl Table {
                 if let Some(entry) = self.entries.remove(&id) {
                     entry.state.fail_waiters();
                 }
+                self.reactions.remove(&id);
+                self.source_changed(&id);
+            }
+            Command::React {
+                target,
+                sources,
+                spec,
+            } => {
+                self.register(target.clone(), sources, spec);
+                self.evaluate(target);
             }
             Command::DeleteWorker { worker } => {
+                let mut gone = Vec::new();
                 self.entries.retain(|id, entry| {
                     let keep = id.worker_id != worker;
                     if !keep {
                         std::mem::replace(&mut entry.state, State::Pending(Vec::new()))
                             .fail_waiters();
+                        gone.push(id.clone());
                     }
                     keep
                 });
+                self.reactions
+                    .retain(|target, _| target.worker_id != worker);
+                for id in gone {
+                    self.source_changed(&id);
+                }
             }
             Command::List { filter, reply } => {
                 let _ = reply.send(self.list(&filter));
@@ -357,6 +533,14 @@ impl Table {
                 for later in queued {
                     write_then_reply(&self.storage, later.also, later.reply, Ok(false));
                 }
+                // Its own reaction is moot; those waiting on it may fire.
+                if self.reactions.remove(&id).is_some() {
+                    drop(
+                        self.storage
+                            .write(vec![Write::DeleteReaction(persist::promise_key(&id))]),
+                    );
+                }
+                self.source_changed(&id);
             }
             failed => {
                 // Nothing was settled: the waiters keep waiting and the next
@@ -412,6 +596,11 @@ fn info(id: &PromiseId, entry: &Entry) -> PromiseInfo {
         retention: entry.retention.map(Duration::from_millis),
         awaited,
     }
+}
+
+/// A source's id for messages, when a reaction somehow has none.
+fn source_name(id: Option<&PromiseId>) -> String {
+    id.map_or_else(|| "(none)".to_owned(), ToString::to_string)
 }
 
 /// A duration as people write it: `1m 30s`, `250ms`.

@@ -6,7 +6,7 @@ use super::*;
 use crate::persist;
 
 fn spawn_on(storage: SharedStorage) -> Promises {
-    let (promises, _task) = Promises::spawn(storage, Vec::new());
+    let (promises, _task) = Promises::spawn(storage, Vec::new(), Vec::new(), Spawner::new().0);
     promises
 }
 
@@ -83,7 +83,7 @@ async fn a_rejection_settles_like_a_completion_and_is_stored() -> anyhow::Result
 
     // A fresh dispatcher on the same store knows it is rejected.
     let stored = storage.promises().await?;
-    let (again, _task) = Promises::spawn(storage.clone(), stored);
+    let (again, _task) = Promises::spawn(storage.clone(), stored, Vec::new(), Spawner::new().0);
     assert_eq!(again.subscribe(id("a", 1))?.await?, Ok(Err(error)));
     Ok(())
 }
@@ -217,7 +217,12 @@ async fn a_deadline_that_passed_while_down_fires_at_start() -> anyhow::Result<()
             spec: past,
         }])
         .await?;
-    let (promises, _task) = Promises::spawn(storage.clone(), storage.promises().await?);
+    let (promises, _task) = Promises::spawn(
+        storage.clone(),
+        storage.promises().await?,
+        Vec::new(),
+        Spawner::new().0,
+    );
     let answer = promises.subscribe(id("a", 1))?.await?;
     assert!(
         matches!(&answer, Ok(Err(e)) if e.kind == ErrorKind::TimedOut),

@@ -39,6 +39,45 @@ wit_bindgen::generate!({
             /// Creates `n` promises, then `wait-any` on them.
             export first-of: func(n: u32, timeout-ms: option<u64>) -> option<tuple<u32, settlement>>;
 
+            /// Handlers that settle promises, for `when` and `then`:
+            /// the input twice.
+            export double: func(input: list<u8>) -> list<u8>;
+            /// The input with its first byte plus one (an empty input
+            /// becomes [1]).
+            export inc: func(input: list<u8>) -> list<u8>;
+            /// Rejects with `refused <input as text>`.
+            export refuse: func(input: list<u8>) -> result<list<u8>, string>;
+            /// Panics.
+            export crash: func(input: list<u8>) -> list<u8>;
+            /// Takes the settlement: a payload in upper case, or an error
+            /// turned into the payload `handled <kind>: <message>`.
+            export recover: func(settled: settlement) -> result<list<u8>, string>;
+            /// Returns nothing, leaving its promise pending; prints
+            /// `deferred <id>` of `current` on stdout.
+            export defer: func(input: list<u8>);
+            /// Counts the payloads of an `all` settlement: their number
+            /// and total length, as text `N payloads, M bytes`.
+            export count: func(settled: settlement) -> result<list<u8>, string>;
+            /// A function that cannot settle a promise.
+            export unfit: func(n: u32) -> u32;
+
+            /// `when` on an export of this component.
+            export start-when: func(function: string, input: list<u8>, options: promise-options) -> result<promise-id, string>;
+            /// `when` on an export of another component.
+            export start-when-in: func(component: component-id, function: string, input: list<u8>) -> result<promise-id, string>;
+            /// `then` with an export of this component.
+            export start-then: func(source: promise-id, function: string, options: promise-options) -> result<promise-id, string>;
+            /// `all`.
+            export start-all: func(ids: list<promise-id>, options: promise-options) -> result<promise-id, string>;
+            /// `any`.
+            export start-any: func(ids: list<promise-id>, options: promise-options) -> result<promise-id, string>;
+            /// `n` whens of `double` (input [i mod 256]), their `all`, a
+            /// `then` of `count`, and `wait` on it.
+            export fan-out: func(n: u32) -> settlement;
+            /// A `when` of `inc` on [0], then `n` thens of `inc`, and
+            /// `wait` on the last.
+            export chain: func(n: u32) -> settlement;
+
             /// Returns `n + 1` (wrapping); touches nothing on the host.
             export ping: func(n: u32) -> u32;
 
@@ -179,6 +218,10 @@ struct Component;
 
 use vow_guest::bindings::vow::host::promises as vow;
 
+fn no_options() -> vow::PromiseOptions {
+    vow::PromiseOptions { timeout_ms: None, retention_ms: None }
+}
+
 impl Guest for Component {
     fn vow_create(options: vow::PromiseOptions) -> PromiseId {
         vow::create(options)
@@ -207,6 +250,112 @@ impl Guest for Component {
     fn gather(n: u32, timeout_ms: Option<u64>) -> Option<Vec<vow::Settlement>> {
         let ids: Vec<PromiseId> = (0..n).map(|_| host::create_promise()).collect();
         vow::wait_all(&ids, timeout_ms)
+    }
+
+    fn double(input: Vec<u8>) -> Vec<u8> {
+        [input.as_slice(), input.as_slice()].concat()
+    }
+
+    fn inc(mut input: Vec<u8>) -> Vec<u8> {
+        match input.first_mut() {
+            Some(first) => *first = first.wrapping_add(1),
+            None => input.push(1),
+        }
+        input
+    }
+
+    fn refuse(input: Vec<u8>) -> Result<Vec<u8>, String> {
+        Err(format!("refused {}", String::from_utf8_lossy(&input)))
+    }
+
+    fn crash(_input: Vec<u8>) -> Vec<u8> {
+        panic!("crash was asked to crash");
+    }
+
+    fn recover(settled: vow::Settlement) -> Result<Vec<u8>, String> {
+        match settled {
+            Ok(payload) => Ok(payload.to_ascii_uppercase()),
+            Err(error) => {
+                let kind = match error.kind {
+                    vow::ErrorKind::Rejected => "rejected",
+                    vow::ErrorKind::TimedOut => "timed-out",
+                    vow::ErrorKind::Failed => "failed",
+                };
+                Ok(format!("handled {kind}: {}", error.message).into_bytes())
+            }
+        }
+    }
+
+    fn defer(_input: Vec<u8>) {
+        let current = vow::current().map(|id| vow_guest::format_promise_id(&id));
+        println!("deferred {}", current.unwrap_or_default());
+    }
+
+    fn count(settled: vow::Settlement) -> Result<Vec<u8>, String> {
+        let payload = settled.map_err(|e| format!("the all was rejected: {}", e.message))?;
+        let mut rest = payload.as_slice();
+        let (mut n, mut bytes) = (0, 0);
+        while let Some((len, tail)) = rest.split_first_chunk::<4>() {
+            let len = u32::from_le_bytes(*len) as usize;
+            if tail.len() < len {
+                return Err("a malformed all payload".to_owned());
+            }
+            n += 1;
+            bytes += len;
+            rest = &tail[len..];
+        }
+        Ok(format!("{n} payloads, {bytes} bytes").into_bytes())
+    }
+
+    fn unfit(n: u32) -> u32 {
+        n
+    }
+
+    fn start_when(function: String, input: Vec<u8>, options: vow::PromiseOptions) -> Result<PromiseId, String> {
+        let target = vow::Target { component: None, function };
+        vow::when(&target, &input, options)
+    }
+
+    fn start_when_in(component: ComponentId, function: String, input: Vec<u8>) -> Result<PromiseId, String> {
+        let target = vow::Target { component: Some(component), function };
+        vow::when(&target, &input, no_options())
+    }
+
+    fn start_then(source: PromiseId, function: String, options: vow::PromiseOptions) -> Result<PromiseId, String> {
+        let target = vow::Target { component: None, function };
+        vow::then(&source, &target, options)
+    }
+
+    fn start_all(ids: Vec<PromiseId>, options: vow::PromiseOptions) -> Result<PromiseId, String> {
+        vow::all(&ids, options)
+    }
+
+    fn start_any(ids: Vec<PromiseId>, options: vow::PromiseOptions) -> Result<PromiseId, String> {
+        vow::any(&ids, options)
+    }
+
+    fn fan_out(n: u32) -> vow::Settlement {
+        let own = |function: &str| vow::Target { component: None, function: function.to_owned() };
+        let jobs: Result<Vec<PromiseId>, String> = (0..n)
+            .map(|i| vow::when(&own("double"), &[(i % 256) as u8], no_options()))
+            .collect();
+        let joined = jobs.and_then(|jobs| vow::all(&jobs, no_options()));
+        match joined.and_then(|all| vow::then(&all, &own("count"), no_options())) {
+            Ok(last) => vow::wait(&last),
+            Err(message) => Err(vow::Error { kind: vow::ErrorKind::Failed, message, data: Vec::new() }),
+        }
+    }
+
+    fn chain(n: u32) -> vow::Settlement {
+        let inc = vow::Target { component: None, function: "inc".to_owned() };
+        let mut last = vow::when(&inc, &[0], no_options());
+        for _ in 0..n {
+            last = last.and_then(|p| vow::then(&p, &inc, no_options()));
+        }
+        match last {
+            Ok(last) => vow::wait(&last),
+            Err(message) => Err(vow::Error { kind: vow::ErrorKind::Failed, message, data: Vec::new() }),
+        }
     }
 
     fn first_of(n: u32, timeout_ms: Option<u64>) -> Option<(u32, vow::Settlement)> {
