@@ -418,3 +418,43 @@ async fn a_then_whose_source_settled_before_a_crash_runs_once_after_it() -> Resu
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn the_wordcount_example_maps_counts_and_reports_with_a_timed_out_line() -> Result<()> {
+    let (executor, component) = executor_with(builder(), "wordcount").await?;
+    let worker = start(&executor, component, "counter").await?;
+    let text = "the quick brown fox\njumps over\n!stall this line\nthe lazy dog";
+    let report = single(
+        executor
+            .invoke(
+                &worker,
+                "run",
+                vec![Val::String(text.to_owned()), Val::U64(300)],
+            )
+            .await?,
+    )?;
+    let Val::Result(Ok(Some(report))) = report else {
+        bail!("run failed: {report:?}");
+    };
+    let Val::String(report) = *report else {
+        bail!("the report is not a string");
+    };
+    // The stalled line's promise is the third `when` of the first
+    // invocation: its index is that call's in the worker's log.
+    let stalled = executor
+        .promises(vow_runtime::PromiseFilter {
+            status: Some(PromiseStatus::TimedOut),
+            worker: Some(worker.clone()),
+            ..vow_runtime::PromiseFilter::default()
+        })
+        .await?;
+    assert_eq!(stalled.len(), 1, "{stalled:?}");
+    assert_eq!(
+        report,
+        format!(
+            "3 of 4 lines counted, 9 words; line 3: timed out: promise {} was not settled within its timeout of 300ms",
+            stalled[0].id
+        )
+    );
+    Ok(())
+}

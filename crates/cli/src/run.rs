@@ -93,7 +93,9 @@ async fn watch(
     }
 }
 
-/// The worker's pending promise it is parked on, if any.
+/// The worker's pending promise it is parked on, if any and if a person
+/// is to complete it: a promise settled by work the runtime runs (`when`,
+/// `then`, `all`, `any`) is left to that work.
 async fn awaited_promise(
     executor: &Executor,
     worker: &WorkerId,
@@ -104,7 +106,10 @@ async fn awaited_promise(
         worker: Some(worker.clone()),
     };
     let promises = executor.promises(filter).await?;
-    Ok(promises.into_iter().find(|p| p.awaited).map(|p| p.id))
+    Ok(promises
+        .into_iter()
+        .find(|p| p.awaited && !p.composed)
+        .map(|p| p.id))
 }
 
 fn ask(id: &PromiseId) {

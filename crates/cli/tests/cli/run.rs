@@ -27,6 +27,37 @@ pub fn is_uuid(text: &str) -> bool {
         })
 }
 
+/// A worker that waits on promises the runtime settles (`when`, `all`,
+/// `then`) is not asked for a payload: `vow run` waits for the work.
+#[test]
+fn composed_promises_are_left_to_their_work() -> anyhow::Result<()> {
+    let component = rust_guest("wordcount")?;
+    let cache = cache_dir().display().to_string();
+    let done = run(
+        &run_args(
+            &component,
+            &cache,
+            &["--invoke", r#"run("a b\n!stall\nc", 300)"#],
+        ),
+        COMPILING,
+    )?
+    .success()?;
+    assert_eq!(done.stderr, "", "nobody was asked for a payload");
+    let line = done.stdout.strip_suffix('\n').context("no newline")?;
+    let (head, tail) = line
+        .split_once("promise ")
+        .with_context(|| format!("unexpected output {line:?}"))?;
+    assert_eq!(
+        head,
+        "ok(\"2 of 3 lines counted, 3 words; line 2: timed out: "
+    );
+    assert!(
+        tail.ends_with("/main/5 was not settled within its timeout of 300ms\")"),
+        "{line}"
+    );
+    Ok(())
+}
+
 #[test]
 fn prints_the_result_as_wave() -> anyhow::Result<()> {
     let component = rust_guest("promises")?;

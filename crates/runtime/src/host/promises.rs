@@ -171,7 +171,7 @@ impl HostView<'_> {
             }
         };
         let now = vow_store::now_millis();
-        let spec = options_from_wit(options).spec(now);
+        let spec = options_from_wit(options).spec(now, true);
         writes.insert(
             0,
             Write::CreatePromise {
@@ -325,7 +325,7 @@ impl Host for HostView<'_> {
                     oplog_idx: next,
                 };
                 let now = vow_store::now_millis();
-                let spec = options_from_wit(options).spec(now);
+                let spec = options_from_wit(options).spec(now, false);
                 let create = Write::CreatePromise {
                     key: persist::promise_key(&id),
                     at: now,

@@ -146,14 +146,38 @@ pub struct PromiseOptions {
 
 impl PromiseOptions {
     /// What the store keeps of these options for a promise created at
-    /// `now` (milliseconds since the epoch).
-    pub(crate) fn spec(&self, now: vow_store::Millis) -> vow_store::PromiseSpec {
+    /// `now` (milliseconds since the epoch); `composed` for a promise that
+    /// work the runtime runs settles (`when`, `then`, `all`, `any`).
+    pub(crate) fn spec(&self, now: vow_store::Millis, composed: bool) -> vow_store::PromiseSpec {
         let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let extra = Extra { composed };
         vow_store::PromiseSpec {
             deadline: self.timeout.map(|t| now.saturating_add(millis(t))),
             retention: self.retention.map(millis),
-            options: Bytes::new(),
+            options: if extra == Extra::default() {
+                Bytes::new()
+            } else {
+                crate::persist::encode(&extra)
+            },
         }
+    }
+}
+
+/// What the runtime keeps in a promise's stored options.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Extra {
+    /// Settled by work the runtime runs (`when`, `then`, `all`, `any`).
+    #[serde(default)]
+    pub(crate) composed: bool,
+}
+
+impl Extra {
+    /// Reads stored options (none: the defaults).
+    pub(crate) fn read(options: &[u8]) -> Self {
+        if options.is_empty() {
+            return Self::default();
+        }
+        serde_json::from_slice(options).unwrap_or_default()
     }
 }
 
@@ -177,6 +201,9 @@ pub struct PromiseInfo {
     pub retention: Option<Duration>,
     /// Whether some worker is parked awaiting it right now.
     pub awaited: bool,
+    /// Whether work the runtime runs settles it (it was made by `when`,
+    /// `then`, `all` or `any`), rather than someone completing it.
+    pub composed: bool,
 }
 
 /// Selects promises in [`Executor::promises`](crate::Executor::promises).

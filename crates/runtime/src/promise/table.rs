@@ -21,6 +21,8 @@ use crate::persist;
 
 struct Entry {
     created_at: Millis,
+    /// Settled by work the runtime runs.
+    composed: bool,
     /// When it times out while pending.
     deadline: Option<Millis>,
     /// How long it is kept once settled.
@@ -155,6 +157,7 @@ impl Table {
         };
         let entry = Entry {
             created_at: record.created_at,
+            composed: super::Extra::read(&record.spec.options).composed,
             deadline: record.spec.deadline,
             retention: record.spec.retention,
             state,
@@ -387,6 +390,7 @@ impl Table {
                 }
                 let entry = Entry {
                     created_at: at,
+                    composed: super::Extra::read(&spec.options).composed,
                     deadline: spec.deadline,
                     retention: spec.retention,
                     state: State::Pending(Vec::new()),
@@ -595,6 +599,7 @@ fn info(id: &PromiseId, entry: &Entry) -> PromiseInfo {
         deadline: entry.deadline.filter(|_| pending).map(time_of),
         retention: entry.retention.map(Duration::from_millis),
         awaited,
+        composed: entry.composed,
     }
 }
 

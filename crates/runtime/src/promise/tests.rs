@@ -23,7 +23,7 @@ async fn create_with(
     options: PromiseOptions,
 ) -> Result<()> {
     let now = vow_store::now_millis();
-    let spec = options.spec(now);
+    let spec = options.spec(now, false);
     storage
         .write(vec![Write::CreatePromise {
             key: persist::promise_key(&id),

@@ -146,12 +146,13 @@ pub(super) fn schemas() -> Value {
         "WorkerLogs": { "type": "object", "required": ["stdout", "stderr", "stdoutDropped", "stderrDropped"],
             "properties": { "stdout": string, "stderr": string, "stdoutDropped": count, "stderrDropped": count } },
         "PromiseInfo": { "type": "object", "required": ["promiseId", "componentId", "workerName", "oplogIdx", "status",
-                "createdAt", "completedAt", "awaited"], "properties": {
+                "createdAt", "completedAt", "awaited", "composed"], "properties": {
             "promiseId": { "type": "string", "description": "{cid}/{name}/{oplogIdx}" },
             "componentId": { "type": "string", "format": "uuid" }, "workerName": string, "oplogIdx": count,
             "status": { "type": "string", "enum": ["pending", "completed", "rejected", "timed-out"] }, "createdAt": time,
             "completedAt": { "type": ["string", "null"], "format": "date-time", "description": "When it settled" },
             "awaited": { "type": "boolean" },
+            "composed": { "type": "boolean", "description": "Settled by work the runtime runs (when, then, all, any)" },
             "error": schema("PromiseError"),
             "deadline": { "type": "string", "format": "date-time", "description": "When it times out, while pending" },
             "retentionMs": { "type": "integer", "minimum": 0, "description": "How long it is kept once settled" } } },

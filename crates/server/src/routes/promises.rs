@@ -24,6 +24,8 @@ pub(crate) struct PromiseBody {
     /// pending.
     completed_at: Option<String>,
     awaited: bool,
+    /// Settled by work the runtime runs (`when`, `then`, `all`, `any`).
+    composed: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<ErrorBody>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -51,6 +53,7 @@ impl From<PromiseInfo> for PromiseBody {
             created_at: rfc3339(info.created_at),
             completed_at: info.completed_at.map(rfc3339),
             awaited: info.awaited,
+            composed: info.composed,
             error: info.error.map(|e| ErrorBody {
                 kind: e.kind,
                 message: e.message,
