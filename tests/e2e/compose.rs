@@ -21,6 +21,7 @@ fn options(timeout_ms: Option<u64>) -> Val {
             Val::Option(timeout_ms.map(|n| Box::new(Val::U64(n)))),
         ),
         ("retention-ms".to_owned(), Val::Option(None)),
+        ("payload-type".to_owned(), Val::Option(None)),
     ])
 }
 

@@ -13,10 +13,22 @@ use vow_runtime::{
 use crate::support::*;
 
 fn options(timeout_ms: Option<u64>, retention_ms: Option<u64>) -> Val {
+    typed_options(timeout_ms, retention_ms, None)
+}
+
+fn typed_options(
+    timeout_ms: Option<u64>,
+    retention_ms: Option<u64>,
+    payload_type: Option<&str>,
+) -> Val {
     let opt = |v: Option<u64>| Val::Option(v.map(|n| Box::new(Val::U64(n))));
     Val::Record(vec![
         ("timeout-ms".to_owned(), opt(timeout_ms)),
         ("retention-ms".to_owned(), opt(retention_ms)),
+        (
+            "payload-type".to_owned(),
+            Val::Option(payload_type.map(|t| Box::new(Val::String(t.to_owned())))),
+        ),
     ])
 }
 
@@ -501,4 +513,80 @@ async fn wait_deadlines(
             _ => None,
         })
         .collect())
+}
+
+#[tokio::test]
+async fn a_declared_payload_type_checks_completions() -> Result<()> {
+    let (executor, component) = harness().await?;
+    let worker = start(&executor, component, "typed").await?;
+    let ty = "record { approved: bool, note: option<string> }";
+    let id = promise_from_val(&single(
+        executor
+            .invoke(
+                &worker,
+                "vow-create",
+                vec![typed_options(None, None, Some(ty))],
+            )
+            .await?,
+    )?)?;
+    let info = executor.promise(&id).await?.0;
+    assert_eq!(
+        info.payload_type.map(|t| t.to_string()).as_deref(),
+        Some(ty)
+    );
+
+    let wrong = executor
+        .complete_promise(&id, br#"{"approved": "yes"}"#.to_vec())
+        .await;
+    let Err(vow_runtime::Error::InvalidPayload { reason, .. }) = &wrong else {
+        bail!("a mistyped completion was taken: {wrong:?}");
+    };
+    assert_eq!(reason, "approved: expected bool, got string");
+    // A guest completing it wrongly traps, naming the place.
+    let other = start(&executor, component, "completer").await?;
+    let error = executor
+        .invoke(
+            &other,
+            "complete",
+            vec![promise_val(&id), bytes_val(b"[1]")],
+        )
+        .await
+        .err()
+        .ok_or_else(|| anyhow!("a guest's mistyped completion was taken"))?;
+    assert!(
+        error.to_string().contains(&format!(
+            "complete-promise: the payload of promise {id} is not a {ty}: expected record"
+        )),
+        "{error}"
+    );
+    // A right one is kept in canonical form: the missing option is null.
+    assert!(
+        executor
+            .complete_promise(&id, br#"{"approved":true}"#.to_vec())
+            .await?
+    );
+    let seen = settlement_of(&single(
+        executor
+            .invoke(&worker, "vow-wait", vec![promise_val(&id)])
+            .await?,
+    )?)?;
+    assert_eq!(seen, Ok(br#"{"approved":true,"note":null}"#.to_vec()));
+
+    // A type that is not one traps the creating call, saying where.
+    let error = executor
+        .invoke(
+            &worker,
+            "vow-create",
+            vec![typed_options(None, None, Some("list<"))],
+        )
+        .await
+        .err()
+        .ok_or_else(|| anyhow!("a bad payload type was taken"))?;
+    assert!(
+        error
+            .to_string()
+            .contains("create: payload-type \"list<\" is not a WIT type: at 5: "),
+        "{error}"
+    );
+    Ok(())
 }

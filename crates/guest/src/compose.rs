@@ -153,13 +153,16 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 /// Options of a new promise.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Options {
     /// Rejected with [`RejectionKind::TimedOut`] if still pending after
     /// this long.
     pub timeout: Option<Duration>,
     /// Deleted this long after it settles; kept until deleted when `None`.
     pub retention: Option<Duration>,
+    /// The payload's declared WIT type, as WIT text: completions (over REST
+    /// too) are checked against it, and clients can build a form from it.
+    pub payload_type: Option<String>,
 }
 
 impl Options {
@@ -167,7 +170,16 @@ impl Options {
     pub fn timeout(timeout: Duration) -> Self {
         Self {
             timeout: Some(timeout),
-            retention: None,
+            ..Self::default()
+        }
+    }
+
+    /// These options with a declared payload type (WIT text, such as
+    /// `record { approved: bool }`).
+    pub fn typed(self, payload_type: impl Into<String>) -> Self {
+        Self {
+            payload_type: Some(payload_type.into()),
+            ..self
         }
     }
 
@@ -179,11 +191,12 @@ impl Options {
         }
     }
 
-    fn to_wit(self) -> wit::PromiseOptions {
+    fn into_wit(self) -> wit::PromiseOptions {
         let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         wit::PromiseOptions {
             timeout_ms: self.timeout.map(millis),
             retention_ms: self.retention.map(millis),
+            payload_type: self.payload_type,
         }
     }
 }
@@ -325,7 +338,7 @@ impl<T: Serialize + DeserializeOwned> Promise<T> {
     /// A pending promise owned by the calling worker.
     #[allow(clippy::new_ret_no_self)]
     pub fn new(options: Options) -> Self {
-        Self::with_reader(wit::create(options.to_wit()), read_json::<T>)
+        Self::with_reader(wit::create(&options.into_wit()), read_json::<T>)
     }
 
     /// A handle to an existing promise of a `T`. Calls nothing.
@@ -406,7 +419,7 @@ impl<T> Promise<T> {
         options: Options,
     ) -> Result<Promise<U>, Error> {
         made(
-            wit::then(&self.id, &own(function), options.to_wit()),
+            wit::then(&self.id, &own(function), &options.into_wit()),
             read_json::<U>,
         )
     }
@@ -423,7 +436,7 @@ impl<T> Promise<T> {
             function: function.to_owned(),
         };
         made(
-            wit::then(&self.id, &target, options.to_wit()),
+            wit::then(&self.id, &target, &options.into_wit()),
             read_json::<U>,
         )
     }
@@ -437,7 +450,7 @@ pub fn when<A: Serialize + ?Sized, T: Serialize + DeserializeOwned>(
     options: Options,
 ) -> Result<Promise<T>, Error> {
     made(
-        wit::when(&own(function), &encode(input), options.to_wit()),
+        wit::when(&own(function), &encode(input), &options.into_wit()),
         read_json::<T>,
     )
 }
@@ -454,7 +467,7 @@ pub fn when_in<A: Serialize + ?Sized, T: Serialize + DeserializeOwned>(
         function: function.to_owned(),
     };
     made(
-        wit::when(&target, &encode(input), options.to_wit()),
+        wit::when(&target, &encode(input), &options.into_wit()),
         read_json::<T>,
     )
 }
@@ -466,7 +479,7 @@ pub fn all<T: Serialize + DeserializeOwned>(
     options: Options,
 ) -> Result<Promise<Vec<T>>, Error> {
     let ids: Vec<PromiseId> = promises.iter().map(|p| p.id.clone()).collect();
-    made(wit::all(&ids, options.to_wit()), read_joined::<T>)
+    made(wit::all(&ids, &options.into_wit()), read_joined::<T>)
 }
 
 /// A promise of the first value of `promises` to be fulfilled; rejected
@@ -476,7 +489,7 @@ pub fn any<T: Serialize + DeserializeOwned>(
     options: Options,
 ) -> Result<Promise<T>, Error> {
     let ids: Vec<PromiseId> = promises.iter().map(|p| p.id.clone()).collect();
-    made(wit::any(&ids, options.to_wit()), read_json::<T>)
+    made(wit::any(&ids, &options.into_wit()), read_json::<T>)
 }
 
 /// The promise the running invocation settles (it was started by `when` or

@@ -100,6 +100,16 @@ pub enum Error {
     /// No promise has this id (never created, or deleted).
     #[error("promise {0} not found")]
     PromiseNotFound(PromiseId),
+    /// A payload that is not a value of the promise's declared type.
+    #[error("the payload of promise {promise} is not a {payload_type}: {reason}")]
+    InvalidPayload {
+        /// The promise.
+        promise: PromiseId,
+        /// Its declared type, as WIT text.
+        payload_type: String,
+        /// What is wrong, naming the place in the value.
+        reason: String,
+    },
     /// A promise id in text form could not be parsed.
     #[error("invalid promise id {text:?}: {reason}")]
     InvalidPromiseId {

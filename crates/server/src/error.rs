@@ -133,7 +133,8 @@ impl From<Error> for ApiError {
             Error::InvalidComponent { .. }
             | Error::InvalidWorkerName { .. }
             | Error::InvalidArguments { .. }
-            | Error::InvalidPromiseId { .. } => StatusCode::BAD_REQUEST,
+            | Error::InvalidPromiseId { .. }
+            | Error::InvalidPayload { .. } => StatusCode::BAD_REQUEST,
             Error::ComponentNotFound(_)
             | Error::WorkerNotFound(_)
             | Error::FunctionNotFound { .. }

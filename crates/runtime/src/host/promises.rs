@@ -45,11 +45,21 @@ fn to_wit(settlement: StoredSettlement) -> wit::Settlement {
     settlement.map_err(error_to_wit)
 }
 
-fn options_from_wit(options: WitOptions) -> PromiseOptions {
-    PromiseOptions {
+/// The options a guest gave; the error says why its payload type is not a
+/// WIT type.
+fn options_from_wit(options: WitOptions) -> Result<PromiseOptions, String> {
+    let payload_type = options
+        .payload_type
+        .map(|text| {
+            vow_payload_type::PayloadType::parse(&text)
+                .map_err(|e| format!("payload-type {text:?} is not a WIT type: {e}"))
+        })
+        .transpose()?;
+    Ok(PromiseOptions {
         timeout: options.timeout_ms.map(Duration::from_millis),
         retention: options.retention_ms.map(Duration::from_millis),
-    }
+        payload_type,
+    })
 }
 
 /// The settlement in an await's answer, or the trap for a promise that is
@@ -160,7 +170,9 @@ impl HostView<'_> {
             worker_id: worker.id.clone(),
             oplog_idx: lock(&self.ctx.journal).last_index() + 1,
         };
-        let (mut writes, composed) = match plan(self, &id) {
+        let planned = options_from_wit(options)
+            .and_then(|options| plan(self, &id).map(|planned| (options, planned)));
+        let (options, (mut writes, composed)) = match planned {
             Ok(planned) => planned,
             Err(error) => {
                 self.ctx.record(OplogEntry::Compose {
@@ -171,7 +183,7 @@ impl HostView<'_> {
             }
         };
         let now = vow_store::now_millis();
-        let spec = options_from_wit(options).spec(now, true);
+        let spec = options.spec(now, true);
         writes.insert(
             0,
             Write::CreatePromise {
@@ -325,7 +337,9 @@ impl Host for HostView<'_> {
                     oplog_idx: next,
                 };
                 let now = vow_store::now_millis();
-                let spec = options_from_wit(options).spec(now, false);
+                let options =
+                    options_from_wit(options).map_err(|e| trap(format!("create: {e}")))?;
+                let spec = options.spec(now, false);
                 let create = Write::CreatePromise {
                     key: persist::promise_key(&id),
                     at: now,

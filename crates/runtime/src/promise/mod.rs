@@ -142,6 +142,9 @@ pub struct PromiseOptions {
     /// This long after it settles, the promise is deleted. `None`: it is
     /// kept until deleted.
     pub retention: Option<Duration>,
+    /// The payload's declared WIT type: a completion must be the JSON of a
+    /// value of it (see [`vow_payload_type`]).
+    pub payload_type: Option<vow_payload_type::PayloadType>,
 }
 
 impl PromiseOptions {
@@ -150,7 +153,10 @@ impl PromiseOptions {
     /// work the runtime runs settles (`when`, `then`, `all`, `any`).
     pub(crate) fn spec(&self, now: vow_store::Millis, composed: bool) -> vow_store::PromiseSpec {
         let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        let extra = Extra { composed };
+        let extra = Extra {
+            composed,
+            payload_type: self.payload_type.as_ref().map(ToString::to_string),
+        };
         vow_store::PromiseSpec {
             deadline: self.timeout.map(|t| now.saturating_add(millis(t))),
             retention: self.retention.map(millis),
@@ -164,11 +170,14 @@ impl PromiseOptions {
 }
 
 /// What the runtime keeps in a promise's stored options.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Extra {
     /// Settled by work the runtime runs (`when`, `then`, `all`, `any`).
     #[serde(default)]
     pub(crate) composed: bool,
+    /// The declared payload type, as canonical WIT text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) payload_type: Option<String>,
 }
 
 impl Extra {
@@ -204,6 +213,8 @@ pub struct PromiseInfo {
     /// Whether work the runtime runs settles it (it was made by `when`,
     /// `then`, `all` or `any`), rather than someone completing it.
     pub composed: bool,
+    /// The payload's declared type, if it has one.
+    pub payload_type: Option<vow_payload_type::PayloadType>,
 }
 
 /// Selects promises in [`Executor::promises`](crate::Executor::promises).

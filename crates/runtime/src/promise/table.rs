@@ -2,7 +2,11 @@
 //! nobody hears of a settlement before the store has it, timers fire once.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use vow_payload_type::PayloadType;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -23,6 +27,8 @@ struct Entry {
     created_at: Millis,
     /// Settled by work the runtime runs.
     composed: bool,
+    /// What a payload must be.
+    payload_type: Option<Arc<PayloadType>>,
     /// When it times out while pending.
     deadline: Option<Millis>,
     /// How long it is kept once settled.
@@ -155,9 +161,11 @@ impl Table {
                 at,
             },
         };
+        let extra = super::Extra::read(&record.spec.options);
         let entry = Entry {
             created_at: record.created_at,
-            composed: super::Extra::read(&record.spec.options).composed,
+            composed: extra.composed,
+            payload_type: declared(&id, extra.payload_type.as_deref()),
             deadline: record.spec.deadline,
             retention: record.spec.retention,
             state,
@@ -388,9 +396,11 @@ impl Table {
                 if self.entries.contains_key(&id) {
                     return;
                 }
+                let extra = super::Extra::read(&spec.options);
                 let entry = Entry {
                     created_at: at,
-                    composed: super::Extra::read(&spec.options).composed,
+                    composed: extra.composed,
+                    payload_type: declared(&id, extra.payload_type.as_deref()),
                     deadline: spec.deadline,
                     retention: spec.retention,
                     state: State::Pending(Vec::new()),
@@ -470,6 +480,23 @@ impl Table {
         let Some(entry) = self.entries.get_mut(&id) else {
             write_then_reply(&self.storage, also, reply, Err(Error::PromiseNotFound(id)));
             return;
+        };
+        // A payload must be a value of the declared type; the value is
+        // kept in its canonical JSON form.
+        let settlement = match (&entry.payload_type, settlement) {
+            (Some(declared), Ok(data)) => match declared.check_bytes(&data) {
+                Ok(value) => Ok(Bytes::from(serde_json::to_vec(&value).unwrap_or_default())),
+                Err(error) => {
+                    let error = Error::InvalidPayload {
+                        promise: id,
+                        payload_type: declared.to_string(),
+                        reason: error.to_string(),
+                    };
+                    write_then_reply(&self.storage, also, reply, Err(error));
+                    return;
+                }
+            },
+            (_, settlement) => settlement,
         };
         match &mut entry.state {
             State::Settled { .. } => write_then_reply(&self.storage, also, reply, Ok(false)),
@@ -600,6 +627,20 @@ fn info(id: &PromiseId, entry: &Entry) -> PromiseInfo {
         retention: entry.retention.map(Duration::from_millis),
         awaited,
         composed: entry.composed,
+        payload_type: entry.payload_type.as_deref().cloned(),
+    }
+}
+
+/// The declared payload type in a promise's stored options; a type that
+/// no longer parses (written by another version) is logged and dropped.
+fn declared(id: &PromiseId, text: Option<&str>) -> Option<Arc<PayloadType>> {
+    let text = text?;
+    match PayloadType::parse(text) {
+        Ok(ty) => Some(Arc::new(ty)),
+        Err(error) => {
+            tracing::warn!(promise = %id, %error, "a stored payload type cannot be read; payloads are not checked");
+            None
+        }
     }
 }
 
@@ -675,7 +716,6 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
 
     #[test]
     fn durations_read_as_people_write_them() {

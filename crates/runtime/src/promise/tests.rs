@@ -164,7 +164,7 @@ async fn a_timeout_rejects_a_pending_promise_once() -> anyhow::Result<()> {
     let (promises, storage) = spawn();
     let timeout = PromiseOptions {
         timeout: Some(Duration::from_millis(150)),
-        retention: None,
+        ..PromiseOptions::default()
     };
     create_with(&promises, &storage, id("a", 1), timeout.clone()).await?;
     create_with(&promises, &storage, id("a", 2), timeout).await?;
@@ -241,8 +241,8 @@ async fn a_deadline_that_passed_while_down_fires_at_start() -> anyhow::Result<()
 async fn a_settled_promise_is_deleted_after_its_retention() -> anyhow::Result<()> {
     let (promises, storage) = spawn();
     let kept = PromiseOptions {
-        timeout: None,
         retention: Some(Duration::from_millis(100)),
+        ..PromiseOptions::default()
     };
     create_with(&promises, &storage, id("a", 1), kept).await?;
     create(&promises, &storage, id("a", 2)).await?;

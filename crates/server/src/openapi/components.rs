@@ -155,7 +155,9 @@ pub(super) fn schemas() -> Value {
             "composed": { "type": "boolean", "description": "Settled by work the runtime runs (when, then, all, any)" },
             "error": schema("PromiseError"),
             "deadline": { "type": "string", "format": "date-time", "description": "When it times out, while pending" },
-            "retentionMs": { "type": "integer", "minimum": 0, "description": "How long it is kept once settled" } } },
+            "retentionMs": { "type": "integer", "minimum": 0, "description": "How long it is kept once settled" },
+            "payloadType": { "type": "string", "description": "The declared payload type, as WIT text" },
+            "payloadSchema": { "type": "object", "description": "The declared payload type as Golem's AnalysedType" } } },
         "PromiseError": { "type": "object", "required": ["kind", "message", "data"], "properties": {
             "kind": { "type": "string", "enum": ["rejected", "timed-out", "failed"] }, "message": string,
             "data": { "type": "array", "items": { "type": "integer", "minimum": 0, "maximum": 255 } } } },
@@ -167,8 +169,11 @@ pub(super) fn schemas() -> Value {
             "data": { "type": "array", "items": { "type": "integer", "minimum": 0, "maximum": 255 } } } },
         "PromiseList": { "type": "object", "required": ["promises"],
             "properties": { "promises": { "type": "array", "items": schema("PromiseInfo") } } },
-        "Completion": { "type": "object", "required": ["oplogIdx", "data"], "properties": {
-            "oplogIdx": count, "data": { "type": "array", "items": { "type": "integer", "minimum": 0, "maximum": 255 } } } },
+        "Completion": { "type": "object", "required": ["oplogIdx"],
+            "description": "The payload as `data` (Golem's form) or as `value` (a JSON value, a Vow extension; for a promise with a declared payload type, a value of that type)",
+            "properties": {
+            "oplogIdx": count, "data": { "type": "array", "items": { "type": "integer", "minimum": 0, "maximum": 255 } },
+            "value": {} } },
     });
     if let (Some(all), Value::Object(oplog)) = (schemas.as_object_mut(), oplog_schemas()) {
         all.extend(oplog);

@@ -32,6 +32,12 @@ pub(crate) struct PromiseBody {
     deadline: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     retention_ms: Option<u64>,
+    /// The declared payload type, as WIT text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload_type: Option<String>,
+    /// The declared payload type as Golem's AnalysedType, for forms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload_schema: Option<serde_json::Value>,
 }
 
 /// A rejection as the API shows it.
@@ -63,6 +69,8 @@ impl From<PromiseInfo> for PromiseBody {
             retention_ms: info
                 .retention
                 .map(|r| u64::try_from(r.as_millis()).unwrap_or(u64::MAX)),
+            payload_schema: info.payload_type.as_ref().map(|t| t.analysed_type()),
+            payload_type: info.payload_type.as_ref().map(ToString::to_string),
         }
     }
 }
@@ -154,12 +162,31 @@ pub(crate) async fn of_worker(
     Ok(PromiseList::of(state.executor.promises(filter).await?))
 }
 
-/// The body of `complete`.
+/// The body of `complete`: Golem's `data` (bytes), or Vow's `value` (a
+/// JSON value, sent as its JSON text; for a promise with a declared payload
+/// type it must be a value of that type).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Completion {
     oplog_idx: u64,
-    data: Vec<u8>,
+    data: Option<Vec<u8>>,
+    value: Option<serde_json::Value>,
+}
+
+impl Completion {
+    /// The payload, or the error for a body with neither or both forms.
+    fn payload(self) -> Result<Vec<u8>, ApiError> {
+        match (self.data, self.value) {
+            (Some(data), None) => Ok(data),
+            (None, Some(value)) => Ok(serde_json::to_vec(&value).unwrap_or_default()),
+            (None, None) => Err(ApiError::invalid(
+                "missing field `data` (the payload's bytes) or `value` (a JSON value)",
+            )),
+            (Some(_), Some(_)) => Err(ApiError::invalid(
+                "give the payload as `data` or as `value`, not both",
+            )),
+        }
+    }
 }
 
 /// `POST .../workers/{name}/complete`: completes one of the worker's
@@ -176,7 +203,8 @@ pub(crate) async fn complete(
         worker_id: worker,
         oplog_idx: body.oplog_idx,
     };
-    Ok(Json(state.executor.complete_promise(&id, body.data).await?))
+    let payload = body.payload()?;
+    Ok(Json(state.executor.complete_promise(&id, payload).await?))
 }
 
 /// The body of `reject`.

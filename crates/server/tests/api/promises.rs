@@ -451,3 +451,78 @@ async fn a_timed_out_promise_is_listed_with_its_error() -> Result<()> {
     assert_eq!(listed["promises"][0].get("deadline"), None);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_typed_promise_is_completed_with_a_checked_value() -> Result<()> {
+    let app = App::new()?;
+    let cid = app.upload("harness").await?;
+    app.create_worker(&cid, "w").await?;
+    let options = json!({ "timeout-ms": null, "retention-ms": null,
+        "payload-type": "record { approved: bool, note: option<string> }" });
+    let (_, made) = app
+        .invoke(&cid, "w", "vow-create", json!([options]))
+        .await?;
+    let idx = made["result"]["oplog-idx"]
+        .as_u64()
+        .context("no oplog-idx")?;
+    let worker = format!("/v1/components/{cid}/workers/w");
+
+    let (_, listed) = app.get("/v1/promises?status=pending").await?;
+    assert_eq!(
+        listed["promises"][0]["payloadType"],
+        "record { approved: bool, note: option<string> }"
+    );
+    assert_eq!(
+        listed["promises"][0]["payloadSchema"],
+        json!({ "type": "Record", "fields": [
+            { "name": "approved", "typ": { "type": "Bool" } },
+            { "name": "note", "typ": { "type": "Option", "inner": { "type": "Str" } } },
+        ] })
+    );
+
+    let complete = format!("{worker}/complete");
+    let (status, body) = app
+        .post(
+            &complete,
+            &json!({ "oplogIdx": idx, "value": { "approved": "yes" } }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body,
+        json!({ "errors": [format!(
+            "the payload of promise {cid}/w/{idx} is not a record {{ approved: bool, note: option<string> }}: approved: expected bool, got string"
+        )] })
+    );
+    let (status, body) = app.post(&complete, &json!({ "oplogIdx": idx })).await?;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({ "errors": ["missing field `data` (the payload's bytes) or `value` (a JSON value)"] })
+        )
+    );
+    let (status, body) = app
+        .post(
+            &complete,
+            &json!({ "oplogIdx": idx, "data": [], "value": 1 }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        app.post(
+            &complete,
+            &json!({ "oplogIdx": idx, "value": { "approved": true } })
+        )
+        .await?,
+        (StatusCode::OK, json!(true))
+    );
+    let (_, settled) = app.get(&format!("{worker}/promises/{idx}")).await?;
+    let data: Vec<u8> = serde_json::from_value(settled["data"].clone())?;
+    assert_eq!(
+        String::from_utf8(data)?,
+        r#"{"approved":true,"note":null}"#,
+        "kept in canonical form"
+    );
+    Ok(())
+}

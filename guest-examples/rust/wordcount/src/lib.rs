@@ -67,7 +67,7 @@ impl Guest for Component {
         let outcomes: Vec<Promise<Outcome>> = text
             .lines()
             .map(|line| {
-                let count: Promise<usize> = compose::when("count-words", line, timeout)?;
+                let count: Promise<usize> = compose::when("count-words", line, timeout.clone())?;
                 count.then("guard", Options::default())
             })
             .collect::<Result<_, _>>()

@@ -219,12 +219,12 @@ struct Component;
 use vow_guest::bindings::vow::host::promises as vow;
 
 fn no_options() -> vow::PromiseOptions {
-    vow::PromiseOptions { timeout_ms: None, retention_ms: None }
+    vow::PromiseOptions { timeout_ms: None, retention_ms: None, payload_type: None }
 }
 
 impl Guest for Component {
     fn vow_create(options: vow::PromiseOptions) -> PromiseId {
-        vow::create(options)
+        vow::create(&options)
     }
 
     fn vow_reject(id: PromiseId, message: String, data: Vec<u8>) -> bool {
@@ -313,34 +313,34 @@ impl Guest for Component {
 
     fn start_when(function: String, input: Vec<u8>, options: vow::PromiseOptions) -> Result<PromiseId, String> {
         let target = vow::Target { component: None, function };
-        vow::when(&target, &input, options)
+        vow::when(&target, &input, &options)
     }
 
     fn start_when_in(component: ComponentId, function: String, input: Vec<u8>) -> Result<PromiseId, String> {
         let target = vow::Target { component: Some(component), function };
-        vow::when(&target, &input, no_options())
+        vow::when(&target, &input, &no_options())
     }
 
     fn start_then(source: PromiseId, function: String, options: vow::PromiseOptions) -> Result<PromiseId, String> {
         let target = vow::Target { component: None, function };
-        vow::then(&source, &target, options)
+        vow::then(&source, &target, &options)
     }
 
     fn start_all(ids: Vec<PromiseId>, options: vow::PromiseOptions) -> Result<PromiseId, String> {
-        vow::all(&ids, options)
+        vow::all(&ids, &options)
     }
 
     fn start_any(ids: Vec<PromiseId>, options: vow::PromiseOptions) -> Result<PromiseId, String> {
-        vow::any(&ids, options)
+        vow::any(&ids, &options)
     }
 
     fn fan_out(n: u32) -> vow::Settlement {
         let own = |function: &str| vow::Target { component: None, function: function.to_owned() };
         let jobs: Result<Vec<PromiseId>, String> = (0..n)
-            .map(|i| vow::when(&own("double"), &[(i % 256) as u8], no_options()))
+            .map(|i| vow::when(&own("double"), &[(i % 256) as u8], &no_options()))
             .collect();
-        let joined = jobs.and_then(|jobs| vow::all(&jobs, no_options()));
-        match joined.and_then(|all| vow::then(&all, &own("count"), no_options())) {
+        let joined = jobs.and_then(|jobs| vow::all(&jobs, &no_options()));
+        match joined.and_then(|all| vow::then(&all, &own("count"), &no_options())) {
             Ok(last) => vow::wait(&last),
             Err(message) => Err(vow::Error { kind: vow::ErrorKind::Failed, message, data: Vec::new() }),
         }
@@ -348,9 +348,9 @@ impl Guest for Component {
 
     fn chain(n: u32) -> vow::Settlement {
         let inc = vow::Target { component: None, function: "inc".to_owned() };
-        let mut last = vow::when(&inc, &[0], no_options());
+        let mut last = vow::when(&inc, &[0], &no_options());
         for _ in 0..n {
-            last = last.and_then(|p| vow::then(&p, &inc, no_options()));
+            last = last.and_then(|p| vow::then(&p, &inc, &no_options()));
         }
         match last {
             Ok(last) => vow::wait(&last),
