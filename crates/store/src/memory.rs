@@ -20,7 +20,7 @@ pub struct MemoryStorage {
     state: Mutex<State>,
 }
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 struct State {
     components: BTreeMap<uuid::Uuid, ComponentRecord>,
     workers: BTreeMap<WorkerKey, WorkerRecord>,
@@ -165,40 +165,205 @@ impl State {
     }
 }
 
-/// Whether applying `write` in memory can fail.
-fn infallible(write: &Write) -> bool {
-    !matches!(
-        write,
-        Write::PutComponent(_)
-            | Write::CreateWorker(_)
-            | Write::AppendOplog { .. }
-            | Write::Enqueue(_)
-    )
+/// What a write changed, to put back if a later write of its batch fails.
+enum Undo {
+    Component(uuid::Uuid, Option<ComponentRecord>),
+    Worker(WorkerKey, Option<WorkerRecord>),
+    /// The log's length before an append.
+    OplogLen(WorkerKey, Option<usize>),
+    Oplog(WorkerKey, Option<Vec<OplogRecord>>),
+    Invocations(WorkerKey, Option<BTreeMap<u64, InvocationRecord>>),
+    Invocation(WorkerKey, u64, Option<InvocationRecord>),
+    Snapshot(WorkerKey, Option<SnapshotRecord>),
+    Promise(PromiseKey, Option<PromiseRecord>),
+    Reaction(PromiseKey, Option<ReactionRecord>),
+}
+
+impl State {
+    /// Records, before `write` is applied, what it may change.
+    fn remember(&self, write: &Write, undo: &mut Vec<Undo>) {
+        let worker_records = |key: &WorkerKey, undo: &mut Vec<Undo>| {
+            undo.push(Undo::Worker(key.clone(), self.workers.get(key).cloned()));
+            undo.push(Undo::Oplog(key.clone(), self.oplogs.get(key).cloned()));
+            undo.push(Undo::Invocations(
+                key.clone(),
+                self.invocations.get(key).cloned(),
+            ));
+            undo.push(Undo::Snapshot(
+                key.clone(),
+                self.snapshots.get(key).cloned(),
+            ));
+        };
+        match write {
+            Write::PutComponent(c) => {
+                undo.push(Undo::Component(c.id, self.components.get(&c.id).cloned()));
+            }
+            Write::CreateWorker(w) => {
+                undo.push(Undo::Worker(
+                    w.key.clone(),
+                    self.workers.get(&w.key).cloned(),
+                ));
+            }
+            Write::UpdateWorker { worker, .. } => {
+                undo.push(Undo::Worker(
+                    worker.clone(),
+                    self.workers.get(worker).cloned(),
+                ));
+            }
+            Write::DeleteWorker(key) => {
+                worker_records(key, undo);
+                for (k, p) in self.promises.iter().filter(|(k, _)| k.worker == *key) {
+                    undo.push(Undo::Promise(k.clone(), Some(p.clone())));
+                }
+                for (k, r) in self.reactions.iter().filter(|(k, _)| k.worker == *key) {
+                    undo.push(Undo::Reaction(k.clone(), Some(r.clone())));
+                }
+            }
+            Write::AppendOplog { worker, .. } => {
+                undo.push(Undo::OplogLen(
+                    worker.clone(),
+                    self.oplogs.get(worker).map(Vec::len),
+                ));
+            }
+            Write::TruncateOplog { worker, .. } => {
+                undo.push(Undo::Oplog(
+                    worker.clone(),
+                    self.oplogs.get(worker).cloned(),
+                ));
+                undo.push(Undo::Snapshot(
+                    worker.clone(),
+                    self.snapshots.get(worker).cloned(),
+                ));
+            }
+            Write::CreatePromise { key, .. }
+            | Write::CompletePromise { key, .. }
+            | Write::RejectPromise { key, .. } => {
+                undo.push(Undo::Promise(key.clone(), self.promises.get(key).cloned()));
+            }
+            Write::DeletePromise(key) => {
+                undo.push(Undo::Promise(key.clone(), self.promises.get(key).cloned()));
+                undo.push(Undo::Reaction(
+                    key.clone(),
+                    self.reactions.get(key).cloned(),
+                ));
+            }
+            Write::PutReaction(r) => {
+                undo.push(Undo::Reaction(
+                    r.target.clone(),
+                    self.reactions.get(&r.target).cloned(),
+                ));
+            }
+            Write::DeleteReaction(key) => {
+                undo.push(Undo::Reaction(
+                    key.clone(),
+                    self.reactions.get(key).cloned(),
+                ));
+            }
+            Write::Enqueue(inv) => {
+                let old = self
+                    .invocations
+                    .get(&inv.worker)
+                    .and_then(|q| q.get(&inv.seq))
+                    .cloned();
+                undo.push(Undo::Invocation(inv.worker.clone(), inv.seq, old));
+            }
+            Write::SetInvocationState { worker, seq, .. } => {
+                let old = self
+                    .invocations
+                    .get(worker)
+                    .and_then(|q| q.get(seq))
+                    .cloned();
+                undo.push(Undo::Invocation(worker.clone(), *seq, old));
+            }
+            Write::PutSnapshot(snapshot) => {
+                undo.push(Undo::Snapshot(
+                    snapshot.worker.clone(),
+                    self.snapshots.get(&snapshot.worker).cloned(),
+                ));
+            }
+        }
+    }
+
+    /// Puts back what the writes recorded in `undo` changed, latest first.
+    fn roll_back(&mut self, undo: Vec<Undo>) {
+        fn put<K: Ord, V>(map: &mut BTreeMap<K, V>, key: K, value: Option<V>) {
+            match value {
+                Some(value) => {
+                    map.insert(key, value);
+                }
+                None => {
+                    map.remove(&key);
+                }
+            }
+        }
+        fn put_hashed<K: std::hash::Hash + Eq, V>(
+            map: &mut HashMap<K, V>,
+            key: K,
+            value: Option<V>,
+        ) {
+            match value {
+                Some(value) => {
+                    map.insert(key, value);
+                }
+                None => {
+                    map.remove(&key);
+                }
+            }
+        }
+        for step in undo.into_iter().rev() {
+            match step {
+                Undo::Component(id, old) => put(&mut self.components, id, old),
+                Undo::Worker(key, old) => put(&mut self.workers, key, old),
+                Undo::OplogLen(key, Some(len)) => {
+                    if let Some(log) = self.oplogs.get_mut(&key) {
+                        log.truncate(len);
+                    }
+                }
+                Undo::OplogLen(key, None) => {
+                    self.oplogs.remove(&key);
+                }
+                Undo::Oplog(key, old) => put_hashed(&mut self.oplogs, key, old),
+                Undo::Invocations(key, old) => put(&mut self.invocations, key, old),
+                Undo::Invocation(key, seq, old) => {
+                    let queue = self.invocations.entry(key.clone()).or_default();
+                    put(queue, seq, old);
+                    if queue.is_empty() {
+                        self.invocations.remove(&key);
+                    }
+                }
+                Undo::Snapshot(key, old) => put_hashed(&mut self.snapshots, key, old),
+                Undo::Promise(key, old) => put(&mut self.promises, key, old),
+                Undo::Reaction(key, old) => put(&mut self.reactions, key, old),
+            }
+        }
+    }
 }
 
 impl Storage for MemoryStorage {
     fn write(&self, batch: Vec<Write>) -> BoxFuture<'static, Result<Vec<Outcome>>> {
         let mut state = self.state();
-        // A batch whose writes after the first cannot fail is applied in
-        // place: if the first fails it changed nothing, and nothing after it
-        // can fail. That is every batch the runtime writes on its hot paths
-        // (an oplog append with state updates); only other batches pay for
-        // applying to a copy.
-        let outcome = if batch.iter().skip(1).all(infallible) {
-            batch
-                .into_iter()
-                .map(|w| state.apply(w))
-                .collect::<Result<Vec<_>>>()
-        } else {
-            let mut copy = state.clone();
-            let outcome = batch
-                .into_iter()
-                .map(|w| copy.apply(w))
-                .collect::<Result<Vec<_>>>();
-            if outcome.is_ok() {
-                *state = copy;
+        // Each write first notes what it may change, so a failing write
+        // puts its batch's earlier writes back: the batch is atomic without
+        // copying the whole store.
+        let mut undo = Vec::new();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut outcome = Ok(());
+        for write in batch {
+            state.remember(&write, &mut undo);
+            match state.apply(write) {
+                Ok(done) => outcomes.push(done),
+                Err(error) => {
+                    outcome = Err(error);
+                    break;
+                }
             }
-            outcome
+        }
+        let outcome = match outcome {
+            Ok(()) => Ok(outcomes),
+            Err(error) => {
+                state.roll_back(undo);
+                Err(error)
+            }
         };
         ready(outcome).boxed()
     }
