@@ -37,7 +37,7 @@ use wasmtime::component::types::Type;
 use vow_store::{InvocationRecord, InvocationState, WorkerKey, WorkerRecord, WorkerState, Write};
 
 use crate::component::LoadedComponent;
-use crate::ids::{ComponentId, PromiseId, WorkerId};
+use crate::ids::{ComponentId, PromiseId};
 use crate::oplog::OplogEntry;
 use crate::persist;
 use crate::promise::{ErrorKind, PromiseError, Settlement};
@@ -55,23 +55,53 @@ pub(crate) fn component(components: &Components, id: ComponentId) -> Option<Arc<
         .cloned()
 }
 
-/// Hands workers whose records are stored to the executor, which brings
-/// them to life as recovery does and runs their queued invocation.
+/// A worker `when` or `then` stores, with its one invocation: what the
+/// executor needs to start it without reading it back.
+#[derive(Debug)]
+pub(crate) struct Spawned {
+    pub(crate) record: WorkerRecord,
+    pub(crate) invocation: InvocationRecord,
+    /// The insecure seed of its creation entry.
+    pub(crate) seed: (u64, u64),
+}
+
+/// Hands workers whose records are being stored to the executor, which
+/// instantiates them and runs their queued invocation.
 #[derive(Clone, Debug)]
-pub(crate) struct Spawner(mpsc::UnboundedSender<WorkerRecord>);
+pub(crate) struct Spawner(mpsc::UnboundedSender<Spawned>);
 
 impl Spawner {
-    pub(crate) fn new() -> (Self, mpsc::UnboundedReceiver<WorkerRecord>) {
+    pub(crate) fn new() -> (Self, mpsc::UnboundedReceiver<Spawned>) {
         let (tx, rx) = mpsc::unbounded_channel();
         (Self(tx), rx)
     }
 
-    /// Starts a stored worker (once the batch that stored it is durable).
-    pub(crate) fn activate(&self, record: WorkerRecord) {
-        if self.0.send(record).is_err() {
+    /// Starts a worker whose batch was handed to the store. The store
+    /// applies batches in order, so whatever the worker writes lands after
+    /// it; if that batch is lost in a crash, so is everything after it.
+    pub(crate) fn activate(&self, spawned: Spawned) {
+        if self.0.send(spawned).is_err() {
             tracing::debug!("the executor shut down before a spawned worker started");
         }
     }
+}
+
+/// Hands `writes` to the store and starts `spawned` at once (see
+/// [`Spawner::activate`]); a failed write is logged: the store keeps
+/// whatever it kept, and recovery starts from that.
+pub(crate) fn store_and_start(
+    storage: &vow_store::SharedStorage,
+    spawner: &Spawner,
+    writes: Vec<Write>,
+    spawned: Spawned,
+) {
+    let write = storage.write(writes);
+    spawner.activate(spawned);
+    tokio::spawn(async move {
+        if let Err(error) = write.await {
+            tracing::error!(%error, "storing a spawned worker failed");
+        }
+    });
 }
 
 /// What a handler takes.
@@ -196,14 +226,14 @@ pub(crate) fn worker_name(kind: &str, promise: &PromiseId) -> String {
 }
 
 /// The writes that create a worker of the handler's component with one
-/// queued invocation of it, with `params`, that settles `settles`; and the
-/// record to activate once they are durable.
+/// queued invocation of it, with `params`, that settles `settles`; and what
+/// to hand the [`Spawner`].
 pub(crate) fn spawn(
     handler: &Handler,
     name: String,
     params: &[Val],
     settles: &PromiseId,
-) -> crate::error::Result<(WorkerRecord, Vec<Write>)> {
+) -> crate::error::Result<(Spawned, Vec<Write>)> {
     let now = vow_store::now_millis();
     let key = WorkerKey {
         component: handler.component.0,
@@ -233,10 +263,11 @@ pub(crate) fn spawn(
         state: InvocationState::Queued,
         accepted_at: now,
     };
+    let seed = uuid::Uuid::new_v4().as_u64_pair();
     let create = OplogEntry::Create {
         args: Vec::new(),
         env: Vec::new(),
-        insecure_seed: uuid::Uuid::new_v4().as_u64_pair(),
+        insecure_seed: seed,
     };
     let log = Write::AppendOplog {
         worker: record.key.clone(),
@@ -246,15 +277,19 @@ pub(crate) fn spawn(
             entry: create.encode().into(),
         }],
     };
+    let writes = vec![
+        Write::CreateWorker(record.clone()),
+        log,
+        Write::Enqueue(invocation.clone()),
+    ];
     Ok((
-        record.clone(),
-        vec![Write::CreateWorker(record), log, Write::Enqueue(invocation)],
+        Spawned {
+            record,
+            invocation,
+            seed,
+        },
+        writes,
     ))
-}
-
-/// The id of the worker a record stores.
-pub(crate) fn worker_id(record: &WorkerRecord) -> WorkerId {
-    persist::worker_id(&record.key)
 }
 
 /// `bytes` as a `list<u8>` value.
@@ -433,6 +468,7 @@ pub(crate) fn combine(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::WorkerId;
 
     fn id(idx: u64) -> PromiseId {
         PromiseId {

@@ -363,28 +363,62 @@ impl ExecutorBuilder {
     }
 }
 
-/// Brings to life the workers that `when` and `then` stored (see
+/// Brings to life the workers that `when` and `then` store (see
 /// [`crate::compose`]), once recovery has installed the components.
 async fn activate(
     inner: std::sync::Weak<Inner>,
     started: tokio::sync::oneshot::Receiver<()>,
-    mut spawned: tokio::sync::mpsc::UnboundedReceiver<vow_store::WorkerRecord>,
+    mut spawned: tokio::sync::mpsc::UnboundedReceiver<crate::compose::Spawned>,
 ) {
     if started.await.is_err() {
         return;
     }
-    while let Some(record) = spawned.recv().await {
+    while let Some(worker) = spawned.recv().await {
         let Some(inner) = inner.upgrade() else {
             return;
         };
         let executor = Executor { inner };
-        let id = crate::compose::worker_id(&record);
-        if executor.inner.registry.get(&id).is_some() {
-            continue;
-        }
-        if let Err(error) = crate::recovery::recover_worker(&executor, record, true) {
+        let id = persist::worker_id(&worker.record.key);
+        if let Err(error) = executor.start_spawned(worker).await {
+            // The worker and its invocation are in the store: recovery
+            // starts them at the next start.
             tracing::error!(worker = %id, %error, "a spawned worker could not start");
         }
+    }
+}
+
+impl Executor {
+    /// Starts a worker `when` or `then` stored, with its invocation queued,
+    /// from what was stored (nothing is read back).
+    async fn start_spawned(&self, spawned: crate::compose::Spawned) -> Result<()> {
+        let id = persist::worker_id(&spawned.record.key);
+        if self.inner.registry.get(&id).is_some() {
+            return Ok(());
+        }
+        let loaded = self.loaded(id.component_id)?;
+        let env = self.env(loaded);
+        let entry = WorkerEntry::new(
+            id.clone(),
+            WorkerConfig::default(),
+            std::time::SystemTime::UNIX_EPOCH + Duration::from_millis(spawned.record.created_at),
+            &self.inner.shared,
+            1,
+            spawned.invocation.seq,
+            Arc::clone(&env),
+        );
+        let function = String::from_utf8_lossy(&spawned.invocation.request).into_owned();
+        let Some(job) = entry.stored_job(spawned.invocation)? else {
+            return Err(Error::Storage(format!(
+                "the spawned invocation {function} names no export of component {}",
+                id.component_id
+            )));
+        };
+        let live = run::instantiate(&entry, &env, spawned.seed).await?;
+        self.inner.registry.insert(Arc::clone(&entry))?;
+        entry.requeue_front(Box::new(job));
+        entry.spawn_live(live);
+        tracing::debug!(worker = %id, "spawned worker started");
+        Ok(())
     }
 }
 

@@ -137,7 +137,7 @@ impl HostView<'_> {
 /// What a composing call starts once its entry is stored.
 enum Composed {
     /// A worker to start (`when`).
-    Worker(vow_store::WorkerRecord),
+    Worker(Box<compose::Spawned>),
     /// A reaction to register (`then`, `all`, `any`).
     Reaction(Vec<PromiseId>, ReactionSpec),
 }
@@ -201,12 +201,13 @@ impl HostView<'_> {
             .create(id.clone(), now, spec)
             .map_err(|e| trap(e.to_string()))?;
         match composed {
-            Composed::Worker(record) => {
-                let spawner = worker.spawner.clone();
+            Composed::Worker(spawned) => {
+                // The entry's batch went to the store first: see
+                // `Spawner::activate`.
+                worker.spawner.activate(*spawned);
                 tokio::spawn(async move {
-                    match durable.await {
-                        Ok(_) => spawner.activate(record),
-                        Err(error) => tracing::error!(%error, "storing a when failed"),
+                    if let Err(error) = durable.await {
+                        tracing::error!(%error, "storing a when failed");
                     }
                 });
             }
@@ -265,10 +266,10 @@ impl Host for HostView<'_> {
         self.compose(ComposeCall::When, options, |host, id| {
             let handler = host.handler(target, false)?;
             let name = compose::worker_name("when", id);
-            let (record, writes) =
+            let (spawned, writes) =
                 compose::spawn(&handler, name, &[compose::bytes_val(&input)], id)
                     .map_err(|e| e.to_string())?;
-            Ok((writes, Composed::Worker(record)))
+            Ok((writes, Composed::Worker(Box::new(spawned))))
         })
     }
 

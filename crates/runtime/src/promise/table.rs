@@ -51,6 +51,8 @@ enum State {
 /// A settlement being written, with who waits for it.
 struct Writing {
     settlement: Settlement,
+    /// When it settles, as the store records it.
+    at: Millis,
     reply: Reply,
     waiters: Vec<Waiter>,
     queued: VecDeque<Queued>,
@@ -284,7 +286,7 @@ impl Table {
                     (Takes::Settlement, settled) => vec![crate::compose::settlement_val(settled)],
                 };
                 let name = crate::compose::worker_name("then", &target);
-                let (record, mut writes) =
+                let (spawned, mut writes) =
                     match crate::compose::spawn(&handler, name, &params, &target) {
                         Ok(spawned) => spawned,
                         Err(error) => {
@@ -299,16 +301,7 @@ impl Table {
                         }
                     };
                 writes.push(delete());
-                let write = self.storage.write(writes);
-                let spawner = self.spawner.clone();
-                tokio::spawn(async move {
-                    match write.await {
-                        Ok(_) => spawner.activate(record),
-                        Err(error) => {
-                            tracing::error!(promise = %target, %error, "storing a continuation failed; it runs after a restart")
-                        }
-                    }
-                });
+                crate::compose::store_and_start(&self.storage, &self.spawner, writes, spawned);
             }
         }
     }
@@ -507,12 +500,14 @@ impl Table {
             }),
             State::Pending(waiters) => {
                 let waiters = std::mem::take(waiters);
+                let at = vow_store::now_millis();
                 let mut batch = Vec::with_capacity(1 + also.len());
-                batch.push(settle_write(&id, &settlement, vow_store::now_millis()));
+                batch.push(settle_write(&id, &settlement, at));
                 batch.extend(also);
                 let write = self.storage.write(batch);
                 entry.state = State::Writing(Box::new(Writing {
                     settlement,
+                    at,
                     reply,
                     waiters,
                     queued: VecDeque::new(),
@@ -544,6 +539,7 @@ impl Table {
         };
         let Writing {
             settlement,
+            at,
             reply,
             waiters,
             queued,
@@ -554,7 +550,6 @@ impl Table {
                     waiter.send(Ok(settlement.clone()));
                 }
                 tracing::debug!(promise = %id, ok = settlement.is_ok(), "promise settled");
-                let at = vow_store::now_millis();
                 entry.state = State::Settled { settlement, at };
                 if let Some(retention) = entry.retention {
                     self.expiries

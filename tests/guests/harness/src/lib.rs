@@ -60,6 +60,10 @@ wit_bindgen::generate!({
             export count: func(settled: settlement) -> result<list<u8>, string>;
             /// A function that cannot settle a promise.
             export unfit: func(n: u32) -> u32;
+            /// The wall clock when it started, in nanoseconds since the
+            /// epoch (8 bytes, little-endian), whatever it was given: when
+            /// a continuation began to run, for benchmarks.
+            export stamp: func(settled: settlement) -> list<u8>;
 
             /// `when` on an export of this component.
             export start-when: func(function: string, input: list<u8>, options: promise-options) -> result<promise-id, string>;
@@ -309,6 +313,13 @@ impl Guest for Component {
 
     fn unfit(n: u32) -> u32 {
         n
+    }
+
+    fn stamp(_settled: vow::Settlement) -> Vec<u8> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        now.to_le_bytes().to_vec()
     }
 
     fn start_when(function: String, input: Vec<u8>, options: vow::PromiseOptions) -> Result<PromiseId, String> {
