@@ -8,6 +8,7 @@ mod compose;
 mod durability;
 mod golem;
 mod python;
+mod python_promises;
 mod run;
 mod serve;
 mod support;
