@@ -454,6 +454,53 @@ enum PromiseCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Run an export in a new worker with an input; prints the promise of
+    /// its result
+    When {
+        /// Component id
+        component: String,
+        /// The export to run (it takes list<u8>)
+        function: String,
+        /// The input as text (sent as its UTF-8 bytes)
+        #[arg(
+            long,
+            value_name = "TEXT",
+            allow_hyphen_values = true,
+            conflicts_with = "json"
+        )]
+        input: Option<String>,
+        /// The input as a JSON value (sent as its JSON text)
+        #[arg(long, value_name = "VALUE", allow_hyphen_values = true)]
+        json: Option<String>,
+        #[command(flatten)]
+        options: PromiseOptionArgs,
+    },
+    /// Once a promise settles, run an export in a new worker with the
+    /// settlement; prints the promise of its result
+    Then {
+        /// The promise to follow: COMPONENT-ID/WORKER-NAME/OPLOG-INDEX
+        source: String,
+        /// Component id of the export
+        component: String,
+        /// The export to run (it takes list<u8> or the settlement)
+        function: String,
+        #[command(flatten)]
+        options: PromiseOptionArgs,
+    },
+}
+
+/// Options of a promise made from the command line.
+#[derive(Debug, clap::Args)]
+struct PromiseOptionArgs {
+    /// Reject the promise with timed-out if still pending after this many milliseconds
+    #[arg(long, value_name = "MS")]
+    timeout_ms: Option<u64>,
+    /// Delete the promise this many milliseconds after it settles
+    #[arg(long, value_name = "MS")]
+    retention_ms: Option<u64>,
+    /// The payload's WIT type, such as 'record { approved: bool }'
+    #[arg(long, value_name = "WIT")]
+    payload_type: Option<String>,
 }
 
 /// A promise status as typed on the command line.

@@ -579,6 +579,43 @@ pub(crate) async fn promise(server: &str, command: PromiseCommand) -> anyhow::Re
             }
             Ok(())
         }
+        PromiseCommand::When {
+            component,
+            function,
+            input,
+            json,
+            options,
+        } => {
+            let mut body = options_body(&options);
+            body["function"] = json!(function);
+            if let Some(text) = json {
+                let value: Value = serde_json::from_str(&text)
+                    .map_err(|e| anyhow!("--json is not valid JSON: {e}"))?;
+                body["inputJson"] = value;
+            } else {
+                body["input"] = json!(input.unwrap_or_default().into_bytes());
+            }
+            let path = ["v1", "components", component.as_str(), "when"];
+            let answer = client
+                .call_json(Request::new(Method::POST, &path), &body)
+                .await?;
+            print_made(&answer)
+        }
+        PromiseCommand::Then {
+            source,
+            component,
+            function,
+            options,
+        } => {
+            let mut body = options_body(&options);
+            body["source"] = json!(source);
+            body["function"] = json!(function);
+            let path = ["v1", "components", component.as_str(), "then"];
+            let answer = client
+                .call_json(Request::new(Method::POST, &path), &body)
+                .await?;
+            print_made(&answer)
+        }
         PromiseCommand::Show { promise_id, json } => {
             let id: PromiseId = promise_id.parse()?;
             let component = id.worker_id.component_id.to_string();
@@ -600,6 +637,24 @@ pub(crate) async fn promise(server: &str, command: PromiseCommand) -> anyhow::Re
             Ok(())
         }
     }
+}
+
+/// The JSON options of a promise made from the command line.
+fn options_body(options: &crate::PromiseOptionArgs) -> Value {
+    json!({
+        "timeoutMs": options.timeout_ms,
+        "retentionMs": options.retention_ms,
+        "payloadType": options.payload_type,
+    })
+}
+
+/// Prints the id of a promise the server made.
+fn print_made(answer: &Value) -> anyhow::Result<()> {
+    let id = answer["promiseId"]
+        .as_str()
+        .ok_or_else(|| anyhow!("unexpected answer from the server: {answer}"))?;
+    output::line(id)?;
+    Ok(())
 }
 
 /// One promise as `vow promise show` prints it: a line per fact.

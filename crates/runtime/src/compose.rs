@@ -76,9 +76,7 @@ impl Spawner {
         (Self(tx), rx)
     }
 
-    /// Starts a worker whose batch was handed to the store. The store
-    /// applies batches in order, so whatever the worker writes lands after
-    /// it; if that batch is lost in a crash, so is everything after it.
+    /// Starts a worker whose batch is stored.
     pub(crate) fn activate(&self, spawned: Spawned) {
         if self.0.send(spawned).is_err() {
             tracing::debug!("the executor shut down before a spawned worker started");
@@ -86,9 +84,12 @@ impl Spawner {
     }
 }
 
-/// Hands `writes` to the store and starts `spawned` at once (see
-/// [`Spawner::activate`]); a failed write is logged: the store keeps
-/// whatever it kept, and recovery starts from that.
+/// Stores `writes` and then starts `spawned`. The worker starts only once
+/// its batch is durable: a batch the store refuses (a full disk) must not
+/// leave a worker running that the store does not know, whose work would
+/// run again when what its batch deleted (a reaction) fires after a
+/// restart. A refused batch is logged, and recovery starts from what the
+/// store kept.
 pub(crate) fn store_and_start(
     storage: &vow_store::SharedStorage,
     spawner: &Spawner,
@@ -96,10 +97,13 @@ pub(crate) fn store_and_start(
     spawned: Spawned,
 ) {
     let write = storage.write(writes);
-    spawner.activate(spawned);
+    let spawner = spawner.clone();
     tokio::spawn(async move {
-        if let Err(error) = write.await {
-            tracing::error!(%error, "storing a spawned worker failed");
+        match write.await {
+            Ok(_) => spawner.activate(spawned),
+            Err(error) => {
+                tracing::error!(%error, "storing a spawned worker failed; it was not started")
+            }
         }
     });
 }
@@ -120,6 +124,11 @@ pub(crate) struct Handler {
     pub(crate) component: ComponentId,
     pub(crate) function: String,
     pub(crate) takes: Takes,
+    /// The name of the worker to run in, when it was chosen in advance (a
+    /// `then` made from outside, whose promise belongs to that worker);
+    /// derived from the promise otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) worker: Option<String>,
 }
 
 /// What a reaction does once its sources settle.
@@ -214,13 +223,18 @@ pub(crate) fn handler(
         component: id,
         function: export.name.clone(),
         takes,
+        worker: None,
     })
 }
 
 /// The name of the worker that settles `promise` (`when-…` or `then-…`):
-/// derived from the promise, so a retried start finds the same worker.
-pub(crate) fn worker_name(kind: &str, promise: &PromiseId) -> String {
-    let digest = Sha256::digest(promise.to_string().as_bytes());
+/// derived from the promise and `salt` (the creation time of the worker
+/// that made it, so a worker deleted and made again under the same name
+/// gets workers of its own), so a call made again at the same place of the
+/// same log (replay, or after a crash in an atomic region) names the same
+/// worker and finds it instead of starting another.
+pub(crate) fn worker_name(kind: &str, promise: &PromiseId, salt: u64) -> String {
+    let digest = Sha256::digest(format!("{promise}@{salt}").as_bytes());
     let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
     format!("{kind}-{hex}")
 }
@@ -568,9 +582,10 @@ mod tests {
 
     #[test]
     fn worker_names_are_derived_from_the_promise() {
-        let name = worker_name("when", &id(3));
-        assert_eq!(name, worker_name("when", &id(3)));
-        assert_ne!(name, worker_name("when", &id(4)));
+        let name = worker_name("when", &id(3), 1);
+        assert_eq!(name, worker_name("when", &id(3), 1));
+        assert_ne!(name, worker_name("when", &id(4), 1));
+        assert_ne!(name, worker_name("when", &id(3), 2));
         assert!(name.starts_with("when-") && name.len() == 5 + 32, "{name}");
     }
 }

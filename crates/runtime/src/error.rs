@@ -100,6 +100,10 @@ pub enum Error {
     /// No promise has this id (never created, or deleted).
     #[error("promise {0} not found")]
     PromiseNotFound(PromiseId),
+    /// `when` or `then` was asked to run what cannot settle a promise (an
+    /// unknown export, or one of another shape); the reason says which.
+    #[error("{0}")]
+    CannotSettle(String),
     /// A payload that is not a value of the promise's declared type.
     #[error("the payload of promise {promise} is not a {payload_type}: {reason}")]
     InvalidPayload {

@@ -406,11 +406,9 @@ impl Executor {
             spawned.invocation.seq,
             Arc::clone(&env),
         );
-        let function = String::from_utf8_lossy(&spawned.invocation.request).into_owned();
         let Some(job) = entry.stored_job(spawned.invocation)? else {
             return Err(Error::Storage(format!(
-                "the spawned invocation {function} names no export of component {}",
-                id.component_id
+                "the invocation stored for spawned worker {id} names no export of its component"
             )));
         };
         let live = run::instantiate(&entry, &env, spawned.seed).await?;
@@ -1045,6 +1043,90 @@ impl Executor {
     /// Promises matching the filter, ordered by worker and index.
     pub async fn promises(&self, filter: PromiseFilter) -> Result<Vec<PromiseInfo>> {
         self.inner.promises.list(filter).await
+    }
+
+    /// Runs `function` of `component` with `input` in a new worker and
+    /// returns a promise of its result, as a guest's `when` does (see
+    /// [`vow:host/promises`](https://github.com/vow-runtime/vow/blob/main/docs/promises.md)).
+    /// The promise belongs to that worker (`when-<uuid>`): its index is 1,
+    /// the worker's creation. Answered once the worker and its invocation
+    /// are stored.
+    pub async fn when(
+        &self,
+        component: ComponentId,
+        function: &str,
+        input: impl Into<Vec<u8>>,
+        options: crate::PromiseOptions,
+    ) -> Result<PromiseId> {
+        let loaded = self.loaded(component)?;
+        let handler =
+            crate::compose::handler(&loaded, function, false).map_err(Error::CannotSettle)?;
+        let name = format!("when-{}", uuid::Uuid::new_v4().simple());
+        let id = PromiseId {
+            worker_id: WorkerId::new(component, name.clone()),
+            oplog_idx: 1,
+        };
+        let input: Vec<u8> = input.into();
+        let (spawned, mut writes) =
+            crate::compose::spawn(&handler, name, &[crate::compose::bytes_val(&input)], &id)?;
+        let now = vow_store::now_millis();
+        let spec = options.spec(now, true);
+        writes.push(vow_store::Write::CreatePromise {
+            key: persist::promise_key(&id),
+            at: now,
+            spec: spec.clone(),
+        });
+        self.inner.storage.write(writes).await?;
+        self.inner.promises.create(id.clone(), now, spec)?;
+        self.start_spawned(spawned).await?;
+        Ok(id)
+    }
+
+    /// Once `source` settles, runs `function` of `component` in a new
+    /// worker with the settlement, and returns a promise of its result, as
+    /// a guest's `then` does. The promise belongs to that worker
+    /// (`then-<uuid>`, index 1), which is created when `source` settles.
+    /// Answered once the continuation is stored.
+    pub async fn then(
+        &self,
+        source: &PromiseId,
+        component: ComponentId,
+        function: &str,
+        options: crate::PromiseOptions,
+    ) -> Result<PromiseId> {
+        let loaded = self.loaded(component)?;
+        let mut handler =
+            crate::compose::handler(&loaded, function, true).map_err(Error::CannotSettle)?;
+        let name = format!("then-{}", uuid::Uuid::new_v4().simple());
+        handler.worker = Some(name.clone());
+        let id = PromiseId {
+            worker_id: WorkerId::new(component, name),
+            oplog_idx: 1,
+        };
+        let spec = crate::compose::ReactionSpec::Then(handler);
+        let now = vow_store::now_millis();
+        let promise = options.spec(now, true);
+        self.inner
+            .storage
+            .write(vec![
+                vow_store::Write::CreatePromise {
+                    key: persist::promise_key(&id),
+                    at: now,
+                    spec: promise.clone(),
+                },
+                vow_store::Write::PutReaction(vow_store::ReactionRecord {
+                    target: persist::promise_key(&id),
+                    sources: vec![persist::promise_key(source)],
+                    spec: persist::encode(&spec),
+                    created_at: now,
+                }),
+            ])
+            .await?;
+        self.inner.promises.create(id.clone(), now, promise)?;
+        self.inner
+            .promises
+            .react(id.clone(), vec![source.clone()], spec)?;
+        Ok(id)
     }
 
     /// One promise, with its settlement once it has one.

@@ -41,6 +41,10 @@ pub enum OplogEntry {
         /// The arguments, in WAVE text form.
         #[serde(default)]
         params: Vec<String>,
+        /// The promise it settles (started by `when` or `then`), which
+        /// `current` answers during it, in replay too.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        settles: Option<PromiseId>,
     },
     /// An invocation returned (`ok`) or failed.
     InvocationFinished {

@@ -398,10 +398,13 @@ fn has_finished_invocation(entry: &WorkerEntry) -> bool {
 /// Replays one finished invocation against its recorded entries.
 async fn replay_invocation(live: &mut Live, entry: &WorkerEntry, env: &Env) -> Result<()> {
     let started = lock(&entry.journal).next("invocation-started");
-    let (function, params) = match started {
+    let (function, params, settles) = match started {
         Ok(Some(OplogEntry::InvocationStarted {
-            function, params, ..
-        })) => (function, params),
+            function,
+            params,
+            settles,
+            ..
+        })) => (function, params, settles),
         Ok(_) => {
             return Err(Error::Storage(format!(
                 "worker {}: invocation start missing",
@@ -426,6 +429,8 @@ async fn replay_invocation(live: &mut Live, entry: &WorkerEntry, env: &Env) -> R
             component: entry.id.component_id,
             function: function.clone(),
         })?;
+    // What `current` answered when it ran.
+    live.store.data_mut().golem.current = settles;
     let mut results = vec![Val::Bool(false); export.result_count];
     let outcome = func
         .call_async(&mut live.store, &params, &mut results)
@@ -813,6 +818,7 @@ fn start(entry: &WorkerEntry, job: &Job) -> Result<()> {
                     idempotency_key: job.idempotency_key.clone(),
                     seq: job.seq,
                     params,
+                    settles: job.settles.clone(),
                 },
                 writes,
             ));

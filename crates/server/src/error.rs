@@ -134,7 +134,8 @@ impl From<Error> for ApiError {
             | Error::InvalidWorkerName { .. }
             | Error::InvalidArguments { .. }
             | Error::InvalidPromiseId { .. }
-            | Error::InvalidPayload { .. } => StatusCode::BAD_REQUEST,
+            | Error::InvalidPayload { .. }
+            | Error::CannotSettle(_) => StatusCode::BAD_REQUEST,
             Error::ComponentNotFound(_)
             | Error::WorkerNotFound(_)
             | Error::FunctionNotFound { .. }

@@ -745,6 +745,7 @@ mod tests {
                 idempotency_key: None,
                 seq: 1,
                 params: vec!["\"hi\"".to_owned()],
+                settles: None,
             },
             2,
         );

@@ -307,3 +307,55 @@ fn a_promise_is_rejected_and_shown() -> anyhow::Result<()> {
     assert_eq!(json["status"], "rejected");
     Ok(())
 }
+
+#[test]
+fn a_chain_is_started_from_the_command_line() -> anyhow::Result<()> {
+    let harness = vow_tests::guest("harness")?;
+    let server = Server::start(&[&harness])?;
+    let cid = server.component_id("harness")?;
+    let made = server
+        .client(&["promise", "when", &cid, "double", "--input", "ab"])?
+        .success()?;
+    let first = made.stdout.trim().to_owned();
+    assert!(
+        first.starts_with(&format!("{cid}/when-")) && first.ends_with("/1"),
+        "{first}"
+    );
+    let then = server
+        .client(&[
+            "promise",
+            "then",
+            &first,
+            &cid,
+            "recover",
+            "--timeout-ms",
+            "60000",
+        ])?
+        .success()?;
+    let second = then.stdout.trim().to_owned();
+    assert!(second.starts_with(&format!("{cid}/then-")), "{second}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let shown = server.client(&["promise", "show", &second])?.success()?;
+        if shown.stdout.contains("status:    completed") {
+            assert!(
+                shown.stdout.contains("payload:   \"ABAB\""),
+                "{}",
+                shown.stdout
+            );
+            break;
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "{}", shown.stdout);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let refused = server
+        .client(&["promise", "when", &cid, "unfit"])?
+        .code(1)?;
+    assert!(
+        refused.stderr.contains("unfit of component")
+            && refused.stderr.contains("cannot settle a promise"),
+        "{}",
+        refused.stderr
+    );
+    Ok(())
+}

@@ -140,6 +140,10 @@ enum Composed {
     Worker(Box<compose::Spawned>),
     /// A reaction to register (`then`, `all`, `any`).
     Reaction(Vec<PromiseId>, ReactionSpec),
+    /// Nothing: the call was made before at this place of the log, and
+    /// what it started exists (a crash inside an atomic region runs it
+    /// again).
+    Nothing,
 }
 
 impl HostView<'_> {
@@ -202,12 +206,15 @@ impl HostView<'_> {
             .map_err(|e| trap(e.to_string()))?;
         match composed {
             Composed::Worker(spawned) => {
-                // The entry's batch went to the store first: see
-                // `Spawner::activate`.
-                worker.spawner.activate(*spawned);
+                // Started once its batch is durable: see
+                // `compose::store_and_start`.
+                let spawner = worker.spawner.clone();
                 tokio::spawn(async move {
-                    if let Err(error) = durable.await {
-                        tracing::error!(%error, "storing a when failed");
+                    match durable.await {
+                        Ok(_) => spawner.activate(*spawned),
+                        Err(error) => {
+                            tracing::error!(%error, "storing a when failed; its worker was not started")
+                        }
                     }
                 });
             }
@@ -218,9 +225,33 @@ impl HostView<'_> {
                     .react(id.clone(), sources, spec)
                     .map_err(|e| trap(e.to_string()))?;
             }
+            Composed::Nothing => drop(durable),
         }
         tracing::debug!(promise = %id, call = call.name(), "promise composed");
         Ok(Ok(promise_id_to_wit(&id)))
+    }
+
+    /// The name of the worker that settles `id`, and whether it exists
+    /// already (the call was made before at this place of the log).
+    fn worker_for(
+        &self,
+        kind: &str,
+        id: &PromiseId,
+        component: crate::ids::ComponentId,
+    ) -> wasmtime::Result<(String, bool)> {
+        let salt = self
+            .ctx
+            .worker
+            .created_at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let name = compose::worker_name(kind, id, salt);
+        let exists = self
+            .ctx
+            .registry()?
+            .get(&crate::ids::WorkerId::new(component, name.clone()))
+            .is_some();
+        Ok((name, exists))
     }
 
     /// The handler `target` names, checked for `when` or `then`.
@@ -265,7 +296,12 @@ impl Host for HostView<'_> {
     ) -> wasmtime::Result<Result<WitPromiseId, String>> {
         self.compose(ComposeCall::When, options, |host, id| {
             let handler = host.handler(target, false)?;
-            let name = compose::worker_name("when", id);
+            let (name, exists) = host
+                .worker_for("when", id, handler.component)
+                .map_err(|e| e.to_string())?;
+            if exists {
+                return Ok((Vec::new(), Composed::Nothing));
+            }
             let (spawned, writes) =
                 compose::spawn(&handler, name, &[compose::bytes_val(&input)], id)
                     .map_err(|e| e.to_string())?;
@@ -281,7 +317,15 @@ impl Host for HostView<'_> {
     ) -> wasmtime::Result<Result<WitPromiseId, String>> {
         let source = promise_id_from_wit(source);
         self.compose(ComposeCall::Then, options, |host, id| {
-            let spec = ReactionSpec::Then(host.handler(target, true)?);
+            let mut handler = host.handler(target, true)?;
+            let (name, exists) = host
+                .worker_for("then", id, handler.component)
+                .map_err(|e| e.to_string())?;
+            if exists {
+                return Ok((Vec::new(), Composed::Nothing));
+            }
+            handler.worker = Some(name);
+            let spec = ReactionSpec::Then(handler);
             let sources = vec![source];
             Ok((
                 vec![reaction(id, &sources, &spec)],
@@ -296,7 +340,11 @@ impl Host for HostView<'_> {
         options: WitOptions,
     ) -> wasmtime::Result<Result<WitPromiseId, String>> {
         let sources: Vec<PromiseId> = ids.into_iter().map(promise_id_from_wit).collect();
+        let typed = options.payload_type.is_some();
         self.compose(ComposeCall::All, options, |_, id| {
+            if typed {
+                return Err("all takes no payload-type: its payload is the joined payloads (declare types on its promises)".to_owned());
+            }
             let spec = ReactionSpec::All;
             Ok((
                 vec![reaction(id, &sources, &spec)],

@@ -233,14 +233,17 @@ impl Table {
             return;
         };
         let delete = || Write::DeleteReaction(persist::promise_key(&target));
-        // A target settled or deleted by other means needs no reaction.
-        if !matches!(
-            self.entries.get(&target).map(|e| &e.state),
-            Some(State::Pending(_))
-        ) {
-            self.reactions.remove(&target);
-            drop(self.storage.write(vec![delete()]));
-            return;
+        match self.entries.get(&target).map(|e| &e.state) {
+            Some(State::Pending(_)) => {}
+            // A settlement of the target is being written: if it fails,
+            // the target is pending again and the reaction still stands.
+            Some(State::Writing(_)) => return,
+            // Settled or deleted by other means: no reaction needed.
+            Some(State::Settled { .. }) | None => {
+                self.reactions.remove(&target);
+                drop(self.storage.write(vec![delete()]));
+                return;
+            }
         }
         let states: Vec<(PromiseId, Option<Option<Settlement>>)> = reaction
             .sources
@@ -285,7 +288,10 @@ impl Table {
                     (Takes::Payload, Ok(payload)) => vec![crate::compose::bytes_val(payload)],
                     (Takes::Settlement, settled) => vec![crate::compose::settlement_val(settled)],
                 };
-                let name = crate::compose::worker_name("then", &target);
+                let name = handler
+                    .worker
+                    .clone()
+                    .unwrap_or_else(|| crate::compose::worker_name("then", &target, 0));
                 let (spawned, mut writes) =
                     match crate::compose::spawn(&handler, name, &params, &target) {
                         Ok(spawned) => spawned,
@@ -339,7 +345,9 @@ impl Table {
                 break;
             }
             self.deadlines.pop_first();
-            let Some(entry) = self.entries.get(&id) else {
+            // Only the deadline of the promise as it is now (an id reused
+            // after its worker was deleted and made again has its own).
+            let Some(entry) = self.entries.get(&id).filter(|e| e.deadline == Some(at)) else {
                 continue;
             };
             if matches!(entry.state, State::Settled { .. }) {
@@ -363,10 +371,13 @@ impl Table {
                 break;
             }
             self.expiries.pop_first();
-            if !matches!(
-                self.entries.get(&id).map(|e| &e.state),
-                Some(State::Settled { .. })
-            ) {
+            let due = self.entries.get(&id).and_then(|e| match &e.state {
+                State::Settled { at: settled, .. } => {
+                    e.retention.map(|r| settled.saturating_add(r))
+                }
+                _ => None,
+            });
+            if due != Some(at) {
                 continue;
             }
             self.entries.remove(&id);
@@ -423,7 +434,7 @@ impl Table {
             Command::Written { id, outcome } => self.written(id, outcome),
             Command::Delete { id } => {
                 if let Some(entry) = self.entries.remove(&id) {
-                    entry.state.fail_waiters();
+                    entry.state.fail_waiters(&self.storage);
                 }
                 self.reactions.remove(&id);
                 self.source_changed(&id);
@@ -438,11 +449,12 @@ impl Table {
             }
             Command::DeleteWorker { worker } => {
                 let mut gone = Vec::new();
+                let storage = self.storage.clone();
                 self.entries.retain(|id, entry| {
                     let keep = id.worker_id != worker;
                     if !keep {
                         std::mem::replace(&mut entry.state, State::Pending(Vec::new()))
-                            .fail_waiters();
+                            .fail_waiters(&storage);
                         gone.push(id.clone());
                     }
                     keep
@@ -479,6 +491,13 @@ impl Table {
         let settlement = match (&entry.payload_type, settlement) {
             (Some(declared), Ok(data)) => match declared.check_bytes(&data) {
                 Ok(value) => Ok(Bytes::from(serde_json::to_vec(&value).unwrap_or_default())),
+                // Work the runtime runs settles a composed promise: a result
+                // that is not of its type rejects it (nobody else would).
+                Err(error) if entry.composed => Err(PromiseError {
+                    kind: ErrorKind::Failed,
+                    message: format!("the result for promise {id} is not a {declared}: {error}"),
+                    data: Vec::new(),
+                }),
                 Err(error) => {
                     let error = Error::InvalidPayload {
                         promise: id,
@@ -571,11 +590,19 @@ impl Table {
             failed => {
                 // Nothing was settled: the waiters keep waiting and the next
                 // queued settlement gets its chance.
-                tracing::warn!(promise = %id, ?failed, "settlement not stored");
+                if let Ok(false) = failed {
+                    tracing::error!(promise = %id, "the store had this promise settled already; the table did not");
+                } else {
+                    tracing::warn!(promise = %id, ?failed, "settlement not stored");
+                }
                 entry.state = State::Pending(waiters);
                 let _ = reply.send(failed);
+                // The queued settlements are tried in turn until one is
+                // being written; the rest wait behind it. None is dropped:
+                // each carries writes (a worker's log entry) that must be
+                // stored whatever becomes of the promise.
                 let mut queued = queued;
-                if let Some(next) = queued.pop_front() {
+                while let Some(next) = queued.pop_front() {
                     self.settle(id.clone(), next.settlement, next.also, next.reply);
                     if let Some(Entry {
                         state: State::Writing(writing),
@@ -583,7 +610,12 @@ impl Table {
                     }) = self.entries.get_mut(&id)
                     {
                         writing.queued.extend(queued);
+                        return;
                     }
+                }
+                // Pending again: a reaction that waits to settle it may.
+                if self.reactions.contains_key(&id) {
+                    self.evaluate(id);
                 }
             }
         }
@@ -688,22 +720,32 @@ impl State {
         }
     }
 
-    fn fail_waiters(self) {
-        let (waiters, replies) = match self {
-            State::Pending(waiters) => (waiters, Vec::new()),
-            State::Writing(writing) => (
-                writing.waiters,
-                std::iter::once(writing.reply)
-                    .chain(writing.queued.into_iter().map(|q| q.reply))
-                    .collect(),
-            ),
+    /// Answers who waits on a promise being deleted: waiters hear it was
+    /// deleted, queued settlers `false` once what came with them is
+    /// stored, and the settlement being written its store's answer (it
+    /// reports back through `Written`, which finds no entry).
+    fn fail_waiters(self, storage: &SharedStorage) {
+        let (waiters, queued) = match self {
+            State::Pending(waiters) => (waiters, VecDeque::new()),
+            State::Writing(writing) => {
+                let Writing {
+                    waiters,
+                    queued,
+                    reply,
+                    ..
+                } = *writing;
+                // Its batch is in the store's hands; the deletion comes
+                // after it, so it did not settle anything that stays.
+                let _ = reply.send(Ok(false));
+                (waiters, queued)
+            }
             State::Settled { .. } => return,
         };
         for waiter in waiters {
             waiter.send(Err(AwaitError::Deleted));
         }
-        for reply in replies {
-            let _ = reply.send(Ok(false));
+        for later in queued {
+            write_then_reply(storage, later.also, later.reply, Ok(false));
         }
     }
 }

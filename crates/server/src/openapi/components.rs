@@ -164,6 +164,14 @@ pub(super) fn schemas() -> Value {
         "PromiseDetail": { "allOf": [schema("PromiseInfo"), { "type": "object", "properties": {
             "data": { "type": "array", "items": { "type": "integer", "minimum": 0, "maximum": 255 },
                 "description": "The payload, once completed" } } }] },
+        "WhenRequest": { "type": "object", "required": ["function"], "properties": {
+            "function": string,
+            "input": { "type": "array", "items": { "type": "integer", "minimum": 0, "maximum": 255 } },
+            "inputJson": { "description": "The input as a JSON value, sent as its JSON text" },
+            "timeoutMs": count, "retentionMs": count, "payloadType": string } },
+        "ThenRequest": { "type": "object", "required": ["source", "function"], "properties": {
+            "source": { "type": "string", "description": "{cid}/{name}/{oplogIdx}" },
+            "function": string, "timeoutMs": count, "retentionMs": count, "payloadType": string } },
         "Rejection": { "type": "object", "required": ["oplogIdx", "error"], "properties": {
             "oplogIdx": count, "error": string,
             "data": { "type": "array", "items": { "type": "integer", "minimum": 0, "maximum": 255 } } } },

@@ -413,6 +413,34 @@ fn paths() -> Value {
         )],
     );
     add(
+        "/v1/components/{cid}/when".into(),
+        vec![(
+            "post",
+            Op {
+                id: "when",
+                summary: "Run an export in a new worker with an input; answers the promise of its result",
+                params: &["cid"],
+                body: json_body("WhenRequest"),
+                ok: ("200", schema("PromiseInfo")),
+                errors: &["400", "404", "413"],
+            },
+        )],
+    );
+    add(
+        "/v1/components/{cid}/then".into(),
+        vec![(
+            "post",
+            Op {
+                id: "then",
+                summary: "Once a promise settles, run an export in a new worker with the settlement; answers the promise of its result",
+                params: &["cid"],
+                body: json_body("ThenRequest"),
+                ok: ("200", schema("PromiseInfo")),
+                errors: &["400", "404", "413"],
+            },
+        )],
+    );
+    add(
         "/v1/promises".into(),
         vec![(
             "get",
@@ -456,6 +484,8 @@ const EXTENSIONS: &[&str] = &[
     "listWorkerPromises",
     "getPromise",
     "rejectPromise",
+    "when",
+    "then",
     "listPromises",
     "openapi",
 ];

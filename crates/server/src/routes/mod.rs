@@ -142,6 +142,8 @@ pub(crate) fn table(config: &ServerConfig) -> Vec<Route> {
         Route::new(worker!("/complete"), Post, promises::complete),
         Route::new(worker!("/reject"), Post, promises::reject),
         Route::new("/v1/promises", Get, promises::list),
+        Route::new("/v1/components/{cid}/when", Post, promises::when),
+        Route::new("/v1/components/{cid}/then", Post, promises::then),
         Route::new("/openapi.json", Get, crate::openapi::serve),
     ]
 }

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use vow_runtime::{PromiseFilter, PromiseId, PromiseInfo, PromiseStatus, WorkerId};
 
 use crate::error::ApiError;
-use crate::extract::{ApiQuery, JsonBody, PromisePath, WorkerPath, parse_component_id};
+use crate::extract::{
+    ApiQuery, ComponentPath, JsonBody, PromisePath, WorkerPath, parse_component_id,
+};
 use crate::routes::AppState;
 use crate::time::rfc3339;
 
@@ -258,10 +260,124 @@ pub(crate) async fn get(
     State(state): State<AppState>,
     PromisePath(id): PromisePath,
 ) -> Result<Json<PromiseDetail>, ApiError> {
-    state.executor.worker_status(&id.worker_id)?;
-    let (info, settlement) = state.executor.promise(&id).await?;
+    // A then made over REST owns its promise before its worker exists:
+    // the promise is looked up first, the worker only to name what is
+    // missing.
+    let (info, settlement) = match state.executor.promise(&id).await {
+        Ok(found) => found,
+        Err(error) => {
+            state.executor.worker_status(&id.worker_id)?;
+            return Err(error.into());
+        }
+    };
     Ok(Json(PromiseDetail {
         promise: PromiseBody::from(info),
         data: settlement.and_then(Result::ok).map(|data| data.to_vec()),
     }))
+}
+
+/// Options of a promise made over REST.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct OptionsBody {
+    timeout_ms: Option<u64>,
+    retention_ms: Option<u64>,
+    payload_type: Option<String>,
+}
+
+impl OptionsBody {
+    fn options(self) -> Result<vow_runtime::PromiseOptions, ApiError> {
+        let payload_type = self
+            .payload_type
+            .map(|text| {
+                vow_payload_type::PayloadType::parse(&text).map_err(|e| {
+                    ApiError::invalid(format!("payloadType {text:?} is not a WIT type: {e}"))
+                })
+            })
+            .transpose()?;
+        Ok(vow_runtime::PromiseOptions {
+            timeout: self.timeout_ms.map(std::time::Duration::from_millis),
+            retention: self.retention_ms.map(std::time::Duration::from_millis),
+            payload_type,
+        })
+    }
+}
+
+/// The body of `when`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct WhenBody {
+    function: String,
+    /// The input's bytes.
+    input: Option<Vec<u8>>,
+    /// The input as a JSON value (sent as its JSON text).
+    input_json: Option<serde_json::Value>,
+    timeout_ms: Option<u64>,
+    retention_ms: Option<u64>,
+    payload_type: Option<String>,
+}
+
+/// `POST /v1/components/{cid}/when`: runs an export in a new worker with
+/// an input, and answers the promise of its result.
+pub(crate) async fn when(
+    State(state): State<AppState>,
+    ComponentPath(component): ComponentPath,
+    JsonBody(body): JsonBody<WhenBody>,
+) -> Result<Json<PromiseBody>, ApiError> {
+    let input = match (body.input, body.input_json) {
+        (Some(bytes), None) => bytes,
+        (None, Some(value)) => serde_json::to_vec(&value).unwrap_or_default(),
+        (None, None) => Vec::new(),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "give the input as `input` or as `inputJson`, not both",
+            ));
+        }
+    };
+    let options = OptionsBody {
+        timeout_ms: body.timeout_ms,
+        retention_ms: body.retention_ms,
+        payload_type: body.payload_type,
+    }
+    .options()?;
+    let id = state
+        .executor
+        .when(component, &body.function, input, options)
+        .await?;
+    let (info, _) = state.executor.promise(&id).await?;
+    Ok(Json(PromiseBody::from(info)))
+}
+
+/// The body of `then`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct ThenBody {
+    /// The promise to follow, in text form `{cid}/{name}/{oplogIdx}`.
+    source: String,
+    function: String,
+    timeout_ms: Option<u64>,
+    retention_ms: Option<u64>,
+    payload_type: Option<String>,
+}
+
+/// `POST /v1/components/{cid}/then`: once a promise settles, runs an export
+/// in a new worker with the settlement; answers the promise of its result.
+pub(crate) async fn then(
+    State(state): State<AppState>,
+    ComponentPath(component): ComponentPath,
+    JsonBody(body): JsonBody<ThenBody>,
+) -> Result<Json<PromiseBody>, ApiError> {
+    let source: PromiseId = body.source.parse().map_err(ApiError::from)?;
+    let options = OptionsBody {
+        timeout_ms: body.timeout_ms,
+        retention_ms: body.retention_ms,
+        payload_type: body.payload_type,
+    }
+    .options()?;
+    let id = state
+        .executor
+        .then(&source, component, &body.function, options)
+        .await?;
+    let (info, _) = state.executor.promise(&id).await?;
+    Ok(Json(PromiseBody::from(info)))
 }

@@ -526,3 +526,116 @@ async fn a_typed_promise_is_completed_with_a_checked_value() -> Result<()> {
     );
     Ok(())
 }
+
+/// Polls one promise until it settles.
+async fn settled_promise(app: &App, uri: &str) -> Result<Value> {
+    for _ in 0..3000 {
+        let (status, promise) = app.get(uri).await?;
+        if status == StatusCode::OK && promise["status"] != "pending" {
+            return Ok(promise);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    anyhow::bail!("{uri} never settled")
+}
+
+#[tokio::test]
+async fn a_chain_is_started_from_outside_with_when_and_then() -> Result<()> {
+    let app = App::new()?;
+    let cid = app.upload("harness").await?;
+    let (status, made) = app
+        .post(
+            &format!("/v1/components/{cid}/when"),
+            &json!({ "function": "double", "input": [97, 98] }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{made}");
+    assert_eq!(
+        made["oplogIdx"], 1,
+        "the promise is its worker's first entry"
+    );
+    assert_eq!(made["composed"], true);
+    let worker = made["workerName"].as_str().context("no worker")?.to_owned();
+    assert!(worker.starts_with("when-"), "{worker}");
+    let source = made["promiseId"].as_str().context("no id")?.to_owned();
+
+    let (status, then) = app
+        .post(
+            &format!("/v1/components/{cid}/then"),
+            &json!({ "source": source, "function": "recover", "timeoutMs": 60000 }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{then}");
+    let then_worker = then["workerName"].as_str().context("no worker")?.to_owned();
+    assert!(then_worker.starts_with("then-"), "{then_worker}");
+
+    let doubled = settled_promise(
+        &app,
+        &format!("/v1/components/{cid}/workers/{worker}/promises/1"),
+    )
+    .await?;
+    assert_eq!(doubled["data"], json!(b"abab"));
+    let upper = settled_promise(
+        &app,
+        &format!("/v1/components/{cid}/workers/{then_worker}/promises/1"),
+    )
+    .await?;
+    assert_eq!(upper["status"], "completed", "{upper}");
+    assert_eq!(upper["data"], json!(b"ABAB"));
+
+    // A JSON input, and a rejection flowing to a handler of settlements.
+    let (_, refused) = app
+        .post(
+            &format!("/v1/components/{cid}/when"),
+            &json!({ "function": "refuse", "inputJson": "no" }),
+        )
+        .await?;
+    let (_, handled) = app
+        .post(
+            &format!("/v1/components/{cid}/then"),
+            &json!({ "source": refused["promiseId"], "function": "recover" }),
+        )
+        .await?;
+    let handled = settled_promise(
+        &app,
+        &format!(
+            "/v1/components/{cid}/workers/{}/promises/1",
+            handled["workerName"].as_str().unwrap_or_default()
+        ),
+    )
+    .await?;
+    assert_eq!(handled["data"], json!(br#"handled rejected: refused "no""#));
+
+    // Errors.
+    let (status, body) = app
+        .post(
+            &format!("/v1/components/{cid}/when"),
+            &json!({ "function": "unfit" }),
+        )
+        .await?;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({ "errors": [format!(
+                "unfit of component {cid} cannot settle a promise: it must take one parameter, list<u8> (the input)"
+            )] })
+        )
+    );
+    let (status, body) = app
+        .post(
+            &format!("/v1/components/{cid}/then"),
+            &json!({ "source": "not an id", "function": "recover" }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let other = "00000000-0000-0000-0000-000000000009";
+    let (status, _) = app
+        .post(
+            &format!("/v1/components/{other}/when"),
+            &json!({ "function": "double" }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    Ok(())
+}
