@@ -439,6 +439,10 @@ fn new_linker(engine: &Engine) -> Result<Linker<WorkerState>> {
     let mut linker = Linker::new(engine);
     let link = |linker: &mut Linker<WorkerState>| -> wasmtime::Result<()> {
         wasmtime_wasi::p2::add_to_linker_async(linker)?;
+        // Journaled in place of wasmtime-wasi's (see host/poll.rs).
+        linker.allow_shadowing(true);
+        crate::host::poll::add_to_linker(linker)?;
+        linker.allow_shadowing(false);
         crate::bindings::golem::api::host::add_to_linker::<_, HasHost>(linker, host_view)?;
         crate::bindings::golem::rpc::types::add_to_linker::<_, HasHost>(linker, host_view)?;
         crate::bindings::vow::host::promises::add_to_linker::<_, HasHost>(linker, host_view)?;

@@ -122,6 +122,18 @@ pub enum OplogEntry {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// `wasi:io/poll.poll` answered these positions.
+    WasiPoll {
+        /// The ready positions.
+        ready: Vec<u32>,
+    },
+    /// `wasi:io/poll` `pollable.block` returned.
+    WasiBlock,
+    /// `wasi:io/poll` `pollable.ready` answered this.
+    WasiReady {
+        /// Whether it was ready.
+        ready: bool,
+    },
     /// `delete-promise`.
     DeletePromise {
         /// The deleted promise.
@@ -277,6 +289,9 @@ impl OplogEntry {
             Self::WaitAny { .. } => "wait-any",
             Self::WaitAll { .. } => "wait-all",
             Self::Compose { call, .. } => call.name(),
+            Self::WasiPoll { .. } => "wasi-poll",
+            Self::WasiBlock => "wasi-block",
+            Self::WasiReady { .. } => "wasi-ready",
             Self::DeletePromise { .. } => "delete-promise",
             Self::IdempotencyKey { .. } => "generate-idempotency-key",
             Self::BeginAtomicRegion => "mark-begin-operation",

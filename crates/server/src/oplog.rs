@@ -494,6 +494,36 @@ impl Context {
                 },
                 "WriteRemote",
             ),
+            OplogEntry::WasiPoll { ready } => imported(
+                at,
+                "io::poll::poll",
+                unit(),
+                list(
+                    tag("U32"),
+                    ready
+                        .iter()
+                        .map(|i| Typed {
+                            typ: tag("U32"),
+                            value: json!(i),
+                        })
+                        .collect(),
+                ),
+                "ReadRemote",
+            ),
+            OplogEntry::WasiBlock => imported(
+                at,
+                "io::poll::pollable::block",
+                unit(),
+                unit(),
+                "ReadRemote",
+            ),
+            OplogEntry::WasiReady { ready } => imported(
+                at,
+                "io::poll::pollable::ready",
+                unit(),
+                bool_value(*ready),
+                "ReadRemote",
+            ),
             OplogEntry::IdempotencyKey { key } => imported(
                 at,
                 "golem::api::generate_idempotency_key",

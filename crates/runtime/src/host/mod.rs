@@ -13,6 +13,7 @@ use futures::FutureExt as _;
 use vow_store::Write;
 use wasmtime::component::{HasData, Resource, ResourceTable};
 
+pub(crate) mod poll;
 mod promises;
 
 use crate::bindings::golem::api::host::{

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use futures::FutureExt as _;
 use vow_store::Write;
+use wasmtime::component::Resource;
 
 use super::{HostView, Step, component_id_from_wit, promise_id_from_wit, promise_id_to_wit, trap};
 use crate::bindings::golem::api::host::PromiseId as WitPromiseId;
@@ -369,6 +370,24 @@ impl Host for HostView<'_> {
                 Composed::Reaction(sources, spec),
             ))
         })
+    }
+
+    fn subscribe(
+        &mut self,
+        id: WitPromiseId,
+    ) -> wasmtime::Result<Resource<wasmtime_wasi::p2::DynPollable>> {
+        let id = promise_id_from_wit(id);
+        let rx = self
+            .ctx
+            .worker
+            .promises
+            .subscribe(id)
+            .map_err(super::poll::cannot_subscribe)?;
+        let ready = self
+            .table
+            .push(super::poll::PromiseReady::new(rx))
+            .map_err(super::poll::cannot_subscribe)?;
+        wasmtime_wasi::p2::subscribe(self.table, ready).map_err(super::poll::cannot_subscribe)
     }
 
     fn current(&mut self) -> wasmtime::Result<Option<WitPromiseId>> {

@@ -29,6 +29,11 @@ wit_bindgen::generate!({
             export vow-wait: func(id: promise-id) -> settlement;
             /// `vow:host/promises.poll`.
             export vow-poll: func(id: promise-id) -> option<settlement>;
+            /// Subscribes to each promise and to a timer of `timeout-ms`
+            /// (the last position), polls them once with `wasi:io/poll`, adds
+            /// the sum of (position + 1) of the ready ones to the counter of
+            /// `increment`, and returns the ready positions.
+            export poll-sum: func(ids: list<promise-id>, timeout-ms: u64) -> list<u32>;
             /// `vow:host/promises.wait-any`.
             export vow-wait-any: func(ids: list<promise-id>, timeout-ms: option<u64>) -> option<tuple<u32, settlement>>;
             /// `vow:host/promises.wait-all`.
@@ -241,6 +246,18 @@ impl Guest for Component {
 
     fn vow_poll(id: PromiseId) -> Option<vow::Settlement> {
         vow::poll(&id)
+    }
+
+    fn poll_sum(ids: Vec<PromiseId>, timeout_ms: u64) -> Vec<u32> {
+        use vow_guest::bindings::wasi::clocks::monotonic_clock;
+        use vow_guest::bindings::wasi::io::poll;
+        let mut pollables: Vec<poll::Pollable> = ids.iter().map(vow::subscribe).collect();
+        pollables.push(monotonic_clock::subscribe_duration(timeout_ms * 1_000_000));
+        let refs: Vec<&poll::Pollable> = pollables.iter().collect();
+        let ready = poll::poll(&refs);
+        let sum: u64 = ready.iter().map(|i| u64::from(*i) + 1).sum();
+        COUNTER.with(|c| c.set(c.get() + sum));
+        ready
     }
 
     fn vow_wait_any(ids: Vec<PromiseId>, timeout_ms: Option<u64>) -> Option<(u32, vow::Settlement)> {
