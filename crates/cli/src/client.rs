@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
-use reqwest::header::{CONTENT_TYPE, HeaderMap};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde_json::Value;
 
@@ -54,13 +54,22 @@ impl<'a> Request<'a> {
 impl Client {
     /// A client for the server at `server` (`http://host:port`, optionally
     /// with a path prefix).
-    pub(crate) fn new(server: &str) -> anyhow::Result<Self> {
+    /// With `token`, every request carries `Authorization: Bearer token`.
+    pub(crate) fn new(server: &str, token: Option<&str>) -> anyhow::Result<Self> {
         let base = Url::parse(server)
             .ok()
             .filter(|url| url.scheme() == "http" && url.has_host())
             .ok_or_else(|| anyhow!("invalid server URL {server:?}: expected http://HOST:PORT"))?;
+        let mut headers = HeaderMap::new();
+        if let Some(token) = token {
+            let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| anyhow!("the API token has characters a header cannot carry"))?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
+            .default_headers(headers)
             .build()
             .context("cannot set up the HTTP client")?;
         Ok(Self { http, base })
@@ -217,7 +226,7 @@ mod tests {
 
     #[test]
     fn path_segments_are_escaped() -> anyhow::Result<()> {
-        let client = Client::new("http://127.0.0.1:9881/prefix/")?;
+        let client = Client::new("http://127.0.0.1:9881/prefix/", None)?;
         let request = Request::new(Method::GET, &["v1", "components", "c", "workers", "a b?#"])
             .query("function", "f");
         let built = client.builder(request)?.build()?;
@@ -230,8 +239,8 @@ mod tests {
 
     #[test]
     fn only_http_urls_are_accepted() {
-        assert!(Client::new("127.0.0.1:9881").is_err());
-        assert!(Client::new("ftp://example").is_err());
-        assert!(Client::new("http://localhost:1").is_ok());
+        assert!(Client::new("127.0.0.1:9881", None).is_err());
+        assert!(Client::new("ftp://example", None).is_err());
+        assert!(Client::new("http://localhost:1", None).is_ok());
     }
 }

@@ -184,6 +184,22 @@ struct ServeArgs {
     #[arg(long)]
     in_memory: bool,
 
+    /// Require `Authorization: Bearer TOKEN` on every API route (401
+    /// otherwise); the CLI's client commands send it from --token or
+    /// VOW_AUTH_TOKEN. Needed to listen on an address that is not loopback
+    #[arg(
+        long,
+        env = "VOW_AUTH_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    auth_token: Option<String>,
+
+    /// Serve the API without a token on an address other machines can
+    /// reach: anyone who can connect can then run code and complete promises
+    #[arg(long)]
+    unauthenticated_on_network: bool,
+
     /// Seconds a worker parked on a promise stays in memory before it is
     /// evicted (0: as soon as it parks); its promise's completion brings it
     /// back by replay
@@ -242,6 +258,16 @@ struct ServerArgs {
     // given after the subcommand, so the default is applied in `url`.
     #[arg(long, global = true, env = "VOW_SERVER", value_name = "URL")]
     server: Option<String>,
+
+    /// The server's API token (vow serve --auth-token)
+    #[arg(
+        long,
+        global = true,
+        env = "VOW_AUTH_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
 }
 
 impl ServerArgs {
@@ -557,9 +583,15 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run(args) => run::run(args).await,
         Command::Serve(args) => serve::serve(args).await,
-        Command::Component { server, command } => remote::component(server.url(), command).await,
-        Command::Worker { server, command } => remote::worker(server.url(), command).await,
-        Command::Promise { server, command } => remote::promise(server.url(), command).await,
+        Command::Component { server, command } => {
+            remote::component(server.url(), server.token.as_deref(), command).await
+        }
+        Command::Worker { server, command } => {
+            remote::worker(server.url(), server.token.as_deref(), command).await
+        }
+        Command::Promise { server, command } => {
+            remote::promise(server.url(), server.token.as_deref(), command).await
+        }
     }
 }
 

@@ -123,8 +123,12 @@ fn parse<T: DeserializeOwned>(answer: &Value, field: Option<&str>) -> anyhow::Re
     serde_json::from_value(value).map_err(|e| anyhow!("unexpected answer from the server: {e}"))
 }
 
-pub(crate) async fn component(server: &str, command: ComponentCommand) -> anyhow::Result<()> {
-    let client = Client::new(server)?;
+pub(crate) async fn component(
+    server: &str,
+    token: Option<&str>,
+    command: ComponentCommand,
+) -> anyhow::Result<()> {
+    let client = Client::new(server, token)?;
     match command {
         ComponentCommand::Add { file, name, json } => {
             let bytes =
@@ -183,8 +187,12 @@ fn stem(file: &Path) -> String {
     )
 }
 
-pub(crate) async fn worker(server: &str, command: WorkerCommand) -> anyhow::Result<()> {
-    let client = Client::new(server)?;
+pub(crate) async fn worker(
+    server: &str,
+    token: Option<&str>,
+    command: WorkerCommand,
+) -> anyhow::Result<()> {
+    let client = Client::new(server, token)?;
     match command {
         WorkerCommand::Start {
             component,
@@ -479,8 +487,12 @@ async fn invoke(client: &Client, args: InvokeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) async fn promise(server: &str, command: PromiseCommand) -> anyhow::Result<()> {
-    let client = Client::new(server)?;
+pub(crate) async fn promise(
+    server: &str,
+    token: Option<&str>,
+    command: PromiseCommand,
+) -> anyhow::Result<()> {
+    let client = Client::new(server, token)?;
     match command {
         PromiseCommand::List {
             status,

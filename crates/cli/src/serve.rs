@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use reqwest::Url;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -20,9 +20,21 @@ use crate::{DEFAULT_SERVER, ServeArgs, local};
 mod demo;
 
 pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    if args.auth_token.is_none()
+        && !args.addr.ip().is_loopback()
+        && !args.unauthenticated_on_network
+    {
+        bail!(
+            "refusing to serve the API without a token on {}, which is reachable from other machines: \
+             set one with --auth-token TOKEN or VOW_AUTH_TOKEN (clients then pass --token or set \
+             VOW_AUTH_TOKEN), or listen on 127.0.0.1; --unauthenticated-on-network serves it open anyway",
+            args.addr
+        );
+    }
     let config = ServerConfig {
         max_body_bytes: args.max_body,
         max_component_bytes: args.max_component,
+        auth_token: args.auth_token.clone(),
     };
     let listener = TcpListener::bind(args.addr)
         .await

@@ -31,6 +31,7 @@
 //! [`typed`] gives Golem's type-annotated form, for clients that build
 //! requests or read results.
 
+mod auth;
 mod error;
 mod extract;
 pub mod json;
@@ -58,13 +59,28 @@ use crate::routes::AppState;
 pub use crate::serve::{SHUTDOWN_GRACE, serve, serve_with_grace, shutdown_signal};
 
 /// Limits of the HTTP API.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ServerConfig {
     /// Largest JSON request body, in bytes (default 16 MiB). Larger bodies
     /// are answered with 413.
     pub max_body_bytes: usize,
     /// Largest component upload, in bytes (default 512 MiB).
     pub max_component_bytes: usize,
+    /// With a token, every route but `/openapi.json` needs
+    /// `Authorization: Bearer <token>` (401 otherwise); without one the API
+    /// is open (default).
+    pub auth_token: Option<String>,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    /// The token is never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_component_bytes", &self.max_component_bytes)
+            .field("auth_token", &self.auth_token.as_ref().map(|_| "(set)"))
+            .finish()
+    }
 }
 
 impl Default for ServerConfig {
@@ -72,6 +88,7 @@ impl Default for ServerConfig {
         Self {
             max_body_bytes: 16 << 20,
             max_component_bytes: 512 << 20,
+            auth_token: None,
         }
     }
 }
@@ -83,10 +100,18 @@ pub fn router(executor: Executor, config: ServerConfig) -> Router {
     for route in routes::table(&config) {
         router = router.route(route.path, route.handler);
     }
-    router
+    router = router
         // After the routes: it applies to the routes present.
         .method_not_allowed_fallback(routes::method_not_allowed)
-        .fallback(routes::not_found)
+        .fallback(routes::not_found);
+    if let Some(token) = config.auth_token.as_deref().map(auth::Token::new) {
+        // Around the fallbacks too: an unknown path answers 401 as well,
+        // so the routes cannot be probed without the token.
+        router = router.layer(axum::middleware::from_fn(move |request, next| {
+            auth::require(token.clone(), request, next)
+        }));
+    }
+    router
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(
             TraceLayer::new_for_http()

@@ -359,3 +359,36 @@ fn a_chain_is_started_from_the_command_line() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn an_api_token_guards_every_route_and_is_needed_off_loopback() -> anyhow::Result<()> {
+    let harness = vow_tests::guest("harness")?;
+    let data = tempfile::tempdir()?;
+    let server = Server::start_in(data.path(), &[&harness], &["--auth-token", "t0k3n"])?;
+    let refused = server.client(&["component", "list"])?.code(1)?;
+    assert!(
+        refused
+            .stderr
+            .contains("this server needs an API token: send Authorization: Bearer <token>"),
+        "{}",
+        refused.stderr
+    );
+    let wrong = server
+        .client(&["component", "list", "--token", "guess"])?
+        .code(1)?;
+    assert!(wrong.stderr.contains("wrong API token"), "{}", wrong.stderr);
+    let listed = server
+        .client(&["component", "list", "--json", "--token", "t0k3n"])?
+        .success()?;
+    assert!(listed.stdout.contains("\"harness\""), "{}", listed.stdout);
+
+    let open = run(&["serve", "--addr", "0.0.0.0:0", "--in-memory"], QUICK)?.code(1)?;
+    assert!(
+        open.stderr
+            .contains("refusing to serve the API without a token on 0.0.0.0:0")
+            && open.stderr.contains("--auth-token TOKEN or VOW_AUTH_TOKEN"),
+        "{}",
+        open.stderr
+    );
+    Ok(())
+}

@@ -34,6 +34,7 @@ pub fn vow() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_vow"));
     command
         .env_remove("VOW_SERVER")
+        .env_remove("VOW_AUTH_TOKEN")
         .env_remove("RUST_LOG")
         .env("RUST_BACKTRACE", "0");
     command

@@ -521,10 +521,17 @@ fn document() -> Value {
                 Every error answers with JSON: 400 with {\"errors\": [...]}, 500 with {\"golemError\": {...}}, others with {\"error\": \"...\"}.",
         },
         "paths": paths,
+        // Required only when the server has a token (vow serve
+        // --auth-token); the document itself is always open.
+        "security": [{ "bearer": [] }, {}],
         "components": {
             "schemas": schemas(),
             "parameters": parameters(),
             "responses": responses(),
+            "securitySchemes": {
+                "bearer": { "type": "http", "scheme": "bearer",
+                    "description": "vow serve --auth-token TOKEN (or VOW_AUTH_TOKEN): every route but /openapi.json needs Authorization: Bearer TOKEN, else 401" },
+            },
         },
     })
 }

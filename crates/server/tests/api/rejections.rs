@@ -101,6 +101,7 @@ async fn bodies_over_the_limit_are_413() -> Result<()> {
     let app = App::with_config(ServerConfig {
         max_body_bytes: 1024,
         max_component_bytes: 4096,
+        ..ServerConfig::default()
     })?;
     let request = Request::post("/v1/components?name=big").body(Body::from(vec![0u8; 5000]))?;
     let (status, body) = app.send(request).await?;
@@ -168,5 +169,51 @@ async fn the_openapi_document_is_served() -> Result<()> {
         .unwrap_or_default();
     assert_eq!(paths, 22, "{doc}");
     assert!(doc["paths"]["/v1/components/{cid}/workers/{name}/complete"]["post"].is_object());
+    Ok(())
+}
+
+#[tokio::test]
+async fn with_a_token_every_route_needs_it() -> Result<()> {
+    let app = App::with_config(ServerConfig {
+        auth_token: Some("s3cret".to_owned()),
+        ..ServerConfig::default()
+    })?;
+    let with = |token: Option<&str>, uri: &str| -> Result<Request<Body>> {
+        let mut request = Request::get(uri);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        Ok(request.body(Body::empty())?)
+    };
+    for uri in ["/v1/components", "/v1/promises", "/v1/nowhere"] {
+        let (status, body) = app.send(with(None, uri)?).await?;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri}");
+        assert_eq!(
+            body,
+            json!({ "error": "this server needs an API token: send Authorization: Bearer <token> (the CLI reads it from --token or VOW_AUTH_TOKEN)" })
+        );
+        let (status, body) = app.send(with(Some("guess"), uri)?).await?;
+        assert_eq!(
+            (status, body),
+            (
+                StatusCode::UNAUTHORIZED,
+                json!({ "error": "wrong API token" })
+            )
+        );
+    }
+    let (status, _) = app.send(with(Some("s3cret"), "/v1/components")?).await?;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app.send(with(Some("s3cret"), "/v1/nowhere")?).await?;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "with the token, unknown paths are 404 again"
+    );
+    let (status, doc) = app.send(with(None, "/openapi.json")?).await?;
+    assert_eq!(status, StatusCode::OK, "the document stays open");
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
     Ok(())
 }
