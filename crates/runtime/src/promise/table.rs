@@ -199,11 +199,19 @@ impl Table {
     }
 
     fn register(&mut self, target: PromiseId, sources: Vec<PromiseId>, spec: ReactionSpec) {
+        // Only pending sources will change; the others are read when the
+        // reaction is evaluated.
         for source in &sources {
-            self.waiting_on
-                .entry(source.clone())
-                .or_default()
-                .push(target.clone());
+            let pending = self
+                .entries
+                .get(source)
+                .is_some_and(|e| !matches!(e.state, State::Settled { .. }));
+            if pending {
+                self.waiting_on
+                    .entry(source.clone())
+                    .or_default()
+                    .push(target.clone());
+            }
         }
         self.reactions.insert(target, Reaction { sources, spec });
     }
