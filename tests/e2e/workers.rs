@@ -223,3 +223,47 @@ async fn wrong_functions_and_arguments_are_refused_before_running() -> Result<()
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_full_queue_refuses_more_and_stores_nothing() -> anyhow::Result<()> {
+    let (executor, component) = executor_with(builder().max_queued(2), "harness").await?;
+    let worker = start(&executor, component, "busy").await?;
+    // One invocation parks; two more wait behind it, the limit.
+    let parked = executor
+        .submit(&worker, Invocation::new("create-and-await", vec![]))
+        .await?;
+    let promise = parked_on(&executor, &worker).await?;
+    let mut queued = Vec::new();
+    for n in 0..2 {
+        queued.push(
+            executor
+                .submit(&worker, Invocation::new("ping", vec![Val::U32(n)]))
+                .await?,
+        );
+    }
+    let refused = executor
+        .submit(&worker, Invocation::new("ping", vec![Val::U32(9)]))
+        .await;
+    match refused {
+        Err(vow_runtime::Error::QueueFull { limit, .. }) => assert_eq!(limit, 2),
+        other => anyhow::bail!("expected QueueFull, got {:?}", other.map(|_| ())),
+    }
+    assert!(
+        executor
+            .complete_promise(&promise.id, b"go".to_vec())
+            .await?
+    );
+    parked.result().await?;
+    for (n, call) in queued.into_iter().enumerate() {
+        assert_eq!(call.result().await?, vec![Val::U32(n as u32 + 1)]);
+    }
+    // The refused one was never stored: the log holds three invocations.
+    let started = executor
+        .worker_oplog(&worker, 1, 1000)
+        .await?
+        .into_iter()
+        .filter(|r| matches!(r.entry, vow_runtime::OplogEntry::InvocationStarted { .. }))
+        .count();
+    assert_eq!(started, 3);
+    Ok(())
+}

@@ -206,6 +206,11 @@ struct ServeArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     evict_after: f64,
 
+    /// Most invocations waiting in one worker's queue; past it an
+    /// invocation is refused with 503 and Retry-After
+    #[arg(long, value_name = "COUNT", default_value_t = vow_runtime::DEFAULT_MAX_QUEUED)]
+    max_queued: usize,
+
     /// Most workers kept in memory; past it the least recently used idle or
     /// parked workers leave memory and come back by replay when needed
     #[arg(long, value_name = "COUNT", default_value_t = vow_runtime::DEFAULT_MAX_RESIDENT)]

@@ -75,6 +75,7 @@ async fn executor(args: &ServeArgs) -> anyhow::Result<Executor> {
     let mut builder = local::builder(&args.cache)
         .evict_after(Some(Duration::from_secs_f64(args.evict_after)))
         .max_resident(args.max_resident)
+        .max_queued(args.max_queued)
         .snapshot_every(Some(args.snapshot_every));
     if args.allocator == crate::AllocatorArg::Pooling {
         builder = builder.pooling_sized_for_resident();

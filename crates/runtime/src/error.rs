@@ -97,6 +97,14 @@ pub enum Error {
     /// The worker was deleted before the invocation finished.
     #[error("worker {0} was deleted before the invocation finished")]
     WorkerDeleted(WorkerId),
+    /// The worker's queue is full: try again later.
+    #[error("worker {worker} has {limit} invocations waiting, its limit: try again later")]
+    QueueFull {
+        /// The worker.
+        worker: WorkerId,
+        /// The limit.
+        limit: usize,
+    },
     /// No promise has this id (never created, or deleted).
     #[error("promise {0} not found")]
     PromiseNotFound(PromiseId),

@@ -38,6 +38,7 @@ struct Settings {
     cache_dir: Option<PathBuf>,
     output_limit: usize,
     max_resources: usize,
+    max_queued: usize,
     evict_after: Option<Duration>,
     max_resident: usize,
     snapshot_every: Option<u64>,
@@ -97,6 +98,10 @@ impl std::fmt::Debug for StorageChoice {
     }
 }
 
+/// Invocations one worker's queue holds by default (see
+/// [`ExecutorBuilder::max_queued`]).
+pub const DEFAULT_MAX_QUEUED: usize = 10_000;
+
 /// How many workers an executor keeps in memory unless told otherwise (see
 /// [`ExecutorBuilder::max_resident`]).
 pub const DEFAULT_MAX_RESIDENT: usize = 1_000;
@@ -125,6 +130,7 @@ impl Default for ExecutorBuilder {
                 cache_dir: None,
                 output_limit: 1 << 20,
                 max_resources: 10_000,
+                max_queued: DEFAULT_MAX_QUEUED,
                 evict_after: Some(Duration::from_secs(10)),
                 max_resident: DEFAULT_MAX_RESIDENT,
                 snapshot_every: Some(DEFAULT_SNAPSHOT_EVERY),
@@ -199,6 +205,17 @@ impl ExecutorBuilder {
     /// older output is dropped first.
     pub fn output_limit(mut self, bytes: usize) -> Self {
         self.settings.output_limit = bytes.max(1);
+        self
+    }
+
+    /// Most invocations that may wait in one worker's queue (default
+    /// [`DEFAULT_MAX_QUEUED`]); past it [`submit`](Executor::submit) is
+    /// refused with [`Error::QueueFull`] and stores nothing, so a client
+    /// that sends faster than a worker runs cannot grow memory without
+    /// bound. Invocations accepted before a restart are not counted against
+    /// it.
+    pub fn max_queued(mut self, count: usize) -> Self {
+        self.settings.max_queued = count.max(1);
         self
     }
 
@@ -927,6 +944,13 @@ impl Executor {
             }
         }
         entry.check_not_failed()?;
+        let limit = self.inner.settings.max_queued;
+        if entry.queued() >= limit {
+            return Err(Error::QueueFull {
+                worker: worker.clone(),
+                limit,
+            });
+        }
         let params = persist::to_wave(&invocation.params)?;
         let seq = entry.next_seq();
         let request = persist::encode(&persist::Request {

@@ -87,8 +87,9 @@ mod worker;
 pub use component::{ComponentInfo, ExportInfo, ParamInfo};
 pub use error::{Error, Result};
 pub use executor::{
-    DATABASE_FILE, DEFAULT_MAX_RESIDENT, DEFAULT_SNAPSHOT_EVERY, Executor, ExecutorBuilder,
-    FinishedInvocation, FunctionType, Invocation, InvocationHandle, POOLED_RESIDENT_LIMIT,
+    DATABASE_FILE, DEFAULT_MAX_QUEUED, DEFAULT_MAX_RESIDENT, DEFAULT_SNAPSHOT_EVERY, Executor,
+    ExecutorBuilder, FinishedInvocation, FunctionType, Invocation, InvocationHandle,
+    POOLED_RESIDENT_LIMIT,
 };
 pub use host::WorkerListing;
 pub use ids::{ComponentId, MAX_WORKER_NAME_LEN, OplogIndex, PromiseId, WorkerId};

@@ -677,6 +677,11 @@ impl WorkerEntry {
         }
     }
 
+    /// How many jobs wait in the mailbox.
+    pub(crate) fn queued(&self) -> usize {
+        lock(&self.mailbox).len()
+    }
+
     /// Whether a job is waiting in the mailbox.
     pub(crate) fn has_mail(&self) -> bool {
         !lock(&self.mailbox).is_empty()

@@ -145,7 +145,9 @@ impl From<Error> for ApiError {
             }
             Error::MissingImports { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Error::Instantiation { .. } | Error::ShutDown => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Instantiation { .. } | Error::ShutDown | Error::QueueFull { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             // Config, Io and whatever a newer runtime adds: host faults.
             _ => {
                 tracing::error!(%error, "host fault");
@@ -168,7 +170,15 @@ impl IntoResponse for ApiError {
         } else {
             json!({ "error": self.messages.join("; ") })
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // A full queue or a busy runtime: worth trying again shortly.
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        response
     }
 }
 
@@ -196,6 +206,13 @@ mod tests {
             ),
             (Error::WorkerDeleted(worker.clone()), StatusCode::CONFLICT),
             (
+                Error::QueueFull {
+                    worker: worker.clone(),
+                    limit: 3,
+                },
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
                 Error::WorkerFailed {
                     worker,
                     reason: "boom".into(),
@@ -206,6 +223,15 @@ mod tests {
         for (error, status) in cases {
             assert_eq!(ApiError::from(error).status(), status);
         }
+        let full = ApiError::from(Error::QueueFull {
+            worker: WorkerId::new(ComponentId::from_u64_pair(1, 2), "w"),
+            limit: 3,
+        })
+        .into_response();
+        assert_eq!(
+            full.headers().get(axum::http::header::RETRY_AFTER),
+            Some(&axum::http::HeaderValue::from_static("1"))
+        );
     }
 
     #[test]
