@@ -242,18 +242,7 @@ async fn wait_any_answers_the_first_settlement_or_the_timeout() -> Result<()> {
             Invocation::new("first-of", vec![Val::U32(5), Val::Option(None)]),
         )
         .await?;
-    let pending = eventually("five pending promises", || async {
-        let mine = executor
-            .promises(PromiseFilter {
-                worker: Some(worker.clone()),
-                ..PromiseFilter::pending()
-            })
-            .await
-            .ok()?;
-        (mine.len() == 5 && executor.worker_status(&worker).ok()? == WorkerStatus::Suspended)
-            .then_some(mine)
-    })
-    .await?;
+    let pending = suspended_with_pending(&executor, &worker, 5).await?;
     assert!(
         executor
             .complete_promise(&pending[3].id, b"fourth".to_vec())
@@ -292,18 +281,7 @@ async fn one_guest_waits_for_200_promises_completed_in_random_order() -> Result<
             Invocation::new("gather", vec![Val::U32(200), Val::Option(None)]),
         )
         .await?;
-    let mut pending = eventually("200 pending promises", || async {
-        let mine = executor
-            .promises(PromiseFilter {
-                worker: Some(worker.clone()),
-                ..PromiseFilter::pending()
-            })
-            .await
-            .ok()?;
-        (mine.len() == 200 && executor.worker_status(&worker).ok()? == WorkerStatus::Suspended)
-            .then_some(mine)
-    })
-    .await?;
+    let mut pending = suspended_with_pending(&executor, &worker, 200).await?;
     pending.shuffle(&mut rand::rng());
     for promise in &pending {
         let payload = promise.id.oplog_idx.to_le_bytes().to_vec();
@@ -390,18 +368,7 @@ async fn timers_and_waits_survive_a_restart(backend: &Backend) -> Result<()> {
                     .with_idempotency_key("gather"),
             )
             .await?;
-        let pending = eventually("three pending promises", || async {
-            let mine = executor
-                .promises(PromiseFilter {
-                    worker: Some(gatherer.clone()),
-                    ..PromiseFilter::pending()
-                })
-                .await
-                .ok()?;
-            (mine.len() == 3 && executor.worker_status(&gatherer).ok()? == WorkerStatus::Suspended)
-                .then_some(mine)
-        })
-        .await?;
+        let pending = suspended_with_pending(&executor, &gatherer, 3).await?;
         assert!(
             executor
                 .complete_promise(&pending[1].id, b"one".to_vec())
@@ -689,4 +656,24 @@ async fn replay_sees_the_same_pollables_ready() -> Result<()> {
         .count();
     assert_eq!(polls, 1, "replay appended no second poll");
     Ok(())
+}
+
+/// The worker's pending promises once it has `count` and is suspended.
+async fn suspended_with_pending(
+    executor: &vow_runtime::Executor,
+    worker: &vow_runtime::WorkerId,
+    count: usize,
+) -> Result<Vec<vow_runtime::PromiseInfo>> {
+    eventually(&format!("{count} pending promises"), || async {
+        let mine = executor
+            .promises(PromiseFilter {
+                worker: Some(worker.clone()),
+                ..PromiseFilter::pending()
+            })
+            .await
+            .ok()?;
+        (mine.len() == count && executor.worker_status(worker).ok()? == WorkerStatus::Suspended)
+            .then_some(mine)
+    })
+    .await
 }

@@ -541,25 +541,16 @@ pub(crate) async fn promise(
         } => {
             let id: PromiseId = promise_id.parse()?;
             let payload = payload(data, data_file.as_deref(), json)?;
-            let component = id.worker_id.component_id.to_string();
-            let path = [
-                "v1",
-                "components",
-                &component,
-                "workers",
-                &id.worker_id.worker_name,
-                "complete",
-            ];
             let body = json!({ "oplogIdx": id.oplog_idx, "data": payload });
-            let answer = client
-                .call_json(Request::new(Method::POST, &path), &body)
-                .await?;
-            match answer {
-                Value::Bool(true) => output::line("completed")?,
-                Value::Bool(false) => output::line("already completed")?,
-                other => bail!("unexpected answer from the server: {other}"),
-            }
-            Ok(())
+            settle(
+                &client,
+                &id,
+                "complete",
+                &body,
+                "completed",
+                "already completed",
+            )
+            .await
         }
         PromiseCommand::Reject {
             promise_id,
@@ -567,29 +558,12 @@ pub(crate) async fn promise(
             data,
         } => {
             let id: PromiseId = promise_id.parse()?;
-            let component = id.worker_id.component_id.to_string();
-            let path = [
-                "v1",
-                "components",
-                &component,
-                "workers",
-                &id.worker_id.worker_name,
-                "reject",
-            ];
             let body = json!({
                 "oplogIdx": id.oplog_idx,
                 "error": error,
                 "data": data.map(String::into_bytes).unwrap_or_default(),
             });
-            let answer = client
-                .call_json(Request::new(Method::POST, &path), &body)
-                .await?;
-            match answer {
-                Value::Bool(true) => output::line("rejected")?,
-                Value::Bool(false) => output::line("already settled")?,
-                other => bail!("unexpected answer from the server: {other}"),
-            }
-            Ok(())
+            settle(&client, &id, "reject", &body, "rejected", "already settled").await
         }
         PromiseCommand::When {
             component,
@@ -649,6 +623,36 @@ pub(crate) async fn promise(
             Ok(())
         }
     }
+}
+
+/// Completes or rejects (`action`) a promise; prints `done`, or `already`
+/// when someone settled it first.
+async fn settle(
+    client: &Client,
+    id: &PromiseId,
+    action: &str,
+    body: &Value,
+    done: &str,
+    already: &str,
+) -> anyhow::Result<()> {
+    let component = id.worker_id.component_id.to_string();
+    let path = [
+        "v1",
+        "components",
+        &component,
+        "workers",
+        &id.worker_id.worker_name,
+        action,
+    ];
+    match client
+        .call_json(Request::new(Method::POST, &path), body)
+        .await?
+    {
+        Value::Bool(true) => output::line(done)?,
+        Value::Bool(false) => output::line(already)?,
+        other => bail!("unexpected answer from the server: {other}"),
+    }
+    Ok(())
 }
 
 /// The JSON options of a promise made from the command line.

@@ -322,8 +322,14 @@ impl GolemCtx {
     }
 }
 
-impl Host for HostView<'_> {
-    fn create_promise(&mut self) -> wasmtime::Result<wit::PromiseId> {
+impl HostView<'_> {
+    /// `create-promise`, and `vow:host/promises.create`: the promise's
+    /// index is its entry's. `spec` gives what the store keeps of its
+    /// options, from the creation time; it is asked only live.
+    pub(crate) fn create_promise_with(
+        &mut self,
+        spec: impl FnOnce(vow_store::Millis) -> wasmtime::Result<vow_store::PromiseSpec>,
+    ) -> wasmtime::Result<wit::PromiseId> {
         let worker = &self.ctx.worker;
         let oplog_idx = match self.ctx.step("create-promise")? {
             Step::Replay(_) => lock(&self.ctx.journal).position(),
@@ -333,8 +339,8 @@ impl Host for HostView<'_> {
                     worker_id: worker.id.clone(),
                     oplog_idx: next,
                 };
-                let spec = vow_store::PromiseSpec::default();
                 let now = vow_store::now_millis();
+                let spec = spec(now)?;
                 let create = Write::CreatePromise {
                     key: persist::promise_key(&id),
                     at: now,
@@ -354,6 +360,12 @@ impl Host for HostView<'_> {
             worker_id: worker.id.clone(),
             oplog_idx,
         }))
+    }
+}
+
+impl Host for HostView<'_> {
+    fn create_promise(&mut self) -> wasmtime::Result<wit::PromiseId> {
+        self.create_promise_with(|_| Ok(vow_store::PromiseSpec::default()))
     }
 
     async fn await_promise(&mut self, promise_id: wit::PromiseId) -> wasmtime::Result<Vec<u8>> {

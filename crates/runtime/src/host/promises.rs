@@ -395,37 +395,10 @@ impl Host for HostView<'_> {
     }
 
     fn create(&mut self, options: WitOptions) -> wasmtime::Result<WitPromiseId> {
-        let worker = &self.ctx.worker;
-        let oplog_idx = match self.ctx.step("create-promise")? {
-            Step::Replay(_) => lock(&self.ctx.journal).position(),
-            Step::Live => {
-                let next = lock(&self.ctx.journal).last_index() + 1;
-                let id = PromiseId {
-                    worker_id: worker.id.clone(),
-                    oplog_idx: next,
-                };
-                let now = vow_store::now_millis();
-                let options =
-                    options_from_wit(options).map_err(|e| trap(format!("create: {e}")))?;
-                let spec = options.spec(now, false);
-                let create = Write::CreatePromise {
-                    key: persist::promise_key(&id),
-                    at: now,
-                    spec: spec.clone(),
-                };
-                let (index, _) = self.ctx.append(OplogEntry::CreatePromise, vec![create]);
-                worker
-                    .promises
-                    .create(id.clone(), now, spec)
-                    .map_err(|e| trap(e.to_string()))?;
-                tracing::debug!(promise = %id, "promise created");
-                index
-            }
-        };
-        Ok(promise_id_to_wit(&PromiseId {
-            worker_id: worker.id.clone(),
-            oplog_idx,
-        }))
+        self.create_promise_with(|now| {
+            let options = options_from_wit(options).map_err(|e| trap(format!("create: {e}")))?;
+            Ok(options.spec(now, false))
+        })
     }
 
     async fn reject(
