@@ -412,23 +412,32 @@ fn integer<T>(
     from_number: impl Fn(&Number) -> Option<T>,
 ) -> Result<T, String>
 where
-    T: std::str::FromStr,
+    T: TryFrom<i128>,
 {
     let wit = wit_type(ty);
     let wide = matches!(ty, Type::S64 | Type::U64);
     match value {
         Value::Number(n) => from_number(n).ok_or_else(|| format!("expected {wit}, got {n}")),
-        Value::String(s) if wide => s
-            .parse()
-            .map_err(|_| format!("expected {wit}, got string {s:?}")),
+        Value::String(s) if wide => decimal(s)
+            .and_then(|n| T::try_from(n).ok())
+            .ok_or_else(|| format!("expected {wit}, got string {s:?}")),
         other => Err(format!("expected {wit}, got {}", kind(other))),
     }
 }
 
-fn signed<T: TryFrom<i64> + std::str::FromStr>(ty: &Type, value: &Value) -> Result<T, String> {
+/// A decimal integer as the payload checker of `vow-payload-type` reads
+/// one: an optional `-` and digits, so `"-0"` is a `u64` and `"+1"` is
+/// not (Rust's `parse` says the opposite of both).
+fn decimal(text: &str) -> Option<i128> {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let is_decimal = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+    is_decimal.then(|| text.parse().ok()).flatten()
+}
+
+fn signed<T: TryFrom<i64> + TryFrom<i128>>(ty: &Type, value: &Value) -> Result<T, String> {
     integer(ty, value, |n| n.as_i64().and_then(|i| T::try_from(i).ok()))
 }
 
-fn unsigned<T: TryFrom<u64> + std::str::FromStr>(ty: &Type, value: &Value) -> Result<T, String> {
+fn unsigned<T: TryFrom<u64> + TryFrom<i128>>(ty: &Type, value: &Value) -> Result<T, String> {
     integer(ty, value, |n| n.as_u64().and_then(|i| T::try_from(i).ok()))
 }

@@ -120,3 +120,72 @@ mod tests {
         assert_eq!(int_saturating(u64::MAX), i64::MAX);
     }
 }
+
+/// Properties of the encodings over generated strings and bytes (the
+/// decoders read columns back from the database file, which may be
+/// damaged): what is written reads back the same, and any bytes give
+/// strings or `None`, never a panic. `PROPTEST_CASES=N` runs each N times.
+#[cfg(test)]
+mod properties {
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn config(cases: u32) -> ProptestConfig {
+        let mut config = ProptestConfig::default();
+        if std::env::var_os("PROPTEST_CASES").is_none() {
+            config.cases = cases;
+        }
+        config
+    }
+
+    proptest! {
+        #![proptest_config(config(256))]
+
+        #[test]
+        fn strings_round_trip(strings in vec(".{0,8}", 0..5)) {
+            let bytes = encode_strings(strings.iter().map(String::as_str));
+            prop_assert_eq!(bytes.ok().and_then(|b| decode_strings(&b)), Some(strings));
+        }
+
+        #[test]
+        fn env_round_trips(env in vec((".{0,6}", ".{0,6}"), 0..4)) {
+            prop_assert_eq!(encode_env(&env).ok().and_then(|b| decode_env(&b)), Some(env));
+        }
+
+        #[test]
+        fn decoding_any_bytes_returns(bytes in vec(any::<u8>(), 0..64)) {
+            if let Some(strings) = decode_strings(&bytes) {
+                // One spelling per list of strings.
+                let again = encode_strings(strings.iter().map(String::as_str)).ok();
+                prop_assert_eq!(again, Some(bytes.clone()));
+            }
+            let _ = decode_env(&bytes);
+        }
+
+        #[test]
+        fn decoding_mutated_strings_returns(
+            strings in vec(".{0,8}", 1..5),
+            edits in vec(any::<(usize, u8, u8)>(), 1..4),
+        ) {
+            let mut bytes = encode_strings(strings.iter().map(String::as_str)).unwrap_or_default();
+            for (at, op, b) in edits {
+                let at = at % (bytes.len() + 1);
+                match op % 4 {
+                    0 if at < bytes.len() => bytes[at] ^= 1 << (b % 8),
+                    1 => bytes.insert(at, b),
+                    2 if at < bytes.len() => {
+                        bytes.remove(at);
+                    }
+                    _ => bytes.truncate(at),
+                }
+            }
+            if let Some(strings) = decode_strings(&bytes) {
+                let again = encode_strings(strings.iter().map(String::as_str)).ok();
+                prop_assert_eq!(again, Some(bytes.clone()));
+            }
+            let _ = decode_env(&bytes);
+        }
+    }
+}
