@@ -56,6 +56,9 @@ fn builder(dir: &Path, cache: &Path, pooling: bool) -> ExecutorBuilder {
     let builder = Executor::builder()
         .cache_dir(cache)
         .evict_after(Some(Duration::ZERO))
+        // A million workers of one component: past both default limits.
+        .max_workers(usize::MAX)
+        .max_workers_per_component(usize::MAX)
         .data_dir(dir);
     if pooling {
         builder.pooling_sized_for_resident()

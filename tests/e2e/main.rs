@@ -5,11 +5,13 @@
 
 mod support;
 
+mod capabilities;
 mod components;
 mod compose;
 mod durability;
 mod host_api;
 mod isolation;
+mod limits;
 mod promises;
 mod scale;
 mod settlement;

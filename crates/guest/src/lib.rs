@@ -171,6 +171,39 @@ impl Promise {
     pub fn delete(self) {
         host::delete_promise(&self.id);
     }
+
+    /// A completion link for this promise (`vow:host/promises.link`): a URL
+    /// (or, when the server does not know its public URL, a token) that
+    /// lets whoever holds it complete this promise, and nothing else,
+    /// without the server's API token, until `expires_in` passes (default
+    /// 7 days; at most 366). Hand it to a person or a webhook, then
+    /// [`wait`](Self::wait).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use vow_guest::Promise;
+    ///
+    /// let promise = Promise::new();
+    /// let link = promise.link(Some(Duration::from_secs(24 * 3600)))?;
+    /// println!("approve: {}", link.url.as_deref().unwrap_or(&link.token));
+    /// let answer = promise.wait();
+    /// # let _ = answer;
+    /// # Ok::<(), String>(())
+    /// ```
+    ///
+    /// An error says why there is none: the promise is another worker's or
+    /// already settled, or `expires_in` is out of range.
+    pub fn link(
+        &self,
+        expires_in: Option<std::time::Duration>,
+    ) -> Result<bindings::vow::host::promises::CompletionLink, String> {
+        let millis = expires_in.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        bindings::vow::host::promises::link(
+            &self.id,
+            bindings::vow::host::promises::LinkAction::Complete,
+            millis,
+        )
+    }
 }
 
 impl From<PromiseId> for Promise {

@@ -2,8 +2,8 @@
 //!
 //! Only the calls that wait for the promise dispatcher or the store are
 //! async: `await-promise`, `complete-promise`, `oplog-commit`,
-//! `set-oplog-index`, and Vow's `reject`, `wait`, `poll`, `wait-any` and
-//! `wait-all`. Everything else answers synchronously, which is cheaper
+//! `set-oplog-index`, and Vow's `reject`, `wait`, `poll`, `wait-any`,
+//! `wait-all` and `link`. Everything else answers synchronously, which is cheaper
 //! on the guest's fiber. Every import is trappable so a guest mistake (an
 //! unknown promise, an unsupported call) becomes a trap with a clear message.
 
@@ -20,6 +20,7 @@ wasmtime::component::bindgen!({
         "vow:host/promises.poll": async | trappable | tracing,
         "vow:host/promises.wait-any": async | trappable | tracing,
         "vow:host/promises.wait-all": async | trappable | tracing,
+        "vow:host/promises.link": async | trappable | tracing,
         default: trappable | tracing,
     },
     with: {

@@ -105,6 +105,22 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
+    /// Starting one more worker would pass a limit on the number of
+    /// workers: of the whole executor (`component` is `None`,
+    /// [`max_workers`](crate::ExecutorBuilder::max_workers)) or of one
+    /// component
+    /// ([`max_workers_per_component`](crate::ExecutorBuilder::max_workers_per_component)).
+    /// Workers that are evicted, parked or failed count until deleted.
+    #[error("cannot start worker {worker}: {}", worker_limit(.component.as_ref(), *.limit))]
+    TooManyWorkers {
+        /// The worker that was refused.
+        worker: WorkerId,
+        /// The component whose limit was reached, or `None` for the
+        /// executor's.
+        component: Option<ComponentId>,
+        /// The limit.
+        limit: usize,
+    },
     /// No promise has this id (never created, or deleted).
     #[error("promise {0} not found")]
     PromiseNotFound(PromiseId),
@@ -149,6 +165,13 @@ pub enum Error {
         /// The recorded error.
         message: String,
     },
+    /// A completion link token was refused, or a link cannot be made.
+    #[error(transparent)]
+    Link(#[from] crate::links::LinkError),
+    /// The promise already settled, so what was asked (a completion link)
+    /// could do nothing.
+    #[error("promise {0} is already settled")]
+    PromiseSettled(PromiseId),
     /// The store failed (it could not be opened, is full, or a write was
     /// refused); nothing that was acknowledged before is lost.
     #[error(transparent)]
@@ -172,6 +195,18 @@ pub enum Error {
         /// The underlying error (part of the message, so not also a `source`).
         cause: std::sync::Arc<std::io::Error>,
     },
+}
+
+/// The reason of [`Error::TooManyWorkers`], naming the flag that raises it.
+fn worker_limit(component: Option<&ComponentId>, limit: usize) -> String {
+    match component {
+        Some(component) => format!(
+            "component {component} has {limit} workers, the limit (--max-workers-per-component); delete some or raise it"
+        ),
+        None => {
+            format!("there are {limit} workers, the limit (--max-workers); delete some or raise it")
+        }
+    }
 }
 
 /// Result type of the runtime, with [`Error`] as the default error.

@@ -20,7 +20,7 @@ use crate::ids::{ComponentId, OplogIndex, PromiseId, WorkerId, validate_worker_n
 use crate::oplog::{OplogEntry, OplogRecord};
 use crate::output::WorkerOutput;
 use crate::persist;
-use crate::promise::{PromiseFilter, PromiseInfo, Promises, Settlement};
+use crate::promise::{PromiseFilter, PromiseInfo, PromiseStatus, Promises, Settlement};
 use crate::run::{self, Env};
 use crate::values;
 use crate::worker::{
@@ -43,6 +43,14 @@ struct Settings {
     max_resident: usize,
     snapshot_every: Option<u64>,
     storage: StorageChoice,
+    /// Sign completion links; `None` until opened (see [`ExecutorBuilder::link_keys`]).
+    link_keys: Option<crate::links::LinkKeys>,
+    /// The server's public base URL, for links.
+    public_url: Option<String>,
+    max_workers: usize,
+    max_workers_per_component: usize,
+    max_open_promises: usize,
+    max_run_time: Option<Duration>,
 }
 
 /// How worker instances get their memory.
@@ -110,6 +118,9 @@ pub const DEFAULT_MAX_RESIDENT: usize = 1_000;
 /// (see [`ExecutorBuilder::snapshot_every`]).
 pub const DEFAULT_SNAPSHOT_EVERY: u64 = 100;
 
+/// The name of the completion link key file inside a data directory.
+pub const LINK_KEYS_FILE: &str = "link-keys";
+
 /// The name of the SQLite file inside a data directory.
 pub const DATABASE_FILE: &str = "vow.sqlite";
 
@@ -135,6 +146,12 @@ impl Default for ExecutorBuilder {
                 max_resident: DEFAULT_MAX_RESIDENT,
                 snapshot_every: Some(DEFAULT_SNAPSHOT_EVERY),
                 storage: StorageChoice::Memory,
+                link_keys: None,
+                public_url: None,
+                max_workers: crate::limits::DEFAULT_MAX_WORKERS,
+                max_workers_per_component: crate::limits::DEFAULT_MAX_WORKERS_PER_COMPONENT,
+                max_open_promises: crate::limits::DEFAULT_MAX_OPEN_PROMISES,
+                max_run_time: Some(crate::limits::DEFAULT_MAX_RUN_TIME),
             },
         }
     }
@@ -258,6 +275,73 @@ impl ExecutorBuilder {
         self
     }
 
+    /// Most workers the executor holds (default
+    /// [`DEFAULT_MAX_WORKERS`](crate::DEFAULT_MAX_WORKERS)): in memory or
+    /// not, parked, failed or ephemeral, every worker counts until it is
+    /// deleted, because each keeps an entry in memory. Starting one more
+    /// is refused with [`Error::TooManyWorkers`]. Workers that `when` and
+    /// `then` run in count too; a `when` from outside is refused when its
+    /// worker would pass a limit, but the workers guests' `when` and
+    /// `then` start are let in. Workers already in the store at
+    /// [`open`](Self::open) are all recovered.
+    pub fn max_workers(mut self, count: usize) -> Self {
+        self.settings.max_workers = count.max(1);
+        self
+    }
+
+    /// Most workers one component may have (default
+    /// [`DEFAULT_MAX_WORKERS_PER_COMPONENT`](crate::DEFAULT_MAX_WORKERS_PER_COMPONENT)),
+    /// counted as [`max_workers`](Self::max_workers) counts, so that one
+    /// component starting workers in a loop leaves room for the others.
+    pub fn max_workers_per_component(mut self, count: usize) -> Self {
+        self.settings.max_workers_per_component = count.max(1);
+        self
+    }
+
+    /// Most pending promises one worker may hold (default
+    /// [`DEFAULT_MAX_OPEN_PROMISES`](crate::DEFAULT_MAX_OPEN_PROMISES)):
+    /// the promises it created (`create-promise`, `vow:host/promises`'
+    /// `create`, `all`, `any`) that are neither settled nor deleted.
+    /// Creating one more traps the invocation with a message naming the
+    /// limit; other workers are not affected. Promises created before a
+    /// restart are not counted against it.
+    pub fn max_open_promises(mut self, count: usize) -> Self {
+        self.settings.max_open_promises = count.max(1);
+        self
+    }
+
+    /// Longest a guest may run in one invocation without returning
+    /// (default [`DEFAULT_MAX_RUN_TIME`](crate::DEFAULT_MAX_RUN_TIME);
+    /// `None`: no limit). Only running counts: time parked on a promise,
+    /// or yielding to other workers, does not, so a worker may wait on a
+    /// promise for days. Past it the guest traps with `ran for more than
+    /// ... without finishing`, and the worker fails as after any trap. It
+    /// is checked at each epoch tick ([`epoch_interval`](Self::epoch_interval)).
+    /// Replays of finished invocations, and snapshots, are not limited.
+    pub fn max_run_time(mut self, limit: Option<Duration>) -> Self {
+        self.settings.max_run_time = limit;
+        self
+    }
+
+    /// Signs completion links with these keys (see [`crate::links`]).
+    /// Default: the key file [`LINK_KEYS_FILE`] in the data directory
+    /// (created with one key when missing); with no data directory, one
+    /// random key kept in memory, so links stop working when the process
+    /// ends.
+    pub fn link_keys(mut self, keys: crate::links::LinkKeys) -> Self {
+        self.settings.link_keys = Some(keys);
+        self
+    }
+
+    /// The base URL clients reach the server at (`https://vow.example.com`),
+    /// from which completion links make their `url`
+    /// (`{base}/v1/links/{token}`). Without it links carry only the token.
+    pub fn public_url(mut self, url: impl Into<String>) -> Self {
+        let url: String = url.into();
+        self.settings.public_url = Some(url.trim_end_matches('/').to_owned());
+        self
+    }
+
     /// Keeps state in this data directory (a SQLite database,
     /// [`DATABASE_FILE`], created when missing). Open the executor with
     /// [`open`](Self::open): components, workers, promises and queued
@@ -309,9 +393,19 @@ impl ExecutorBuilder {
                     .map_err(|e| Error::Config(format!("opening the store failed: {e}")))??
             }
         };
+        let mut this = self;
+        if let (None, StorageChoice::DataDir(dir)) =
+            (&this.settings.link_keys, &this.settings.storage)
+        {
+            let path = dir.join(LINK_KEYS_FILE);
+            let keys = tokio::task::spawn_blocking(move || crate::links::LinkKeys::open(path))
+                .await
+                .map_err(|e| Error::Config(format!("reading the link keys failed: {e}")))??;
+            this.settings.link_keys = Some(keys);
+        }
         let promises = storage.promises().await?;
         let reactions = storage.reactions().await?;
-        let (executor, ready) = self.assemble(Arc::clone(&storage), promises, reactions)?;
+        let (executor, ready) = this.assemble(Arc::clone(&storage), promises, reactions)?;
         crate::recovery::recover(&executor).await?;
         // Workers that reactions start now find their components.
         let _ = ready.send(());
@@ -352,8 +446,18 @@ impl ExecutorBuilder {
         let (promises, dispatcher) =
             Promises::spawn(Arc::clone(&storage), promises, reactions, spawner.clone());
         let ticker = Ticker::start(engine.clone(), settings.epoch_interval);
-        let registry = Arc::new(Registry::new(settings.max_resident));
+        let registry = Arc::new(
+            Registry::new(settings.max_resident)
+                .with_worker_limits(settings.max_workers, settings.max_workers_per_component),
+        );
         let components: Components = Arc::default();
+        let links = crate::links::Links::new(
+            settings
+                .link_keys
+                .clone()
+                .unwrap_or_else(crate::links::LinkKeys::ephemeral),
+            settings.public_url.clone(),
+        );
         let shared = Shared {
             storage: Arc::clone(&storage),
             promises: promises.clone(),
@@ -373,6 +477,7 @@ impl ExecutorBuilder {
             shared,
             dispatcher,
             _ticker: ticker,
+            links,
         });
         let (ready, started) = tokio::sync::oneshot::channel();
         tokio::spawn(activate(Arc::downgrade(&inner), started, spawned));
@@ -519,6 +624,8 @@ struct Inner {
     shared: Shared,
     dispatcher: tokio::task::JoinHandle<()>,
     _ticker: Ticker,
+    /// Mints and checks completion links.
+    links: crate::links::Links,
 }
 
 impl Drop for Inner {
@@ -818,6 +925,9 @@ impl Executor {
             invocation_timeout: settings.invocation_timeout,
             evict_after: settings.evict_after,
             snapshot_every: settings.snapshot_every,
+            max_open_promises: settings.max_open_promises,
+            max_run_time: settings.max_run_time,
+            links: self.inner.links.clone(),
         }
     }
 
@@ -851,6 +961,8 @@ impl Executor {
         if self.inner.registry.get(&id).is_some() {
             return Err(Error::WorkerExists(id));
         }
+        // Refused before instantiating; checked again as it is inserted.
+        self.inner.registry.has_room(&id)?;
         let created_at = std::time::SystemTime::now();
         let env = self.env(loaded);
         let entry = WorkerEntry::new(
@@ -866,7 +978,9 @@ impl Executor {
         let live = run::instantiate(&entry, &env, seed).await?;
         // Another start of the same name may have won the race while this
         // one was instantiating.
-        self.inner.registry.insert(Arc::clone(&entry))?;
+        self.inner
+            .registry
+            .insert_within_limits(Arc::clone(&entry))?;
         let create = OplogEntry::Create {
             args: entry.args.clone(),
             env: entry.env.clone(),
@@ -978,7 +1092,14 @@ impl Executor {
             seq,
         )?;
         drop(loaded);
-        write.await?;
+        if let Err(error) = write.await {
+            // Refused by the store (a full disk): the job must not run. If
+            // the worker task took it already, its own writes fail after
+            // this one, and the worker reloads from the store (see
+            // `run::run`), keeping no effect of it.
+            entry.withdraw(seq);
+            return Err(error.into());
+        }
         Ok(InvocationHandle {
             outcome,
             fresh: true,
@@ -1094,6 +1215,7 @@ impl Executor {
             worker_id: WorkerId::new(component, name.clone()),
             oplog_idx: 1,
         };
+        self.inner.registry.has_room(&id.worker_id)?;
         let input: Vec<u8> = input.into();
         let (spawned, mut writes) =
             crate::compose::spawn(&handler, name, &[crate::compose::bytes_val(&input)], &id)?;
@@ -1155,6 +1277,42 @@ impl Executor {
             .promises
             .react(id.clone(), vec![source.clone()], spec)?;
         Ok(id)
+    }
+
+    /// A completion link for a pending promise: a token that lets whoever
+    /// holds it complete (or reject, as `request` allows) this promise and
+    /// nothing else, until it expires. A promise that runtime work settles
+    /// (`when`, `then`, `all`, `any`) gets none ([`Error::CannotSettle`]),
+    /// nor does one that already settled ([`Error::PromiseSettled`]).
+    pub async fn completion_link(
+        &self,
+        id: &PromiseId,
+        request: crate::links::LinkRequest,
+    ) -> Result<crate::links::CompletionLink> {
+        let (info, _) = self.promise(id).await?;
+        if info.status != PromiseStatus::Pending {
+            return Err(Error::PromiseSettled(id.clone()));
+        }
+        if info.composed {
+            return Err(Error::CannotSettle(format!(
+                "promise {id} is settled by the runtime (when, then, all or any): a link could not complete it"
+            )));
+        }
+        Ok(self
+            .inner
+            .links
+            .mint(id, request, vow_store::now_millis())?)
+    }
+
+    /// What a completion link token grants, if it is valid now: the token
+    /// is this executor's, unaltered and unexpired. Whether the promise
+    /// still exists is not checked.
+    pub fn redeem_link(&self, token: &str) -> Result<crate::links::LinkGrant> {
+        Ok(self
+            .inner
+            .links
+            .keys()
+            .verify(token, vow_store::now_millis())?)
     }
 
     /// One promise, with its settlement once it has one.

@@ -75,6 +75,8 @@ mod filter;
 mod host;
 mod ids;
 mod journal;
+mod limits;
+pub mod links;
 mod oplog;
 mod output;
 mod persist;
@@ -89,10 +91,14 @@ pub use error::{Error, Result};
 pub use executor::{
     DATABASE_FILE, DEFAULT_MAX_QUEUED, DEFAULT_MAX_RESIDENT, DEFAULT_SNAPSHOT_EVERY, Executor,
     ExecutorBuilder, FinishedInvocation, FunctionType, Invocation, InvocationHandle,
-    POOLED_RESIDENT_LIMIT,
+    LINK_KEYS_FILE, POOLED_RESIDENT_LIMIT,
 };
 pub use host::WorkerListing;
 pub use ids::{ComponentId, MAX_WORKER_NAME_LEN, OplogIndex, PromiseId, WorkerId};
+pub use limits::{
+    DEFAULT_MAX_OPEN_PROMISES, DEFAULT_MAX_RUN_TIME, DEFAULT_MAX_WORKERS,
+    DEFAULT_MAX_WORKERS_PER_COMPONENT,
+};
 pub use oplog::{
     ComposeCall, HostSettings, OplogEntry, OplogRecord, RecordedMetadata, StoredSettlement,
 };

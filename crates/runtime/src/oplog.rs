@@ -122,6 +122,15 @@ pub enum OplogEntry {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// `link` (`vow:host/promises`) minted this completion link, or was
+    /// refused with this message. The token is kept so replay answers the
+    /// same one, whatever keys the server has by then.
+    MintLink {
+        /// The promise the link is for.
+        promise: PromiseId,
+        /// The link, or why there is none.
+        answer: Result<crate::links::CompletionLink, String>,
+    },
     /// `wasi:io/poll.poll` answered these positions.
     WasiPoll {
         /// The ready positions.
@@ -289,6 +298,7 @@ impl OplogEntry {
             Self::WaitAny { .. } => "wait-any",
             Self::WaitAll { .. } => "wait-all",
             Self::Compose { call, .. } => call.name(),
+            Self::MintLink { .. } => "mint-link",
             Self::WasiPoll { .. } => "wasi-poll",
             Self::WasiBlock => "wasi-block",
             Self::WasiReady { .. } => "wasi-ready",

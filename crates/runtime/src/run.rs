@@ -40,6 +40,12 @@ pub(crate) struct Env {
     pub(crate) evict_after: Option<Duration>,
     /// Invocations between snapshots; `None` takes none.
     pub(crate) snapshot_every: Option<u64>,
+    /// Most pending promises a worker may hold.
+    pub(crate) max_open_promises: usize,
+    /// Longest an invocation may run (waiting not counted); `None`: no limit.
+    pub(crate) max_run_time: Option<Duration>,
+    /// Mints the completion links guests ask for.
+    pub(crate) links: crate::links::Links,
 }
 
 /// A worker in memory.
@@ -71,9 +77,18 @@ pub(crate) async fn instantiate(
     seed: (u64, u64),
 ) -> Result<Live> {
     let journal = Arc::clone(&entry.journal);
+    // What a guest gets (docs/guest-capabilities.md): its own arguments and
+    // environment, captured stdout and stderr, a closed stdin, journaled
+    // clocks and randomness; no preopened directory, and no network (said
+    // here rather than left to wasmtime-wasi's defaults, which have
+    // changed between releases).
     let wasi = WasiCtxBuilder::new()
         .args(&entry.args)
         .envs(&entry.env)
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .socket_addr_check(|_, _| Box::pin(async { false }))
         .stdout(entry.output.stdout())
         .stderr(entry.output.stderr())
         .secure_random(JournalRandom::new(Arc::clone(&journal)))
@@ -95,6 +110,7 @@ pub(crate) async fn instantiate(
                 .build(),
             entry: Arc::clone(entry),
         },
+        run_clock: crate::limits::RunClock::new(env.max_run_time),
     };
     // A new instance: its memory is counted from nothing.
     entry
@@ -102,7 +118,9 @@ pub(crate) async fn instantiate(
         .store(0, std::sync::atomic::Ordering::Relaxed);
     let mut store = Store::new(&env.engine, state);
     store.limiter(|s| &mut s.limits);
-    store.epoch_deadline_async_yield_and_update(1);
+    // Yields at every tick, and traps a guest past its running time.
+    store.epoch_deadline_callback(crate::limits::on_epoch);
+    store.set_epoch_deadline(1);
     let instance = env
         .component
         .pre
@@ -599,6 +617,15 @@ pub(crate) async fn run(entry: Arc<WorkerEntry>, mut live: Option<Live>) {
         }
         // The outcome is answered only once it is durable.
         let stored = Box::pin(finish(&entry, &job, &outcome, failed)).await;
+        if let Err(error) = &stored {
+            // The store refused the invocation's entries (a full disk, a
+            // lost database): the instance holds effects the log does not,
+            // and the journal counts entries the store never took. Drop
+            // both; the next invocation reloads the worker from what the
+            // store holds.
+            tracing::error!(worker = %entry.id, %error, "the invocation's log could not be stored; reloading the worker from the store");
+            live = None;
+        }
         let _ = job.reply.send(match stored {
             Ok(()) => outcome,
             Err(error) => Err(error),
@@ -744,9 +771,13 @@ async fn attempt(live: &mut Live, entry: &Arc<WorkerEntry>, env: &Env, job: &Job
     live.store.data_mut().golem.current = job.settles.clone();
     let mut results = vec![Val::Bool(false); export.result_count];
     let evict_after = env.evict_after;
+    let clock = Arc::clone(&live.store.data().run_clock);
+    clock.reset();
     let outcome = {
         let call = func.call_async(&mut live.store, &job.params, &mut results);
         tokio::pin!(call);
+        // Only the time spent polling the guest is its running time.
+        let mut call = crate::limits::Timed::new(call, clock);
         tokio::select! {
             outcome = &mut call => outcome,
             promise = parked_too_long(entry, env, evict_after) => return Attempt::Evicted(promise),

@@ -266,6 +266,10 @@ pub(crate) struct WorkerEntry {
     loading: tokio::sync::Mutex<()>,
     /// Outcomes of recent invocations that carried an idempotency key.
     idempotency: Mutex<VecDeque<(String, SharedOutcome)>>,
+    /// Pending promises this worker created in this process (the promise
+    /// table counts them down as they settle or are deleted), against
+    /// the executor's `max_open_promises`.
+    pub(crate) open_promises: AtomicUsize,
 }
 
 /// The last invocation sequence number of a recovered worker before it is
@@ -335,6 +339,7 @@ impl WorkerEntry {
             control: Notify::new(),
             task: Mutex::new(None),
             dormant_on: Mutex::new(None),
+            open_promises: AtomicUsize::new(0),
             run_env: env,
             loaded: AtomicBool::new(last_seq != UNKNOWN_SEQ),
             loading: tokio::sync::Mutex::const_new(()),
@@ -560,6 +565,24 @@ impl WorkerEntry {
         Ok(())
     }
 
+    /// Takes the job `seq` back out of the queue if the worker task has not
+    /// taken it yet (its `Enqueue` write failed); whether it was there.
+    /// Its idempotency key is forgotten, so that a retry with it runs.
+    pub(crate) fn withdraw(&self, seq: u64) -> bool {
+        let withdrawn = {
+            let mut mailbox = lock(&self.mailbox);
+            let at = mailbox.iter().position(|job| job.seq == seq);
+            at.and_then(|at| mailbox.remove(at))
+        };
+        let Some(job) = withdrawn else {
+            return false;
+        };
+        if let Some(key) = &job.idempotency_key {
+            lock(&self.idempotency).retain(|(k, _)| k != key);
+        }
+        true
+    }
+
     /// Puts back a job the task took and could not finish now.
     pub(crate) fn requeue_front(&self, job: Box<Job>) {
         lock(&self.mailbox).push_front(job);
@@ -747,6 +770,12 @@ pub(crate) struct Registry {
     lru: Mutex<Lru>,
     /// Workers asked to leave memory that have not answered yet.
     evicting: AtomicUsize,
+    /// Most workers in all, and per component, that
+    /// [`insert_within_limits`](Self::insert_within_limits) lets in.
+    max_workers: usize,
+    max_per_component: usize,
+    /// Workers per component; changed with `workers`' write lock held.
+    per_component: Mutex<HashMap<ComponentId, usize>>,
 }
 
 #[derive(Default)]
@@ -767,6 +796,62 @@ impl Registry {
             max_resident: max_resident.max(1),
             lru: Mutex::default(),
             evicting: AtomicUsize::new(0),
+            max_workers: usize::MAX,
+            max_per_component: usize::MAX,
+            per_component: Mutex::default(),
+        }
+    }
+
+    /// Sets the limits [`insert_within_limits`](Self::insert_within_limits)
+    /// enforces.
+    pub(crate) fn with_worker_limits(mut self, max_workers: usize, per_component: usize) -> Self {
+        self.max_workers = max_workers;
+        self.max_per_component = per_component;
+        self
+    }
+
+    /// Refuses a worker of `component` that would pass a limit.
+    fn check_room(
+        &self,
+        workers: &HashMap<WorkerId, Arc<WorkerEntry>>,
+        id: &WorkerId,
+    ) -> Result<()> {
+        let too_many = |component, limit| Error::TooManyWorkers {
+            worker: id.clone(),
+            component,
+            limit,
+        };
+        if workers.len() >= self.max_workers {
+            return Err(too_many(None, self.max_workers));
+        }
+        let of_component = lock(&self.per_component)
+            .get(&id.component_id)
+            .copied()
+            .unwrap_or(0);
+        if of_component >= self.max_per_component {
+            return Err(too_many(Some(id.component_id), self.max_per_component));
+        }
+        Ok(())
+    }
+
+    /// Whether a worker `id` could be started now without passing a limit
+    /// (for work that is stored before its worker is inserted).
+    pub(crate) fn has_room(&self, id: &WorkerId) -> Result<()> {
+        let workers = self.workers.read().unwrap_or_else(|p| p.into_inner());
+        self.check_room(&workers, id)
+    }
+
+    fn counted_in(&self, component: ComponentId) {
+        *lock(&self.per_component).entry(component).or_insert(0) += 1;
+    }
+
+    fn counted_out(&self, component: ComponentId) {
+        let mut counts = lock(&self.per_component);
+        if let Some(count) = counts.get_mut(&component) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&component);
+            }
         }
     }
 
@@ -858,21 +943,40 @@ impl Registry {
             .cloned()
     }
 
-    /// Inserts a worker unless the id is taken.
+    /// Inserts a worker unless the id is taken. Workers that exist
+    /// already (recovered from the store, or stored by `when` and `then`)
+    /// come in this way, whatever the limits.
     pub(crate) fn insert(&self, entry: Arc<WorkerEntry>) -> Result<()> {
         let mut workers = self.workers.write().unwrap_or_else(|p| p.into_inner());
         if workers.contains_key(&entry.id) {
             return Err(Error::WorkerExists(entry.id.clone()));
         }
+        self.counted_in(entry.id.component_id);
+        workers.insert(entry.id.clone(), entry);
+        Ok(())
+    }
+
+    /// Inserts a new worker unless the id is taken or one more worker
+    /// would pass the executor's or its component's limit
+    /// ([`Error::TooManyWorkers`]); checked and inserted as one step.
+    pub(crate) fn insert_within_limits(&self, entry: Arc<WorkerEntry>) -> Result<()> {
+        let mut workers = self.workers.write().unwrap_or_else(|p| p.into_inner());
+        if workers.contains_key(&entry.id) {
+            return Err(Error::WorkerExists(entry.id.clone()));
+        }
+        self.check_room(&workers, &entry.id)?;
+        self.counted_in(entry.id.component_id);
         workers.insert(entry.id.clone(), entry);
         Ok(())
     }
 
     pub(crate) fn remove(&self, id: &WorkerId) -> Option<Arc<WorkerEntry>> {
-        self.workers
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id)
+        let mut workers = self.workers.write().unwrap_or_else(|p| p.into_inner());
+        let removed = workers.remove(id);
+        if removed.is_some() {
+            self.counted_out(id.component_id);
+        }
+        removed
     }
 
     /// Workers of one component (or all), ordered by name.
@@ -902,12 +1006,9 @@ impl Registry {
     }
 
     pub(crate) fn drain(&self) -> Vec<Arc<WorkerEntry>> {
-        self.workers
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain()
-            .map(|(_, w)| w)
-            .collect()
+        let mut workers = self.workers.write().unwrap_or_else(|p| p.into_inner());
+        lock(&self.per_component).clear();
+        workers.drain().map(|(_, w)| w).collect()
     }
 }
 
@@ -917,6 +1018,9 @@ pub(crate) struct WorkerState {
     pub(crate) table: ResourceTable,
     pub(crate) golem: GolemCtx,
     pub(crate) limits: Limits,
+    /// The running time of the current invocation, against the
+    /// executor's `max_run_time`.
+    pub(crate) run_clock: Arc<crate::limits::RunClock>,
 }
 
 /// The store's limits, and a count of the linear memory they allowed.

@@ -341,6 +341,7 @@ impl HostView<'_> {
                 };
                 let now = vow_store::now_millis();
                 let spec = spec(now)?;
+                hold_one_more(worker)?;
                 let create = Write::CreatePromise {
                     key: persist::promise_key(&id),
                     at: now,
@@ -350,7 +351,7 @@ impl HostView<'_> {
                 debug_assert_eq!(index, next);
                 worker
                     .promises
-                    .create(id.clone(), now, spec)
+                    .create_owned(id.clone(), now, spec, Arc::downgrade(worker))
                     .map_err(|e| trap(e.to_string()))?;
                 tracing::debug!(promise = %id, "promise created");
                 index
@@ -361,6 +362,27 @@ impl HostView<'_> {
             oplog_idx,
         }))
     }
+}
+
+/// Counts one more pending promise in `worker`'s, or traps when it holds
+/// as many as the executor's `max_open_promises` allows.
+fn hold_one_more(worker: &WorkerEntry) -> wasmtime::Result<()> {
+    let limit = worker.run_env.max_open_promises;
+    worker
+        .open_promises
+        .fetch_update(
+            std::sync::atomic::Ordering::AcqRel,
+            std::sync::atomic::Ordering::Acquire,
+            |held| (held < limit).then_some(held + 1),
+        )
+        .map(drop)
+        .map_err(|held| {
+            trap(format!(
+                "creating a promise: worker {} holds {held} pending promises, the limit \
+                 (--max-open-promises); settle or delete some first",
+                worker.id
+            ))
+        })
 }
 
 impl Host for HostView<'_> {

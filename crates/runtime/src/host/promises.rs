@@ -7,6 +7,7 @@
 //! completion is, so replay after a crash answers the same.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt as _;
@@ -22,9 +23,13 @@ use crate::bindings::vow::host::promises::{
 use crate::compose::{self, ReactionSpec};
 use crate::ids::PromiseId;
 use crate::journal::lock;
+use crate::links::{CompletionLink, LinkAction, LinkRequest};
 use crate::oplog::{ComposeCall, OplogEntry, StoredSettlement};
 use crate::persist;
-use crate::promise::{Answer, AwaitError, ErrorKind, PromiseError, PromiseOptions, Settlement};
+use crate::promise::{
+    Answer, AwaitError, ErrorKind, PromiseError, PromiseOptions, PromiseStatus, Settlement,
+};
+use crate::worker::WorkerEntry;
 
 fn error_to_wit(error: PromiseError) -> WitError {
     WitError {
@@ -133,6 +138,51 @@ impl HostView<'_> {
             .set_status(crate::worker::WorkerStatus::Running);
         self.ctx.worker.persist_state();
     }
+}
+
+/// A link to one of `worker`'s own pending promises, or why not.
+async fn mint_link(
+    worker: Arc<WorkerEntry>,
+    id: &PromiseId,
+    action: wit::LinkAction,
+    expires_in_ms: Option<u64>,
+) -> wasmtime::Result<Result<CompletionLink, String>> {
+    if id.worker_id != worker.id {
+        return Ok(Err(format!(
+            "promise {id} belongs to another worker: a worker mints links only for its own promises"
+        )));
+    }
+    let found = worker
+        .promises
+        .get(id.clone())
+        .await
+        .map_err(|e| trap(format!("link: {e}")))?;
+    let Some((info, _)) = found else {
+        return Ok(Err(format!(
+            "promise {id} not found (never created or deleted)"
+        )));
+    };
+    if info.status != PromiseStatus::Pending {
+        return Ok(Err(format!("promise {id} is already settled")));
+    }
+    if info.composed {
+        return Ok(Err(format!(
+            "promise {id} is settled by the runtime (when, then, all or any): a link could not complete it"
+        )));
+    }
+    let request = LinkRequest {
+        expires_in: expires_in_ms.map(Duration::from_millis),
+        action: match action {
+            wit::LinkAction::Complete => LinkAction::Complete,
+            wit::LinkAction::Reject => LinkAction::Reject,
+            wit::LinkAction::Both => LinkAction::Both,
+        },
+    };
+    Ok(worker
+        .run_env
+        .links
+        .mint(id, request, vow_store::now_millis())
+        .map_err(|e| e.to_string()))
 }
 
 /// What a composing call starts once its entry is stored.
@@ -247,11 +297,16 @@ impl HostView<'_> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let name = compose::worker_name(kind, id, salt);
-        let exists = self
-            .ctx
-            .registry()?
-            .get(&crate::ids::WorkerId::new(component, name.clone()))
-            .is_some();
+        let registry = self.ctx.registry()?;
+        let worker = crate::ids::WorkerId::new(component, name.clone());
+        let exists = registry.get(&worker).is_some();
+        if !exists {
+            // The worker limits hold for workers a guest starts too; the
+            // refusal is the guest's error, recorded with the call.
+            registry
+                .has_room(&worker)
+                .map_err(|e| trap(e.to_string()))?;
+        }
         Ok((name, exists))
     }
 
@@ -455,6 +510,38 @@ impl Host for HostView<'_> {
             settlement: settlement.clone(),
         });
         Ok(to_wit(settlement))
+    }
+
+    async fn link(
+        &mut self,
+        id: WitPromiseId,
+        action: wit::LinkAction,
+        expires_in_ms: Option<u64>,
+    ) -> wasmtime::Result<Result<wit::CompletionLink, String>> {
+        let id = promise_id_from_wit(id);
+        let answer = match self.ctx.step("mint-link")? {
+            Step::Replay(OplogEntry::MintLink { answer, .. }) => answer,
+            Step::Replay(other) => return Err(self.ctx.unexpected(&other)),
+            Step::Live => {
+                let worker = Arc::clone(&self.ctx.worker);
+                let answer = mint_link(worker, &id, action, expires_in_ms).await?;
+                self.ctx.record(OplogEntry::MintLink {
+                    promise: id,
+                    answer: answer.clone(),
+                });
+                answer
+            }
+        };
+        Ok(answer.map(|link| wit::CompletionLink {
+            token: link.token,
+            url: link.url,
+            action: match link.action {
+                LinkAction::Complete => wit::LinkAction::Complete,
+                LinkAction::Reject => wit::LinkAction::Reject,
+                LinkAction::Both => wit::LinkAction::Both,
+            },
+            expires_at_ms: link.expires_at,
+        }))
     }
 
     async fn poll(&mut self, id: WitPromiseId) -> wasmtime::Result<Option<wit::Settlement>> {

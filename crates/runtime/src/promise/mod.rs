@@ -152,13 +152,19 @@ impl PromiseOptions {
     /// `now` (milliseconds since the epoch); `composed` for a promise that
     /// work the runtime runs settles (`when`, `then`, `all`, `any`).
     pub(crate) fn spec(&self, now: vow_store::Millis, composed: bool) -> vow_store::PromiseSpec {
-        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        // Stores keep times as signed 64-bit milliseconds: a longer wait
+        // (a guest may ask for u64::MAX) is the same "never", and must not
+        // make the write fail.
+        const NEVER: u64 = i64::MAX as u64;
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(NEVER).min(NEVER);
         let extra = Extra {
             composed,
             payload_type: self.payload_type.as_ref().map(ToString::to_string),
         };
         vow_store::PromiseSpec {
-            deadline: self.timeout.map(|t| now.saturating_add(millis(t))),
+            deadline: self
+                .timeout
+                .map(|t| now.saturating_add(millis(t)).min(NEVER)),
             retention: self.retention.map(millis),
             options: if extra == Extra::default() {
                 Bytes::new()
@@ -296,6 +302,8 @@ pub(crate) enum Command {
         /// When it was created, as the store has it.
         at: vow_store::Millis,
         spec: vow_store::PromiseSpec,
+        /// The worker whose open promises it counts in, if any.
+        owner: Option<Weak<WorkerEntry>>,
     },
     Await {
         id: PromiseId,
@@ -375,7 +383,30 @@ impl Promises {
         at: vow_store::Millis,
         spec: vow_store::PromiseSpec,
     ) -> Result<()> {
-        self.send(Command::Create { id, at, spec })
+        self.send(Command::Create {
+            id,
+            at,
+            spec,
+            owner: None,
+        })
+    }
+
+    /// [`create`](Self::create) for a promise `owner` created: it counts in
+    /// the owner's `open_promises` until it settles or is deleted (the
+    /// caller counted it in).
+    pub(crate) fn create_owned(
+        &self,
+        id: PromiseId,
+        at: vow_store::Millis,
+        spec: vow_store::PromiseSpec,
+        owner: Weak<WorkerEntry>,
+    ) -> Result<()> {
+        self.send(Command::Create {
+            id,
+            at,
+            spec,
+            owner: Some(owner),
+        })
     }
 
     /// Asks for the settlement; the receiver resolves when the promise

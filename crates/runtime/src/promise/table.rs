@@ -33,7 +33,21 @@ struct Entry {
     deadline: Option<Millis>,
     /// How long it is kept once settled.
     retention: Option<Millis>,
+    /// The worker that holds it open (created it, in this process), until
+    /// it settles or is deleted.
+    owner: Option<std::sync::Weak<crate::worker::WorkerEntry>>,
     state: State,
+}
+
+/// Counts a promise out of its owner's open promises.
+fn release(owner: &mut Option<std::sync::Weak<crate::worker::WorkerEntry>>) {
+    if let Some(worker) = owner.take().and_then(|w| w.upgrade()) {
+        let _ = worker.open_promises.fetch_update(
+            std::sync::atomic::Ordering::AcqRel,
+            std::sync::atomic::Ordering::Acquire,
+            |n| n.checked_sub(1),
+        );
+    }
 }
 
 enum State {
@@ -170,6 +184,7 @@ impl Table {
             payload_type: declared(&id, extra.payload_type.as_deref()),
             deadline: record.spec.deadline,
             retention: record.spec.retention,
+            owner: None,
             state,
         };
         self.schedule(&id, &entry);
@@ -404,7 +419,12 @@ impl Table {
 
     pub(super) fn apply(&mut self, command: Command) {
         match command {
-            Command::Create { id, at, spec } => {
+            Command::Create {
+                id,
+                at,
+                spec,
+                owner,
+            } => {
                 if self.entries.contains_key(&id) {
                     return;
                 }
@@ -415,6 +435,7 @@ impl Table {
                     payload_type: declared(&id, extra.payload_type.as_deref()),
                     deadline: spec.deadline,
                     retention: spec.retention,
+                    owner,
                     state: State::Pending(Vec::new()),
                 };
                 self.schedule(&id, &entry);
@@ -441,7 +462,8 @@ impl Table {
             } => self.settle(id, settlement, also, reply),
             Command::Written { id, outcome } => self.written(id, outcome),
             Command::Delete { id } => {
-                if let Some(entry) = self.entries.remove(&id) {
+                if let Some(mut entry) = self.entries.remove(&id) {
+                    release(&mut entry.owner);
                     entry.state.fail_waiters(&self.storage);
                 }
                 self.reactions.remove(&id);
@@ -577,6 +599,7 @@ impl Table {
                     waiter.send(Ok(settlement.clone()));
                 }
                 tracing::debug!(promise = %id, ok = settlement.is_ok(), "promise settled");
+                release(&mut entry.owner);
                 entry.state = State::Settled { settlement, at };
                 if let Some(retention) = entry.retention {
                     self.expiries

@@ -274,3 +274,16 @@ async fn a_settled_promise_is_deleted_after_its_retention() -> anyhow::Result<()
     );
     Ok(())
 }
+
+#[test]
+fn a_wait_longer_than_a_store_can_hold_is_stored_as_never() {
+    let options = super::PromiseOptions {
+        timeout: Some(Duration::MAX),
+        retention: Some(Duration::from_millis(u64::MAX)),
+        payload_type: None,
+    };
+    let spec = options.spec(1_000, false);
+    let never = i64::MAX as u64;
+    assert_eq!(spec.deadline, Some(never));
+    assert_eq!(spec.retention, Some(never));
+}

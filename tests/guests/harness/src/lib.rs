@@ -19,7 +19,7 @@ wit_bindgen::generate!({
                 component-id, get-workers, persistence-level, promise-id, retry-policy,
                 update-mode, uuid, worker-any-filter, worker-id, worker-metadata,
             };
-            use vow:host/promises@0.1.0.{promise-options, settlement};
+            use vow:host/promises@0.1.0.{promise-options, settlement, link-action, completion-link};
 
             /// `vow:host/promises.create`.
             export vow-create: func(options: promise-options) -> promise-id;
@@ -27,6 +27,12 @@ wit_bindgen::generate!({
             export vow-reject: func(id: promise-id, message: string, data: list<u8>) -> bool;
             /// `vow:host/promises.wait`.
             export vow-wait: func(id: promise-id) -> settlement;
+            /// `vow:host/promises.link`.
+            export vow-link: func(id: promise-id, action: link-action, expires-in-ms: option<u64>) -> result<completion-link, string>;
+            /// Creates a promise, mints a completion link for it, prints
+            /// `link <url>` (or `link <token>` without a URL) on stdout,
+            /// awaits the promise and returns its payload.
+            export approval-link: func() -> list<u8>;
             /// `vow:host/promises.poll`.
             export vow-poll: func(id: promise-id) -> option<settlement>;
             /// Subscribes to each promise and to a timer of `timeout-ms`
@@ -124,6 +130,21 @@ wit_bindgen::generate!({
             /// Allocates and writes `mebibytes` MiB, holds them until it
             /// returns, and returns how many it allocated.
             export allocate: func(mebibytes: u32) -> u32;
+            /// Writes `mebibytes` MiB of `x` lines to stdout, then `end` and
+            /// a newline; returns the bytes written.
+            export flood: func(mebibytes: u32, end: string) -> u64;
+            /// Creates `n` promises with `create-promise` and leaves them
+            /// pending; returns how many it created.
+            export hoard: func(n: u32) -> u32;
+            /// Recurses `depth` calls deep (never returns for a huge depth:
+            /// the stack runs out first); returns a value computed on the
+            /// way back.
+            export recurse: func(depth: u64) -> u64;
+            /// Tries what a guest might reach for beyond its own memory:
+            /// files, sockets, name lookup, stdin, threads. One
+            /// (probe, outcome) pair each, the outcome `ok: ...` or
+            /// `err: ...` with the error.
+            export probe: func() -> list<tuple<string, string>>;
 
             /// `get-oplog-index`.
             export oplog-index: func() -> u64;
@@ -242,6 +263,25 @@ impl Guest for Component {
 
     fn vow_wait(id: PromiseId) -> vow::Settlement {
         vow::wait(&id)
+    }
+
+    fn vow_link(
+        id: PromiseId,
+        action: vow::LinkAction,
+        expires_in_ms: Option<u64>,
+    ) -> Result<vow::CompletionLink, String> {
+        vow::link(&id, action, expires_in_ms)
+    }
+
+    fn approval_link() -> Vec<u8> {
+        let id = host::create_promise();
+        let link = match vow::link(&id, vow::LinkAction::Complete, None) {
+            Ok(link) => link,
+            Err(error) => panic!("no link: {error}"),
+        };
+        println!("link {}", link.url.unwrap_or(link.token));
+        let _ = std::io::stdout().flush();
+        host::await_promise(&id)
     }
 
     fn vow_poll(id: PromiseId) -> Option<vow::Settlement> {
@@ -505,6 +545,36 @@ impl Guest for Component {
         u32::try_from(count).unwrap_or(u32::MAX)
     }
 
+    fn flood(mebibytes: u32, end: String) -> u64 {
+        let line = [b"x".repeat(1023), b"\n".to_vec()].concat();
+        let mut stdout = std::io::stdout().lock();
+        let mut written = 0u64;
+        for _ in 0..mebibytes as usize * (MIB / line.len()) {
+            stdout.write_all(&line).expect("stdout is writable");
+            written += line.len() as u64;
+        }
+        writeln!(stdout, "{end}").expect("stdout is writable");
+        stdout.flush().expect("stdout is flushable");
+        written + end.len() as u64 + 1
+    }
+
+    fn hoard(n: u32) -> u32 {
+        let mut created = 0;
+        for _ in 0..n {
+            black_box(host::create_promise());
+            created += 1;
+        }
+        created
+    }
+
+    fn recurse(depth: u64) -> u64 {
+        descend(0, depth)
+    }
+
+    fn probe() -> Vec<(String, String)> {
+        probes()
+    }
+
     fn oplog_index() -> u64 {
         host::get_oplog_index()
     }
@@ -610,6 +680,57 @@ impl Guest for Component {
     fn snapshot_loads() -> u32 {
         SNAPSHOT_LOADS.with(std::cell::Cell::get)
     }
+}
+
+/// One frame per level, kept on the wasm stack: the value computed on the
+/// way back keeps the recursion from becoming a loop.
+#[inline(never)]
+fn descend(level: u64, depth: u64) -> u64 {
+    if level >= depth {
+        return level;
+    }
+    descend(level + 1, depth).wrapping_mul(31) ^ level
+}
+
+/// What [`Guest::probe`] reports.
+fn probes() -> Vec<(String, String)> {
+    use std::io::Read;
+    fn outcome<T: std::fmt::Debug, E: std::fmt::Display>(result: Result<T, E>) -> String {
+        match result {
+            Ok(value) => format!("ok: {value:?}"),
+            Err(error) => format!("err: {error}"),
+        }
+    }
+    let mut out = Vec::new();
+    let mut report = |name: &str, text: String| out.push((name.to_owned(), text));
+    report("read-dir /", outcome(std::fs::read_dir("/").map(|d| d.count())));
+    report("read-dir .", outcome(std::fs::read_dir(".").map(|d| d.count())));
+    report("open /etc/passwd", outcome(std::fs::read("/etc/passwd").map(|b| b.len())));
+    report("create probe.txt", outcome(std::fs::write("probe.txt", b"probe")));
+    report("current-dir", outcome(std::env::current_dir()));
+    report(
+        "tcp connect 127.0.0.1:9881",
+        outcome(std::net::TcpStream::connect("127.0.0.1:9881").map(|_| ())),
+    );
+    report(
+        "tcp listen 127.0.0.1:0",
+        outcome(std::net::TcpListener::bind("127.0.0.1:0").map(|_| ())),
+    );
+    report(
+        "udp bind 127.0.0.1:0",
+        outcome(std::net::UdpSocket::bind("127.0.0.1:0").map(|_| ())),
+    );
+    report(
+        "resolve localhost",
+        outcome(std::net::ToSocketAddrs::to_socket_addrs(&("localhost", 80)).map(|a| a.count())),
+    );
+    let mut buffer = [0u8; 64];
+    report("read stdin", outcome(std::io::stdin().read(&mut buffer)));
+    report(
+        "spawn thread",
+        outcome(std::thread::Builder::new().spawn(|| ()).map(|_| ())),
+    );
+    out
 }
 
 /// Marks the snapshot format, so `load` refuses anything else.
