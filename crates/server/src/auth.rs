@@ -1,5 +1,6 @@
 //! API authentication: with a token configured, every route but the
-//! OpenAPI document needs `Authorization: Bearer <token>`.
+//! OpenAPI document and completion links' own routes (whose token is their
+//! credential) needs `Authorization: Bearer <token>`.
 //!
 //! The token is compared through SHA-256 digests, byte by byte without an
 //! early exit, so the time a comparison takes says nothing about how much
@@ -17,6 +18,9 @@ use crate::error::ApiError;
 
 /// The path that stays open: clients read the scheme from it.
 const OPEN: &str = "/openapi.json";
+
+/// Completion links' routes: their token is their holder's credential.
+const LINKS: &str = "/v1/links/";
 
 /// A configured API token, kept as its digest.
 #[derive(Clone)]
@@ -41,7 +45,8 @@ impl Token {
 /// The middleware: 401 with the JSON error body for a missing or wrong
 /// token.
 pub(crate) async fn require(token: Token, request: Request, next: Next) -> Response {
-    if request.uri().path() == OPEN {
+    let path = request.uri().path();
+    if path == OPEN || path.starts_with(LINKS) {
         return next.run(request).await;
     }
     let given = request

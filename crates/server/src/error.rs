@@ -14,6 +14,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use vow_runtime::Error;
+use vow_runtime::links::LinkError;
 
 /// An HTTP error response: a status and what went wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,12 +71,26 @@ impl ApiError {
 
     /// A body rejection; `limit` is named when the body was too large.
     pub(crate) fn from_bytes_rejection(rejection: BytesRejection, limit: usize) -> Self {
+        if body_timed_out(&rejection) {
+            return Self::body_timeout();
+        }
         Self::from_body_status(rejection.status(), rejection.body_text(), limit)
     }
 
     /// A JSON body rejection; `limit` is named when the body was too large.
     pub(crate) fn from_json_rejection(rejection: JsonRejection, limit: usize) -> Self {
+        if body_timed_out(&rejection) {
+            return Self::body_timeout();
+        }
         Self::from_body_status(rejection.status(), rejection.body_text(), limit)
+    }
+
+    /// `408`: the body stalled past [`ServerConfig::body_timeout`](crate::ServerConfig).
+    fn body_timeout() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "the request body stalled: no data arrived within the body timeout",
+        )
     }
 
     fn from_body_status(status: StatusCode, text: String, limit: usize) -> Self {
@@ -95,6 +110,18 @@ impl ApiError {
             s => Self::rejection(s, text),
         }
     }
+}
+
+/// Whether a body rejection came from the body read deadline.
+fn body_timed_out(rejection: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(rejection);
+    while let Some(error) = cause {
+        if error.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 impl From<QueryRejection> for ApiError {
@@ -144,6 +171,18 @@ impl From<Error> for ApiError {
                 StatusCode::CONFLICT
             }
             Error::MissingImports { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            // A link's token is its holder's credential: one that is not
+            // this server's, or was altered, is unauthorized; a valid one
+            // that expired or does not allow the action is forbidden.
+            Error::Link(LinkError::Malformed | LinkError::UnknownKey | LinkError::BadSignature) => {
+                StatusCode::UNAUTHORIZED
+            }
+            Error::Link(LinkError::Expired(_) | LinkError::NotAllowed(_)) => StatusCode::FORBIDDEN,
+            Error::Link(LinkError::Lifetime(_)) => StatusCode::BAD_REQUEST,
+            Error::PromiseSettled(_) => StatusCode::CONFLICT,
+            // A limit reached, as Golem answers its `LimitExceeded`: not
+            // worth retrying until workers are deleted.
+            Error::TooManyWorkers { .. } => StatusCode::FORBIDDEN,
             Error::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Error::Instantiation { .. } | Error::ShutDown | Error::QueueFull { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -205,6 +244,14 @@ mod tests {
                 StatusCode::INTERNAL_SERVER_ERROR,
             ),
             (Error::WorkerDeleted(worker.clone()), StatusCode::CONFLICT),
+            (
+                Error::TooManyWorkers {
+                    worker: worker.clone(),
+                    component: None,
+                    limit: 3,
+                },
+                StatusCode::FORBIDDEN,
+            ),
             (
                 Error::QueueFull {
                     worker: worker.clone(),

@@ -12,7 +12,8 @@
 //! 2. Make the routes with [`router`]; it needs no socket, so tests can call
 //!    it with `tower::ServiceExt::oneshot`.
 //! 3. Bind a [`tokio::net::TcpListener`] and run [`serve`] until a shutdown
-//!    future, such as [`shutdown_signal`], resolves.
+//!    future, such as [`shutdown_signal`], resolves; [`serve_with`] adds
+//!    HTTPS ([`tls_config`]), a connection cap and a header deadline.
 //!
 //! ```no_run
 //! use vow_runtime::Executor;
@@ -34,6 +35,7 @@
 mod auth;
 mod error;
 mod extract;
+mod integral;
 pub mod json;
 mod openapi;
 mod oplog;
@@ -49,6 +51,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 use vow_runtime::Executor;
@@ -56,7 +59,10 @@ use vow_runtime::Executor;
 use crate::error::ApiError;
 use crate::routes::AppState;
 
-pub use crate::serve::{SHUTDOWN_GRACE, serve, serve_with_grace, shutdown_signal};
+pub use crate::serve::{
+    SHUTDOWN_GRACE, ServeOptions, TlsError, serve, serve_with, serve_with_grace, shutdown_signal,
+    tls_config,
+};
 
 /// Limits of the HTTP API.
 #[derive(Clone, PartialEq, Eq)]
@@ -70,6 +76,11 @@ pub struct ServerConfig {
     /// `Authorization: Bearer <token>` (401 otherwise); without one the API
     /// is open (default).
     pub auth_token: Option<String>,
+    /// Longest a request body may stall between two reads (default 30 s):
+    /// past it the request is answered 408, so a client that trickles a
+    /// body cannot hold a request open. The time to send the whole body is
+    /// not capped, so a large upload over a slow link still arrives.
+    pub body_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -79,6 +90,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_component_bytes", &self.max_component_bytes)
             .field("auth_token", &self.auth_token.as_ref().map(|_| "(set)"))
+            .field("body_timeout", &self.body_timeout)
             .finish()
     }
 }
@@ -89,6 +101,7 @@ impl Default for ServerConfig {
             max_body_bytes: 16 << 20,
             max_component_bytes: 512 << 20,
             auth_token: None,
+            body_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -113,6 +126,7 @@ pub fn router(executor: Executor, config: ServerConfig) -> Router {
     }
     router
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(RequestBodyTimeoutLayer::new(config.body_timeout))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(DefaultMakeSpan::new().level(Level::INFO))

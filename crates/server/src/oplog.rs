@@ -9,7 +9,7 @@
 //! | `invocation-finished`, ok | `ExportedFunctionCompleted`, the result read from the store |
 //! | `invocation-finished`, failed | `Error`, with the invocation's error |
 //! | host calls (promises, clocks, random, idempotency keys, worker metadata, `oplog-commit`, persistence level, idempotence mode) | `ImportedFunctionInvoked`, named as Golem names them (`golem::api::create_promise`, `wall_clock::now`, ...) |
-//! | `vow:host/promises` calls (`reject`, `wait`, `poll`, `wait-any`, `wait-all`, `when`, `then`, `all`, `any`) | `ImportedFunctionInvoked`, named `vow::promises::reject`, ... |
+//! | `vow:host/promises` calls (`reject`, `wait`, `poll`, `wait-any`, `wait-all`, `when`, `then`, `all`, `any`, `link`) | `ImportedFunctionInvoked`, named `vow::promises::reject`, ... |
 //! | `set-retry-policy` | `ChangeRetryPolicy` |
 //! | `mark-begin-operation` / `mark-end-operation` | `BeginAtomicRegion` / `EndAtomicRegion` |
 //! | `jump` (`set-oplog-index`) | `Jump`, the region replay passes over |
@@ -164,6 +164,40 @@ fn promise_error(error: &PromiseError) -> Typed {
         ("message", string(&error.message)),
         ("data", bytes(&error.data)),
     ])
+}
+
+/// `link`'s answer: `result<completion-link, string>`.
+fn minted_link(answer: Result<&vow_runtime::links::CompletionLink, &String>) -> Typed {
+    let record = |link: &vow_runtime::links::CompletionLink| {
+        record_of(vec![
+            ("token", string(&link.token)),
+            (
+                "url",
+                Typed {
+                    typ: json!({ "type": "Option", "inner": tag("Str") }),
+                    value: link.url.as_ref().map_or(Value::Null, |u| json!(u)),
+                },
+            ),
+            (
+                "action",
+                enum_value(&["complete", "reject", "both"], link.action.as_str()),
+            ),
+            ("expires-at-ms", u64_value(link.expires_at)),
+        ])
+    };
+    let shape = record(&vow_runtime::links::CompletionLink {
+        token: String::new(),
+        url: None,
+        action: vow_runtime::links::LinkAction::Complete,
+        expires_at: 0,
+    });
+    Typed {
+        typ: json!({ "type": "Result", "ok": shape.typ, "err": tag("Str") }),
+        value: match answer {
+            Ok(link) => json!({ "ok": record(link).value }),
+            Err(error) => json!({ "err": error }),
+        },
+    }
 }
 
 /// The `typ` of `settlement`: `result<list<u8>, error>`.
@@ -493,6 +527,13 @@ impl Context {
                     },
                 },
                 "WriteRemote",
+            ),
+            OplogEntry::MintLink { promise, answer } => imported(
+                at,
+                "vow::promises::link",
+                promise_id(promise),
+                minted_link(answer.as_ref()),
+                "ReadLocal",
             ),
             OplogEntry::WasiPoll { ready } => imported(
                 at,

@@ -399,6 +399,64 @@ fn paths() -> Value {
         )],
     );
     add(
+        w("/promises/{idx}/link"),
+        vec![(
+            "post",
+            Op {
+                id: "createCompletionLink",
+                summary: "A completion link for a pending promise: a token that lets its holder settle this promise and nothing else",
+                params: &["cid", "name", "promiseIdx"],
+                body: Some(
+                    json!({ "required": false, "content": json_content(schema("LinkOptions")) }),
+                ),
+                ok: ("200", schema("CompletionLink")),
+                errors: &["400", "404", "409"],
+            },
+        )],
+    );
+    add(
+        "/v1/links/{token}".into(),
+        vec![(
+            "get",
+            Op {
+                id: "getCompletionLink",
+                summary: "What a completion link is for: its promise (without the payload), the action it allows, its expiry",
+                params: &["linkToken"],
+                body: None,
+                ok: ("200", schema("LinkView")),
+                errors: &["401", "403", "404"],
+            },
+        )],
+    );
+    add(
+        "/v1/links/{token}/complete".into(),
+        vec![(
+            "post",
+            Op {
+                id: "completeByLink",
+                summary: "Complete the link's promise: true if this request completed it, false if it was already settled",
+                params: &["linkToken"],
+                body: json_body("LinkCompletion"),
+                ok: ("200", json!({ "type": "boolean" })),
+                errors: &["400", "401", "403", "404", "413"],
+            },
+        )],
+    );
+    add(
+        "/v1/links/{token}/reject".into(),
+        vec![(
+            "post",
+            Op {
+                id: "rejectByLink",
+                summary: "Reject the link's promise: true if this request rejected it, false if it was already settled",
+                params: &["linkToken"],
+                body: json_body("LinkRejection"),
+                ok: ("200", json!({ "type": "boolean" })),
+                errors: &["400", "401", "403", "404", "413"],
+            },
+        )],
+    );
+    add(
         w("/complete"),
         vec![(
             "post",
@@ -484,6 +542,10 @@ const EXTENSIONS: &[&str] = &[
     "listWorkerPromises",
     "getPromise",
     "rejectPromise",
+    "createCompletionLink",
+    "getCompletionLink",
+    "completeByLink",
+    "rejectByLink",
     "when",
     "then",
     "listPromises",
@@ -506,10 +568,30 @@ fn mark_extensions(paths: &mut Value) {
     }
 }
 
+/// Operations a completion link's token authorizes: no API token.
+const LINK_OPERATIONS: &[&str] = &["getCompletionLink", "completeByLink", "rejectByLink"];
+
+/// Marks the operations of [`LINK_OPERATIONS`] as needing no API token.
+fn mark_link_operations(paths: &mut Value) {
+    for ops in paths
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|p| p.values_mut())
+    {
+        for op in ops.as_object_mut().into_iter().flat_map(|o| o.values_mut()) {
+            let id = op["operationId"].as_str().unwrap_or_default();
+            if LINK_OPERATIONS.contains(&id) {
+                op["security"] = json!([]);
+            }
+        }
+    }
+}
+
 /// Builds the whole document.
 fn document() -> Value {
     let mut paths = paths();
     mark_extensions(&mut paths);
+    mark_link_operations(&mut paths);
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -530,7 +612,7 @@ fn document() -> Value {
             "responses": responses(),
             "securitySchemes": {
                 "bearer": { "type": "http", "scheme": "bearer",
-                    "description": "vow serve --auth-token TOKEN (or VOW_AUTH_TOKEN): every route but /openapi.json needs Authorization: Bearer TOKEN, else 401" },
+                    "description": "vow serve --auth-token TOKEN (or VOW_AUTH_TOKEN): every route but /openapi.json and /v1/links/* (authorized by the link's own token) needs Authorization: Bearer TOKEN, else 401" },
             },
         },
     })

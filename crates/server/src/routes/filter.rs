@@ -21,6 +21,7 @@ pub(crate) enum WorkerFilter {
     },
     Version {
         comparator: Comparator,
+        #[serde(deserialize_with = "crate::integral::u64")]
         value: u64,
     },
     CreatedAt {

@@ -6,9 +6,12 @@
 mod components;
 mod filter;
 mod invoke;
+mod links;
 mod oplog;
 mod promises;
 mod workers;
+
+pub(crate) use promises::MAX_PROMISE_MS;
 
 use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
@@ -139,11 +142,15 @@ pub(crate) fn table(config: &ServerConfig) -> Vec<Route> {
         Route::new(worker!("/resume"), Post, workers::resume),
         Route::new(worker!("/promises"), Get, promises::of_worker),
         Route::new(worker!("/promises/{idx}"), Get, promises::get),
+        Route::new(worker!("/promises/{idx}/link"), Post, links::mint),
         Route::new(worker!("/complete"), Post, promises::complete),
         Route::new(worker!("/reject"), Post, promises::reject),
         Route::new("/v1/promises", Get, promises::list),
         Route::new("/v1/components/{cid}/when", Post, promises::when),
         Route::new("/v1/components/{cid}/then", Post, promises::then),
+        Route::new("/v1/links/{token}", Get, links::show),
+        Route::new("/v1/links/{token}/complete", Post, links::complete),
+        Route::new("/v1/links/{token}/reject", Post, links::reject),
         Route::new("/openapi.json", Get, crate::openapi::serve),
     ]
 }

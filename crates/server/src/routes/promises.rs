@@ -9,6 +9,7 @@ use crate::error::ApiError;
 use crate::extract::{
     ApiQuery, ComponentPath, JsonBody, PromisePath, WorkerPath, parse_component_id,
 };
+use crate::integral;
 use crate::routes::AppState;
 use crate::time::rfc3339;
 
@@ -99,8 +100,9 @@ pub(crate) struct ListQuery {
 }
 
 impl ListQuery {
-    /// The filter, or one message per bad parameter.
-    fn filter(self) -> Result<PromiseFilter, ApiError> {
+    /// The filter and, for `worker=` without `component=`, the worker name
+    /// to match in every component; or one message per bad parameter.
+    fn filter(self) -> Result<(PromiseFilter, Option<String>), ApiError> {
         let mut errors = Vec::new();
         let status = match self.status.as_deref() {
             None => None,
@@ -122,23 +124,22 @@ impl ListQuery {
             Some(Ok(c)) => Some(c),
             None => None,
         };
-        let worker = match (self.worker, &self.component) {
-            // None when the component id was invalid, which is reported.
-            (Some(name), Some(_)) => component.map(|c| WorkerId::new(c, name)),
-            (Some(_), None) => {
-                errors.push("worker= needs component=".to_owned());
-                None
-            }
-            (None, _) => None,
+        // Without `component=`, the workers of that name in every
+        // component. (A bad component id is reported above.)
+        let (worker, in_every_component) = match (self.worker, component) {
+            (Some(name), Some(c)) => (Some(WorkerId::new(c, name)), None),
+            (Some(name), None) => (None, Some(name)),
+            (None, _) => (None, None),
         };
         if !errors.is_empty() {
             return Err(ApiError::bad_request(errors));
         }
-        Ok(PromiseFilter {
+        let filter = PromiseFilter {
             status,
             component,
             worker,
-        })
+        };
+        Ok((filter, in_every_component))
     }
 }
 
@@ -147,8 +148,12 @@ pub(crate) async fn list(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<PromiseList>, ApiError> {
-    let filter = query.filter()?;
-    Ok(PromiseList::of(state.executor.promises(filter).await?))
+    let (filter, worker_name) = query.filter()?;
+    let mut promises = state.executor.promises(filter).await?;
+    if let Some(name) = worker_name {
+        promises.retain(|p| p.id.worker_id.worker_name == name);
+    }
+    Ok(PromiseList::of(promises))
 }
 
 /// `GET .../workers/{name}/promises`: one worker's promises.
@@ -164,20 +169,19 @@ pub(crate) async fn of_worker(
     Ok(PromiseList::of(state.executor.promises(filter).await?))
 }
 
-/// The body of `complete`: Golem's `data` (bytes), or Vow's `value` (a
-/// JSON value, sent as its JSON text; for a promise with a declared payload
-/// type it must be a value of that type).
+/// A payload given as Golem's `data` (bytes), or as Vow's `value` (a JSON
+/// value, sent as its JSON text; for a promise with a declared payload type
+/// it must be a value of that type).
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct Completion {
-    oplog_idx: u64,
+pub(crate) struct Payload {
+    #[serde(default, deserialize_with = "integral::option_bytes")]
     data: Option<Vec<u8>>,
     value: Option<serde_json::Value>,
 }
 
-impl Completion {
+impl Payload {
     /// The payload, or the error for a body with neither or both forms.
-    fn payload(self) -> Result<Vec<u8>, ApiError> {
+    pub(crate) fn payload(self) -> Result<Vec<u8>, ApiError> {
         match (self.data, self.value) {
             (Some(data), None) => Ok(data),
             (None, Some(value)) => Ok(serde_json::to_vec(&value).unwrap_or_default()),
@@ -188,6 +192,27 @@ impl Completion {
                 "give the payload as `data` or as `value`, not both",
             )),
         }
+    }
+}
+
+/// The body of `complete`: the promise's index and its [`Payload`].
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Completion {
+    #[serde(deserialize_with = "integral::u64")]
+    oplog_idx: u64,
+    #[serde(default, deserialize_with = "integral::option_bytes")]
+    data: Option<Vec<u8>>,
+    value: Option<serde_json::Value>,
+}
+
+impl Completion {
+    fn payload(self) -> Result<Vec<u8>, ApiError> {
+        Payload {
+            data: self.data,
+            value: self.value,
+        }
+        .payload()
     }
 }
 
@@ -213,11 +238,12 @@ pub(crate) async fn complete(
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct Rejection {
+    #[serde(deserialize_with = "integral::u64")]
     oplog_idx: u64,
     /// What went wrong, for people.
     error: String,
     /// Whatever the rejecter attaches (default none).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integral::bytes")]
     data: Vec<u8>,
 }
 
@@ -285,8 +311,29 @@ pub(crate) struct OptionsBody {
     payload_type: Option<String>,
 }
 
+/// The longest `timeoutMs` and `retentionMs`: 100 years (of 365.25 days).
+/// Deadlines are stored as milliseconds since the Unix epoch in a signed
+/// 64-bit number, which a longer time could overflow.
+pub(crate) const MAX_PROMISE_MS: u64 = 3_155_760_000_000;
+
 impl OptionsBody {
     fn options(self) -> Result<vow_runtime::PromiseOptions, ApiError> {
+        let too_long: Vec<String> = [
+            ("timeoutMs", self.timeout_ms),
+            ("retentionMs", self.retention_ms),
+        ]
+        .into_iter()
+        .filter(|(_, ms)| ms.is_some_and(|ms| ms > MAX_PROMISE_MS))
+        .map(|(name, ms)| {
+            format!(
+                "{name}: {} is more than {MAX_PROMISE_MS} (100 years)",
+                ms.unwrap_or_default()
+            )
+        })
+        .collect();
+        if !too_long.is_empty() {
+            return Err(ApiError::bad_request(too_long));
+        }
         let payload_type = self
             .payload_type
             .map(|text| {
@@ -309,10 +356,13 @@ impl OptionsBody {
 pub(crate) struct WhenBody {
     function: String,
     /// The input's bytes.
+    #[serde(default, deserialize_with = "integral::option_bytes")]
     input: Option<Vec<u8>>,
     /// The input as a JSON value (sent as its JSON text).
     input_json: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "integral::option_u64")]
     timeout_ms: Option<u64>,
+    #[serde(default, deserialize_with = "integral::option_u64")]
     retention_ms: Option<u64>,
     payload_type: Option<String>,
 }
@@ -355,7 +405,9 @@ pub(crate) struct ThenBody {
     /// The promise to follow, in text form `{cid}/{name}/{oplogIdx}`.
     source: String,
     function: String,
+    #[serde(default, deserialize_with = "integral::option_u64")]
     timeout_ms: Option<u64>,
+    #[serde(default, deserialize_with = "integral::option_u64")]
     retention_ms: Option<u64>,
     payload_type: Option<String>,
 }

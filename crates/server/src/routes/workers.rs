@@ -11,6 +11,7 @@ use vow_runtime::{WorkerConfig, WorkerId, WorkerMetadata};
 
 use crate::error::ApiError;
 use crate::extract::{ApiQuery, ComponentPath, JsonBody, WorkerPath};
+use crate::integral;
 use crate::routes::AppState;
 use crate::routes::filter::{WorkerFilter, golem_status};
 use crate::time::rfc3339;
@@ -124,7 +125,9 @@ pub(crate) async fn create(
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ScanCursor {
+    #[serde(deserialize_with = "integral::u64")]
     cursor: u64,
+    #[serde(deserialize_with = "integral::u64")]
     layer: u64,
 }
 
@@ -235,6 +238,7 @@ fn parse_cursor(text: &str) -> Result<ScanCursor, String> {
 pub(crate) struct FindWorkers {
     filter: Option<WorkerFilter>,
     cursor: Option<ScanCursor>,
+    #[serde(default, deserialize_with = "integral::option_u64")]
     count: Option<u64>,
     #[expect(
         dead_code,

@@ -4,10 +4,13 @@
 mod components;
 mod invoke;
 mod json;
+mod links;
 mod oplog;
 mod promises;
+mod properties;
 mod rejections;
 mod serve;
 mod support;
+mod transport;
 mod typed;
 mod workers;

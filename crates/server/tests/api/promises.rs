@@ -276,13 +276,18 @@ async fn listings_filter_and_refuse_bad_filters() -> Result<()> {
     let (_, none) = app.get(&format!("/v1/promises?component={other}")).await?;
     assert_eq!(none, json!({ "promises": [] }));
 
+    // `worker=` alone: the workers of that name in every component.
+    let (_, named_b) = app.get("/v1/promises?worker=b").await?;
+    assert_eq!(ids(&named_b), vec![b.clone()]);
+    let (_, named_c) = app.get("/v1/promises?worker=c").await?;
+    assert_eq!(named_c, json!({ "promises": [] }));
+
     let (status, body) = app.get("/v1/promises?status=done&worker=b").await?;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(
         body,
         json!({ "errors": [
             "status must be \"pending\", \"completed\" (or \"fulfilled\"), \"rejected\" or \"timed-out\", got \"done\"",
-            "worker= needs component=",
         ] })
     );
     let (status, body) = app.get("/v1/promises?component=xyz").await?;

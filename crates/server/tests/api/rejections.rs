@@ -167,7 +167,7 @@ async fn the_openapi_document_is_served() -> Result<()> {
         .as_object()
         .map(|p| p.len())
         .unwrap_or_default();
-    assert_eq!(paths, 22, "{doc}");
+    assert_eq!(paths, 26, "{doc}");
     assert!(doc["paths"]["/v1/components/{cid}/workers/{name}/complete"]["post"].is_object());
     Ok(())
 }
