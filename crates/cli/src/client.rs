@@ -55,11 +55,32 @@ impl Client {
     /// A client for the server at `server` (`http://host:port`, optionally
     /// with a path prefix).
     /// With `token`, every request carries `Authorization: Bearer token`.
+    #[cfg(test)]
     pub(crate) fn new(server: &str, token: Option<&str>) -> anyhow::Result<Self> {
+        Self::with_ca(server, token, None)
+    }
+
+    /// A client for the server of the command line's `--server`, `--token`
+    /// and `--ca-cert`.
+    pub(crate) fn for_server(args: &crate::ServerArgs) -> anyhow::Result<Self> {
+        Self::with_ca(args.url(), args.token.as_deref(), args.ca_cert.as_deref())
+    }
+
+    /// [`new`](Self::new), also trusting the CA certificate in the PEM file
+    /// `ca_cert` for an https:// server.
+    pub(crate) fn with_ca(
+        server: &str,
+        token: Option<&str>,
+        ca_cert: Option<&std::path::Path>,
+    ) -> anyhow::Result<Self> {
         let base = Url::parse(server)
             .ok()
-            .filter(|url| url.scheme() == "http" && url.has_host())
-            .ok_or_else(|| anyhow!("invalid server URL {server:?}: expected http://HOST:PORT"))?;
+            .filter(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
+            .ok_or_else(|| {
+                anyhow!(
+                    "invalid server URL {server:?}: expected http://HOST:PORT or https://HOST:PORT"
+                )
+            })?;
         let mut headers = HeaderMap::new();
         if let Some(token) = token {
             let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
@@ -67,11 +88,17 @@ impl Client {
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
-            .default_headers(headers)
-            .build()
-            .context("cannot set up the HTTP client")?;
+            .default_headers(headers);
+        if let Some(path) = ca_cert {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("cannot read the CA certificate {}", path.display()))?;
+            let certificate = reqwest::Certificate::from_pem(&pem)
+                .with_context(|| format!("{} is not a PEM certificate", path.display()))?;
+            http = http.add_root_certificate(certificate);
+        }
+        let http = http.build().context("cannot set up the HTTP client")?;
         Ok(Self { http, base })
     }
 

@@ -37,12 +37,6 @@ pub(crate) fn default_data_dir() -> Option<PathBuf> {
         .map(|dir| dir.join("vow"))
 }
 
-/// Builds an in-memory executor whose compiled components are cached as the
-/// flags say.
-pub(crate) fn executor(cache: &CacheArgs) -> anyhow::Result<Executor> {
-    builder(cache).build().context("cannot set up the runtime")
-}
-
 /// An executor builder whose compiled components are cached as the flags say.
 pub(crate) fn builder(cache: &CacheArgs) -> ExecutorBuilder {
     let mut builder = Executor::builder();
@@ -64,6 +58,27 @@ pub(crate) fn builder(cache: &CacheArgs) -> ExecutorBuilder {
         None => {}
     }
     builder
+}
+
+/// Applies `vow run`'s and `vow serve`'s limits on what a worker may do.
+pub(crate) fn limit(
+    builder: ExecutorBuilder,
+    limits: &crate::GuestLimits,
+) -> anyhow::Result<ExecutorBuilder> {
+    if limits.max_open_promises == 0 {
+        bail!("--max-open-promises must be 1 or more");
+    }
+    Ok(builder
+        .max_open_promises(limits.max_open_promises)
+        .max_run_time(seconds("--max-run-time", limits.max_run_time)?))
+}
+
+/// A number of seconds given with `flag`; 0 is no limit (`None`).
+pub(crate) fn seconds(flag: &str, value: f64) -> anyhow::Result<Option<std::time::Duration>> {
+    if !value.is_finite() || value < 0.0 {
+        bail!("{flag} must be a number of seconds, 0 or more");
+    }
+    Ok((value > 0.0).then(|| std::time::Duration::from_secs_f64(value)))
 }
 
 /// Compiles and adds a component file, with a spinner while it compiles.
@@ -183,4 +198,47 @@ pub(crate) fn wave_results(results: &[Val]) -> Vec<String> {
         .iter()
         .map(|val| val.to_wave().unwrap_or_else(|_| format!("{val:?}")))
         .collect()
+}
+
+/// `vow link-keys`: works on the key file directly, so it needs no server;
+/// a running server rereads the file when it changes.
+pub(crate) fn link_keys(
+    place: crate::LinkKeysArgs,
+    command: crate::LinkKeysCommand,
+) -> anyhow::Result<()> {
+    use vow_runtime::links::LinkKeys;
+    let path = match (place.file, place.data_dir.or_else(default_data_dir)) {
+        (Some(file), _) => file,
+        (None, Some(dir)) => dir.join(vow_runtime::LINK_KEYS_FILE),
+        (None, None) => bail!("no key file: pass --file FILE or --data-dir DIR"),
+    };
+    match command {
+        crate::LinkKeysCommand::List => {
+            let ids = LinkKeys::ids(&path)?;
+            let last = ids.last().copied();
+            for id in ids {
+                let role = if Some(id) == last {
+                    "signs and verifies"
+                } else {
+                    "verifies"
+                };
+                crate::output::line(&format!("{id}\t{role}"))?;
+            }
+        }
+        crate::LinkKeysCommand::Rotate => {
+            let id = LinkKeys::rotate(&path)?;
+            crate::output::line(&format!(
+                "key {id} signs new links; older keys still verify theirs ({})",
+                path.display()
+            ))?;
+        }
+        crate::LinkKeysCommand::Retire { id } => {
+            LinkKeys::retire(&path, id)?;
+            crate::output::line(&format!(
+                "key {id} retired: the links it signed no longer work ({})",
+                path.display()
+            ))?;
+        }
+    }
+    Ok(())
 }

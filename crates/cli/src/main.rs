@@ -91,6 +91,13 @@ enum Command {
         #[command(subcommand)]
         command: PromiseCommand,
     },
+    /// Rotate and retire the keys that sign completion links
+    LinkKeys {
+        #[command(flatten)]
+        place: LinkKeysArgs,
+        #[command(subcommand)]
+        command: LinkKeysCommand,
+    },
 }
 
 /// Arguments of `vow run`.
@@ -130,7 +137,25 @@ struct RunArgs {
     env: Vec<(String, String)>,
 
     #[command(flatten)]
+    limits: GuestLimits,
+
+    #[command(flatten)]
     cache: CacheArgs,
+}
+
+/// What one worker may do, for `vow run` and `vow serve`.
+#[derive(Debug, Args)]
+struct GuestLimits {
+    /// Most pending promises one worker may hold; creating one more traps
+    /// its invocation
+    #[arg(long, value_name = "COUNT", default_value_t = vow_runtime::DEFAULT_MAX_OPEN_PROMISES)]
+    max_open_promises: usize,
+
+    /// Seconds a guest may run in one invocation without returning, time
+    /// parked on a promise not counted; past it the invocation traps and
+    /// the worker fails (0: no limit)
+    #[arg(long, value_name = "SECONDS", default_value_t = vow_runtime::DEFAULT_MAX_RUN_TIME.as_secs_f64())]
+    max_run_time: f64,
 }
 
 /// Arguments of `vow serve`.
@@ -200,6 +225,42 @@ struct ServeArgs {
     #[arg(long)]
     unauthenticated_on_network: bool,
 
+    /// The URL clients reach this server at, from which completion links
+    /// make theirs ({URL}/v1/links/{token}) [default: http(s)://ADDR as
+    /// bound]
+    #[arg(long, env = "VOW_PUBLIC_URL", value_name = "URL")]
+    public_url: Option<String>,
+
+    /// The key file that signs completion links, created with one key when
+    /// missing; rotate with `vow link-keys rotate` [default:
+    /// DATA-DIR/link-keys; with --database-url or --in-memory a key kept in
+    /// memory, so links stop working at restart]
+    #[arg(long, env = "VOW_LINK_KEYS", value_name = "FILE")]
+    link_keys: Option<PathBuf>,
+
+    /// Serve HTTPS with this certificate chain (PEM, the server's
+    /// certificate first); needs --tls-key
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1)
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// Most client connections served at once; more wait to be accepted
+    #[arg(long, value_name = "COUNT", default_value_t = vow_server::ServeOptions::default().max_connections)]
+    max_connections: usize,
+
+    /// Seconds a client has to send a request's headers (and, over TLS, to
+    /// finish the handshake); an idle connection is closed after as long
+    #[arg(long, value_name = "SECONDS", default_value_t = vow_server::ServeOptions::default().header_timeout.as_secs_f64())]
+    header_timeout: f64,
+
+    /// Seconds a request body may stall between two reads before the
+    /// request is answered 408
+    #[arg(long, value_name = "SECONDS", default_value_t = ServerConfig::default().body_timeout.as_secs_f64())]
+    body_timeout: f64,
+
     /// Seconds a worker parked on a promise stays in memory before it is
     /// evicted (0: as soon as it parks); its promise's completion brings it
     /// back by replay
@@ -228,6 +289,25 @@ struct ServeArgs {
     /// the latest snapshot (0: never)
     #[arg(long, value_name = "INVOCATIONS", default_value_t = vow_runtime::DEFAULT_SNAPSHOT_EVERY)]
     snapshot_every: u64,
+
+    /// Most workers the server holds, in memory or not, until deleted
+    /// (ephemeral ones included); past it starting one answers 403
+    #[arg(long, value_name = "COUNT", default_value_t = vow_runtime::DEFAULT_MAX_WORKERS)]
+    max_workers: usize,
+
+    /// Most workers one component may have; past it starting one answers 403
+    #[arg(long, value_name = "COUNT", default_value_t = vow_runtime::DEFAULT_MAX_WORKERS_PER_COMPONENT)]
+    max_workers_per_component: usize,
+
+    /// Seconds an invocation may take, waiting on promises included; past
+    /// it the invocation answers 504 and the worker fails [default: no
+    /// limit, so that a worker may wait on a promise for days;
+    /// --max-run-time stops a guest that never returns]
+    #[arg(long, value_name = "SECONDS")]
+    invocation_timeout: Option<f64>,
+
+    #[command(flatten)]
+    limits: GuestLimits,
 
     #[command(flatten)]
     cache: CacheArgs,
@@ -273,6 +353,11 @@ struct ServerArgs {
         hide_env_values = true
     )]
     token: Option<String>,
+
+    /// Trust this CA certificate (PEM) for an https:// server, besides the
+    /// usual roots: for a server with a self-signed certificate
+    #[arg(long, global = true, env = "VOW_CA_CERT", value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
 }
 
 impl ServerArgs {
@@ -518,6 +603,77 @@ enum PromiseCommand {
         #[command(flatten)]
         options: PromiseOptionArgs,
     },
+    /// Make a completion link for a pending promise and print its URL:
+    /// whoever holds it can complete (or reject) this promise and nothing
+    /// else, with no API token, until it expires. Treat it as a secret
+    Link {
+        /// The promise id as listed or printed: COMPONENT-ID/WORKER-NAME/OPLOG-INDEX
+        promise_id: String,
+        /// How long the link works: 90s, 30m, 12h, 7d [default: 7 days; at
+        /// most 366 days]
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        expires_in: Option<std::time::Duration>,
+        /// What its holder may do
+        #[arg(long, value_enum, default_value_t = LinkActionArg::Complete)]
+        action: LinkActionArg,
+        /// Print JSON (token, url, action, expiresAt) instead of the URL
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `vow promise link --action`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LinkActionArg {
+    /// Complete it with a payload
+    Complete,
+    /// Reject it with an error
+    Reject,
+    /// Either
+    Both,
+}
+
+impl LinkActionArg {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Complete => "complete",
+            Self::Reject => "reject",
+            Self::Both => "both",
+        }
+    }
+}
+
+/// `vow link-keys`: the keys that sign completion links.
+#[derive(Debug, Subcommand)]
+enum LinkKeysCommand {
+    /// List the key ids; the last signs new links
+    List,
+    /// Add a key that signs new links from now on; links signed before
+    /// keep working. A running server picks it up without a restart
+    Rotate,
+    /// Remove a key: every link it signed stops working
+    Retire {
+        /// The key id, as listed
+        id: u32,
+    },
+}
+
+/// Where `vow link-keys` finds the key file.
+#[derive(Debug, Args)]
+struct LinkKeysArgs {
+    /// The key file (as given to `vow serve --link-keys`)
+    #[arg(
+        long,
+        global = true,
+        env = "VOW_LINK_KEYS",
+        value_name = "FILE",
+        conflicts_with = "data_dir"
+    )]
+    file: Option<PathBuf>,
+    /// The data directory whose key file (DATA-DIR/link-keys) to use
+    /// [default: $XDG_DATA_HOME/vow or ~/.local/share/vow]
+    #[arg(long, global = true, env = "VOW_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
 }
 
 /// Options of a promise made from the command line.
@@ -588,15 +744,10 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run(args) => run::run(args).await,
         Command::Serve(args) => serve::serve(args).await,
-        Command::Component { server, command } => {
-            remote::component(server.url(), server.token.as_deref(), command).await
-        }
-        Command::Worker { server, command } => {
-            remote::worker(server.url(), server.token.as_deref(), command).await
-        }
-        Command::Promise { server, command } => {
-            remote::promise(server.url(), server.token.as_deref(), command).await
-        }
+        Command::Component { server, command } => remote::component(&server, command).await,
+        Command::Worker { server, command } => remote::worker(&server, command).await,
+        Command::Promise { server, command } => remote::promise(&server, command).await,
+        Command::LinkKeys { place, command } => local::link_keys(place, command),
     }
 }
 

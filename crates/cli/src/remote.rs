@@ -124,11 +124,10 @@ fn parse<T: DeserializeOwned>(answer: &Value, field: Option<&str>) -> anyhow::Re
 }
 
 pub(crate) async fn component(
-    server: &str,
-    token: Option<&str>,
+    server: &crate::ServerArgs,
     command: ComponentCommand,
 ) -> anyhow::Result<()> {
-    let client = Client::new(server, token)?;
+    let client = Client::for_server(server)?;
     match command {
         ComponentCommand::Add { file, name, json } => {
             let bytes =
@@ -188,11 +187,10 @@ fn stem(file: &Path) -> String {
 }
 
 pub(crate) async fn worker(
-    server: &str,
-    token: Option<&str>,
+    server: &crate::ServerArgs,
     command: WorkerCommand,
 ) -> anyhow::Result<()> {
-    let client = Client::new(server, token)?;
+    let client = Client::for_server(server)?;
     match command {
         WorkerCommand::Start {
             component,
@@ -488,11 +486,10 @@ async fn invoke(client: &Client, args: InvokeArgs) -> anyhow::Result<()> {
 }
 
 pub(crate) async fn promise(
-    server: &str,
-    token: Option<&str>,
+    server: &crate::ServerArgs,
     command: PromiseCommand,
 ) -> anyhow::Result<()> {
-    let client = Client::new(server, token)?;
+    let client = Client::for_server(server)?;
     match command {
         PromiseCommand::List {
             status,
@@ -601,6 +598,49 @@ pub(crate) async fn promise(
                 .call_json(Request::new(Method::POST, &path), &body)
                 .await?;
             print_made(&answer)
+        }
+        PromiseCommand::Link {
+            promise_id,
+            expires_in,
+            action,
+            json,
+        } => {
+            let id: PromiseId = promise_id.parse()?;
+            let mut body = json!({ "action": action.as_str() });
+            if let Some(lifetime) = expires_in {
+                if lifetime.as_secs() == 0 {
+                    bail!("--expires-in must be at least one second");
+                }
+                body["expiresInSecs"] = json!(lifetime.as_secs());
+            }
+            let component = id.worker_id.component_id.to_string();
+            let index = id.oplog_idx.to_string();
+            let path = [
+                "v1",
+                "components",
+                &component,
+                "workers",
+                &id.worker_id.worker_name,
+                "promises",
+                &index,
+                "link",
+            ];
+            let answer = client
+                .call_json(Request::new(Method::POST, &path), &body)
+                .await?;
+            if json {
+                return output::json(&answer);
+            }
+            let url = answer["url"]
+                .as_str()
+                .ok_or_else(|| anyhow!("unexpected answer from the server: {answer}"))?;
+            output::line(url)?;
+            output::error_line(&format!(
+                "lets its holder {} promise {id} until {}; treat it as a secret",
+                action.as_str().replace("both", "complete or reject"),
+                answer["expiresAt"].as_str().unwrap_or("?")
+            ));
+            Ok(())
         }
         PromiseCommand::Show { promise_id, json } => {
             let id: PromiseId = promise_id.parse()?;

@@ -21,7 +21,9 @@ use crate::output;
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let executor = local::executor(&args.cache)?;
+    let executor = local::limit(local::builder(&args.cache), &args.limits)?
+        .build()
+        .context("cannot set up the runtime")?;
     let component = local::load(&executor, &args.component).await?;
     if args.list {
         if args.json {

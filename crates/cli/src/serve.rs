@@ -35,19 +35,28 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_body_bytes: args.max_body,
         max_component_bytes: args.max_component,
         auth_token: args.auth_token.clone(),
+        body_timeout: local::seconds("--body-timeout", args.body_timeout)?
+            .context("--body-timeout must be more than 0 seconds")?,
     };
+    let options = serve_options(&args)?;
     let listener = TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
-    let executor = executor(&args).await?;
     let addr = listener
         .local_addr()
         .context("cannot read the bound address")?;
+    let scheme = if options.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let base = format!("{scheme}://{addr}");
+    let public_url = args.public_url.clone().unwrap_or_else(|| base.clone());
+    let executor = executor(&args, &public_url).await?;
     let mut components = Vec::new();
     for path in &args.components {
         components.push(local::load(&executor, path).await?);
     }
-    let base = format!("http://{addr}");
     for text in introduction(&executor, &components, &base) {
         output::line(&text)?;
     }
@@ -57,15 +66,56 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
 
     let router = vow_server::router(executor, config);
-    vow_server::serve(listener, router, shutdown())
+    vow_server::serve_with(listener, router, shutdown(), options)
         .await
         .with_context(|| format!("serving on {addr} failed"))?;
     output::error_line("stopped");
     Ok(())
 }
 
+/// How connections are served: TLS, the connection cap, the header
+/// deadline.
+fn serve_options(args: &ServeArgs) -> anyhow::Result<vow_server::ServeOptions> {
+    if args.max_connections == 0 {
+        bail!("--max-connections must be 1 or more");
+    }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            vow_server::tls_config(cert, key)
+                .context("cannot set up TLS (--tls-cert, --tls-key)")?,
+        ),
+        _ => None,
+    };
+    Ok(vow_server::ServeOptions {
+        tls,
+        max_connections: args.max_connections,
+        header_timeout: local::seconds("--header-timeout", args.header_timeout)?
+            .context("--header-timeout must be more than 0 seconds")?,
+        ..vow_server::ServeOptions::default()
+    })
+}
+
+/// The keys that sign completion links: the file given, the data
+/// directory's (the runtime's default), or one kept in memory.
+fn link_keys(
+    args: &ServeArgs,
+    mut builder: vow_runtime::ExecutorBuilder,
+) -> anyhow::Result<vow_runtime::ExecutorBuilder> {
+    if let Some(path) = &args.link_keys {
+        let keys = vow_runtime::links::LinkKeys::open(path)
+            .context("cannot read the completion link keys (--link-keys)")?;
+        builder = builder.link_keys(keys);
+    } else if args.in_memory || args.database_url.is_some() {
+        output::error_line(
+            "completion links are signed with a key kept in memory: they stop working at restart \
+             (--link-keys FILE keeps the key)",
+        );
+    }
+    Ok(builder)
+}
+
 /// Opens the executor on the data directory (or in memory, when asked).
-async fn executor(args: &ServeArgs) -> anyhow::Result<Executor> {
+async fn executor(args: &ServeArgs, public_url: &str) -> anyhow::Result<Executor> {
     if !args.evict_after.is_finite() || args.evict_after < 0.0 {
         anyhow::bail!("--evict-after must be a number of seconds, 0 or more");
     }
@@ -77,9 +127,19 @@ async fn executor(args: &ServeArgs) -> anyhow::Result<Executor> {
         .max_resident(args.max_resident)
         .max_queued(args.max_queued)
         .snapshot_every(Some(args.snapshot_every));
+    if args.max_workers == 0 || args.max_workers_per_component == 0 {
+        anyhow::bail!("--max-workers and --max-workers-per-component must be 1 or more");
+    }
+    builder = local::limit(builder, &args.limits)?
+        .max_workers(args.max_workers)
+        .max_workers_per_component(args.max_workers_per_component);
+    if let Some(timeout) = args.invocation_timeout {
+        builder = builder.invocation_timeout(local::seconds("--invocation-timeout", timeout)?);
+    }
     if args.allocator == crate::AllocatorArg::Pooling {
         builder = builder.pooling_sized_for_resident();
     }
+    builder = link_keys(args, builder.public_url(public_url))?;
     if args.in_memory {
         output::error_line("keeping everything in memory (--in-memory): a restart loses it");
         return builder.build().context("cannot set up the runtime");

@@ -60,6 +60,19 @@ pub(crate) fn at_open(path: &Path, e: &rusqlite::Error) -> Error {
     Error::Open { location, reason }
 }
 
+/// The database at `path` could only be opened read-only: an open error,
+/// with the operating system's reason when it gives one.
+pub(crate) fn read_only(path: &Path) -> Error {
+    let reason = match probe(path) {
+        Some(why) => format!("the database can only be opened read-only: {why}"),
+        None => "the database can only be opened read-only".to_owned(),
+    };
+    Error::Open {
+        location: path.display().to_string(),
+        reason,
+    }
+}
+
 /// Asks the operating system why `path` cannot be opened for writing.
 /// Creates nothing that stays: a file it had to create is removed again.
 fn probe(path: &Path) -> Option<std::io::Error> {

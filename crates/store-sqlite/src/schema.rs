@@ -14,7 +14,7 @@ use std::path::Path;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use vow_store::{Error, Result};
 
-use crate::error::{at_open, runtime};
+use crate::error::{at_open, read_only, runtime};
 use crate::options::SqliteOptions;
 
 /// "Vow!" in ASCII: `PRAGMA application_id` of every Vow store.
@@ -146,6 +146,14 @@ pub(crate) fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connec
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let mut conn = Connection::open_with_flags(path, flags).map_err(|e| at_open(path, &e))?;
     let fail = |e: rusqlite::Error| at_open(path, &e);
+    // SQLite quietly opens a file it cannot write read-only instead (on a
+    // read-only file system, say): the store must write, so that is an open
+    // error. Without this check a WAL left behind by a crash let the store
+    // open, serve reads and fail every write, while a cleanly closed one
+    // failed to open.
+    if conn.is_readonly(rusqlite::MAIN_DB).map_err(fail)? {
+        return Err(read_only(path));
+    }
     conn.busy_timeout(options.busy_timeout).map_err(fail)?;
 
     // The first statement that reads the file: a file that is not a database

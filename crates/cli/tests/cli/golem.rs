@@ -78,7 +78,7 @@ fn golem_document() -> anyhow::Result<PathBuf> {
 }
 
 /// The schemathesis command, or how to get it.
-fn schemathesis() -> anyhow::Result<PathBuf> {
+pub(crate) fn schemathesis() -> anyhow::Result<PathBuf> {
     let path = match std::env::var_os("VOW_SCHEMATHESIS") {
         Some(path) => PathBuf::from(path),
         None => vow_tests::workspace_root()

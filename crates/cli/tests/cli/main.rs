@@ -6,7 +6,10 @@
 
 mod compose;
 mod durability;
+mod faults;
 mod golem;
+mod links;
+mod openapi;
 mod python;
 mod python_promises;
 mod run;

@@ -98,6 +98,20 @@ impl Running {
         Ok(())
     }
 
+    /// Sends the process the signal `name` (`TERM`, `INT`, ...) with
+    /// `kill(1)`, without waiting for it to act.
+    pub fn signal(&self, name: &str) -> anyhow::Result<()> {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .context("cannot run kill")?;
+        if !status.success() {
+            bail!("kill -{name} {} failed: {status}", self.child.id());
+        }
+        Ok(())
+    }
+
     /// Starts `vow ARGS` with stdin, stdout and stderr piped.
     pub fn spawn(args: &[&str]) -> anyhow::Result<Self> {
         let mut child = vow()
@@ -291,6 +305,32 @@ impl Server {
         components: &[&Path],
         extra: &[&str],
     ) -> anyhow::Result<Self> {
+        let args = Self::args(backend, components, extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let process = Running::spawn(&args)?;
+        let stdout = process.wait_stdout("listening on http://", COMPILING)?;
+        Self::listening(process, &stdout)
+    }
+
+    /// Starts `vow serve` as [`Server::start_on`] does, for a server that
+    /// may refuse to start: the server once it listens, or what it printed
+    /// and its exit status if it exits first.
+    pub fn start_or_exit(
+        backend: &Backend,
+        components: &[&Path],
+        extra: &[&str],
+    ) -> anyhow::Result<Result<Self, Finished>> {
+        let args = Self::args(backend, components, extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut process = Running::spawn(&args)?;
+        match process.wait_stdout("listening on http://", COMPILING) {
+            Ok(stdout) => Ok(Ok(Self::listening(process, &stdout)?)),
+            Err(_) => Ok(Err(process.finish(QUICK)?)),
+        }
+    }
+
+    /// The arguments of `vow serve` on `backend` with these components.
+    fn args(backend: &Backend, components: &[&Path], extra: &[&str]) -> Vec<String> {
         let cache = cache_dir();
         let mut args = vec![
             "serve".to_owned(),
@@ -310,9 +350,11 @@ impl Server {
             args.push("--component".to_owned());
             args.push(component.display().to_string());
         }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let process = Running::spawn(&args)?;
-        let stdout = process.wait_stdout("listening on http://", COMPILING)?;
+        args
+    }
+
+    /// The server `process`, which printed `stdout` up to its address.
+    fn listening(process: Running, stdout: &str) -> anyhow::Result<Self> {
         let (banner, rest) = stdout
             .split_once("listening on ")
             .ok_or_else(|| anyhow!("no address in {stdout:?}"))?;
@@ -329,6 +371,17 @@ impl Server {
     /// until it is gone.
     pub fn kill(mut self) -> anyhow::Result<()> {
         self.process.kill()
+    }
+
+    /// Sends the server SIGTERM (a graceful shutdown) without waiting.
+    pub fn terminate(&self) -> anyhow::Result<()> {
+        self.process.signal("TERM")
+    }
+
+    /// Waits at most `limit` for the server to exit by itself (after
+    /// [`Server::terminate`]); what it printed and its exit status.
+    pub fn wait_exit(mut self, limit: Duration) -> anyhow::Result<Finished> {
+        self.process.finish(limit)
     }
 
     /// Runs a client command against this server.
@@ -414,4 +467,39 @@ impl Server {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// What a server answered to one HTTP request: the status and the body,
+/// parsed as JSON (a body that is not JSON is kept as a JSON string).
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: serde_json::Value,
+}
+
+/// Sends one request with `reqwest` (a JSON body when `body` is given, and
+/// an `Idempotency-Key` header when `key` is) and reads the whole answer.
+/// A transport failure, including a connection closed before the body was
+/// complete, is an `Err`: only a full answer is a [`Reply`].
+pub async fn request(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    body: Option<&serde_json::Value>,
+    key: Option<&str>,
+) -> reqwest::Result<Reply> {
+    let mut builder = http.request(method, url);
+    if let Some(body) = body {
+        builder = builder
+            .header("content-type", "application/json")
+            .body(body.to_string());
+    }
+    if let Some(key) = key {
+        builder = builder.header("idempotency-key", key);
+    }
+    let response = builder.send().await?;
+    let status = response.status().as_u16();
+    let text = response.text().await?;
+    let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    Ok(Reply { status, body })
 }
