@@ -613,18 +613,8 @@ pub(crate) async fn promise(
                 }
                 body["expiresInSecs"] = json!(lifetime.as_secs());
             }
-            let component = id.worker_id.component_id.to_string();
-            let index = id.oplog_idx.to_string();
-            let path = [
-                "v1",
-                "components",
-                &component,
-                "workers",
-                &id.worker_id.worker_name,
-                "promises",
-                &index,
-                "link",
-            ];
+            let path = promise_path(&id, Some("link"));
+            let path: Vec<&str> = path.iter().map(String::as_str).collect();
             let answer = client
                 .call_json(Request::new(Method::POST, &path), &body)
                 .await?;
@@ -644,17 +634,8 @@ pub(crate) async fn promise(
         }
         PromiseCommand::Show { promise_id, json } => {
             let id: PromiseId = promise_id.parse()?;
-            let component = id.worker_id.component_id.to_string();
-            let index = id.oplog_idx.to_string();
-            let path = [
-                "v1",
-                "components",
-                &component,
-                "workers",
-                &id.worker_id.worker_name,
-                "promises",
-                &index,
-            ];
+            let path = promise_path(&id, None);
+            let path: Vec<&str> = path.iter().map(String::as_str).collect();
             let answer = client.call(Request::new(Method::GET, &path)).await?;
             if json {
                 return output::json(&answer);
@@ -663,6 +644,22 @@ pub(crate) async fn promise(
             Ok(())
         }
     }
+}
+
+/// The path of one promise (`/v1/components/{cid}/workers/{name}/promises/
+/// {idx}`), with `then` after it.
+fn promise_path(id: &PromiseId, then: Option<&str>) -> Vec<String> {
+    let mut path = vec![
+        "v1".to_owned(),
+        "components".to_owned(),
+        id.worker_id.component_id.to_string(),
+        "workers".to_owned(),
+        id.worker_id.worker_name.clone(),
+        "promises".to_owned(),
+        id.oplog_idx.to_string(),
+    ];
+    path.extend(then.map(str::to_owned));
+    path
 }
 
 /// Completes or rejects (`action`) a promise; prints `done`, or `already`

@@ -260,7 +260,7 @@ type Stamp = Option<(SystemTime, u64)>;
 
 /// The keys of a key file, and what the file looked like when read.
 struct Ring {
-    keys: Vec<Key>,
+    keys: Arc<[Key]>,
     seen: Stamp,
 }
 
@@ -289,10 +289,10 @@ impl LinkKeys {
         Self {
             path: None,
             ring: Arc::new(Mutex::new(Ring {
-                keys: vec![Key {
+                keys: Arc::from([Key {
                     id: 1,
                     secret: fresh_secret(),
-                }],
+                }]),
                 seen: None,
             })),
         }
@@ -314,7 +314,10 @@ impl LinkKeys {
         let (keys, seen) = read(&path)?;
         Ok(Self {
             path: Some(Arc::new(path)),
-            ring: Arc::new(Mutex::new(Ring { keys, seen })),
+            ring: Arc::new(Mutex::new(Ring {
+                keys: keys.into(),
+                seen,
+            })),
         })
     }
 
@@ -375,7 +378,7 @@ impl LinkKeys {
 
     /// The keys, reread first when the file changed since the last read.
     /// A file that became unreadable keeps the keys last read (logged).
-    fn keys(&self) -> Vec<Key> {
+    fn keys(&self) -> Arc<[Key]> {
         let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(path) = &self.path {
             let now_seen = stamp(path);
@@ -383,7 +386,10 @@ impl LinkKeys {
                 match read(path) {
                     Ok((keys, seen)) => {
                         tracing::info!(path = %path.display(), keys = keys.len(), "link keys reloaded");
-                        *ring = Ring { keys, seen };
+                        *ring = Ring {
+                            keys: keys.into(),
+                            seen,
+                        };
                     }
                     Err(error) => {
                         tracing::error!(%error, "cannot reload the link keys; keeping the ones read before");
@@ -391,7 +397,7 @@ impl LinkKeys {
                 }
             }
         }
-        ring.keys.clone()
+        Arc::clone(&ring.keys)
     }
 
     /// A token for `grant`, signed with the newest key.

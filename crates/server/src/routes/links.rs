@@ -97,6 +97,11 @@ pub(crate) struct LinkView {
     link_expires_at: String,
 }
 
+/// 403: the link does not allow what was asked.
+fn not_allowed(grant: &LinkGrant) -> ApiError {
+    vow_runtime::Error::from(vow_runtime::links::LinkError::NotAllowed(grant.action)).into()
+}
+
 /// The grant of a valid token, or 401 (not a token of this server, or
 /// altered) / 403 (expired).
 fn redeem(state: &AppState, token: &str) -> Result<LinkGrant, ApiError> {
@@ -130,10 +135,7 @@ pub(crate) async fn complete(
     let grant = redeem(&state, &token)?;
     tracing::Span::current().record("promise", tracing::field::display(&grant.promise));
     if !grant.action.completes() {
-        return Err(
-            vow_runtime::Error::from(vow_runtime::links::LinkError::NotAllowed(grant.action))
-                .into(),
-        );
+        return Err(not_allowed(&grant));
     }
     let payload = body.payload()?;
     Ok(Json(
@@ -167,10 +169,7 @@ pub(crate) async fn reject(
     let grant = redeem(&state, &token)?;
     tracing::Span::current().record("promise", tracing::field::display(&grant.promise));
     if !grant.action.rejects() {
-        return Err(
-            vow_runtime::Error::from(vow_runtime::links::LinkError::NotAllowed(grant.action))
-                .into(),
-        );
+        return Err(not_allowed(&grant));
     }
     Ok(Json(
         state
