@@ -6,13 +6,16 @@
 //! an invocation on a failed worker `PreviousInvocationFailed`, a host
 //! fault `Unknown`), and every other status with `{"error": "..."}`.
 //! Framework rejections go through here too, so a client never sees axum's
-//! plain-text bodies.
+//! plain-text bodies. The bodies are [`Errors`], [`GolemErrorBody`] and
+//! [`ErrorMessage`], whose schemas the OpenAPI document's error responses
+//! use.
 
 use axum::Json;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 use vow_runtime::Error;
 use vow_runtime::links::LinkError;
 
@@ -22,7 +25,48 @@ pub(crate) struct ApiError {
     status: StatusCode,
     messages: Vec<String>,
     /// The `type` of Golem's `GolemError`, for a 500.
-    golem: Option<&'static str>,
+    golem: Option<GolemErrorType>,
+}
+
+/// The body of a 400: one message per problem.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Errors {
+    errors: Vec<String>,
+}
+
+/// The body of every error status but 400 and 500.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Error)]
+pub(crate) struct ErrorMessage {
+    error: String,
+}
+
+/// The body of a 500: Golem's error.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct GolemErrorBody {
+    #[schema(inline)]
+    golem_error: GolemError,
+}
+
+/// Golem's `GolemError`, tagged by `type`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct GolemError {
+    #[serde(rename = "type")]
+    #[schema(inline)]
+    kind: GolemErrorType,
+    details: String,
+}
+
+/// Why an answer is a 500, as Golem names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub(crate) enum GolemErrorType {
+    /// The invocation trapped.
+    RuntimeError,
+    /// The worker failed in an earlier invocation.
+    PreviousInvocationFailed,
+    /// A host fault.
+    Unknown,
 }
 
 impl ApiError {
@@ -145,8 +189,8 @@ impl From<PathRejection> for ApiError {
 impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
         let golem = match &error {
-            Error::Trap { .. } => Some("RuntimeError"),
-            Error::WorkerFailed { .. } => Some("PreviousInvocationFailed"),
+            Error::Trap { .. } => Some(GolemErrorType::RuntimeError),
+            Error::WorkerFailed { .. } => Some(GolemErrorType::PreviousInvocationFailed),
             _ => None,
         };
         if let Some(kind) = golem {
@@ -199,17 +243,24 @@ impl From<Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = if self.status == StatusCode::BAD_REQUEST {
-            json!({ "errors": self.messages })
+        let mut response = if self.status == StatusCode::BAD_REQUEST {
+            (
+                self.status,
+                Json(Errors {
+                    errors: self.messages,
+                }),
+            )
+                .into_response()
         } else if self.status == StatusCode::INTERNAL_SERVER_ERROR {
-            json!({ "golemError": {
-                "type": self.golem.unwrap_or("Unknown"),
-                "details": self.messages.join("; "),
-            } })
+            let golem_error = GolemError {
+                kind: self.golem.unwrap_or(GolemErrorType::Unknown),
+                details: self.messages.join("; "),
+            };
+            (self.status, Json(GolemErrorBody { golem_error })).into_response()
         } else {
-            json!({ "error": self.messages.join("; ") })
+            let error = self.messages.join("; ");
+            (self.status, Json(ErrorMessage { error })).into_response()
         };
-        let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             // A full queue or a busy runtime: worth trying again shortly.
             response.headers_mut().insert(

@@ -3,12 +3,16 @@
 //! fractional part is zero, so a body the document allows is a body the
 //! server takes; `221.5`, a negative number or one past the field's range
 //! is still refused, naming the field. Used with `deserialize_with` on
-//! every integer and byte-array field of a request body.
+//! every integer and byte-array field of a request body, and [`Uint64`] and
+//! [`Bytes`] are what the document says of such fields.
 
 use std::fmt;
 use std::marker::PhantomData;
 
 use serde::de::{Deserialize, Deserializer, Error, Unexpected, Visitor};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, SchemaFormat, Type};
+use utoipa::{PartialSchema, ToSchema};
 
 /// An integer from 0 to `MAX`, written as an integer or an integral float.
 struct Int<const MAX: u64>(u64);
@@ -79,6 +83,49 @@ fn to_bytes(ints: Vec<Int<255>>) -> Vec<u8> {
         .map(|i| u8::try_from(i.0).unwrap_or(u8::MAX))
         .collect()
 }
+
+/// The schema of a field read with [`u64()`] or [`option_u64`] (use with
+/// `#[schema(inline, value_type = integral::Uint64)]`): an integer from 0
+/// to 2^64 - 1. utoipa's own `u64` schema has no maximum, which would let
+/// a client send a number past the range.
+///
+/// A field with this schema, or [`Bytes`], takes no doc comment: utoipa
+/// writes the description of an inline schema as an `allOf` with an
+/// `object` schema, which no number or array matches.
+pub(crate) struct Uint64;
+
+impl PartialSchema for Uint64 {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::Custom("uint64".to_owned())))
+            .minimum(Some(0))
+            .maximum(Some(u64::MAX))
+            .into()
+    }
+}
+
+impl ToSchema for Uint64 {}
+
+/// The schema of a field read with [`bytes`] or [`option_bytes`] (use with
+/// `#[schema(inline, value_type = integral::Bytes)]`): an array of integers
+/// from 0 to 255.
+pub(crate) struct Bytes;
+
+impl PartialSchema for Bytes {
+    fn schema() -> RefOr<Schema> {
+        ArrayBuilder::new()
+            .items(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0))
+                    .maximum(Some(u8::MAX)),
+            )
+            .into()
+    }
+}
+
+impl ToSchema for Bytes {}
 
 #[cfg(test)]
 mod tests {

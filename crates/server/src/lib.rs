@@ -45,6 +45,7 @@ pub mod time;
 pub mod typed;
 
 use std::any::Any;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -109,10 +110,8 @@ impl Default for ServerConfig {
 /// The routes of the API over `executor`, with request tracing, body limits,
 /// and JSON errors for unknown paths and methods.
 pub fn router(executor: Executor, config: ServerConfig) -> Router {
-    let mut router = Router::new();
-    for route in routes::table(&config) {
-        router = router.route(route.path, route.handler);
-    }
+    let (mut router, api) = routes::table(&config).split_for_parts();
+    let openapi = Arc::new(openapi::document(api));
     router = router
         // After the routes: it applies to the routes present.
         .method_not_allowed_fallback(routes::method_not_allowed)
@@ -134,7 +133,11 @@ pub fn router(executor: Executor, config: ServerConfig) -> Router {
         )
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(axum::middleware::map_response(json_charset))
-        .with_state(AppState { executor, config })
+        .with_state(AppState {
+            executor,
+            config,
+            openapi,
+        })
 }
 
 /// The content type Golem's API declares and sends for JSON.

@@ -23,6 +23,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{
+    KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type as SchemaType,
+};
+use utoipa::{PartialSchema, ToSchema};
 use vow_runtime::{
     ErrorKind, FinishedInvocation, FunctionType, HostSettings, OplogEntry, OplogRecord,
     PromiseError, PromiseId, RecordedMetadata, StoredSettlement, Type, Val, WorkerId,
@@ -32,6 +37,41 @@ use wasmtime::component::wasm_wave;
 use crate::json::to_golem_json;
 use crate::time::rfc3339;
 use crate::typed::analysed_type;
+
+/// The schema of an entry as [`Context::render`] writes it, for the
+/// OpenAPI document: its `type` (one of those in the table above) and
+/// `timestamp`; the other fields depend on the type.
+pub(crate) struct PublicOplogEntry;
+
+impl PartialSchema for PublicOplogEntry {
+    fn schema() -> RefOr<Schema> {
+        let types = [
+            "Create",
+            "ImportedFunctionInvoked",
+            "ExportedFunctionInvoked",
+            "ExportedFunctionCompleted",
+            "Error",
+            "NoOp",
+            "Jump",
+            "ChangeRetryPolicy",
+            "BeginAtomicRegion",
+            "EndAtomicRegion",
+        ];
+        let timestamp = ObjectBuilder::new()
+            .schema_type(SchemaType::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)));
+        ObjectBuilder::new()
+            .schema_type(SchemaType::Object)
+            .description(Some("Golem's public oplog entry, tagged by `type`, with snake_case fields and typed values (`{\"typ\", \"value\"}`); see docs/rest-api.md for how Vow's entries map to these"))
+            .property("type", ObjectBuilder::new().schema_type(SchemaType::String).enum_values(Some(types)))
+            .property("timestamp", timestamp)
+            .required("type")
+            .required("timestamp")
+            .into()
+    }
+}
+
+impl ToSchema for PublicOplogEntry {}
 
 /// A value with its `AnalysedType`: Golem's `ValueAndType`.
 struct Typed {

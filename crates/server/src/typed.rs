@@ -28,12 +28,42 @@
 //! component built from today's WIT.
 
 use serde_json::{Map, Value, json};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type as SchemaType};
+use utoipa::{PartialSchema, ToSchema};
 use wasmtime::component::Val;
 use wasmtime::component::types::Type;
 
 use vow_runtime::wit_type;
 
 use crate::json::{from_json_at, to_golem_json};
+
+/// The schema of a type-annotated value, for the OpenAPI document (the
+/// server reads and writes them as JSON values, checked by [`is_typed`]).
+pub(crate) struct TypeAnnotatedValue;
+
+impl PartialSchema for TypeAnnotatedValue {
+    fn schema() -> RefOr<Schema> {
+        let tag = ObjectBuilder::new().schema_type(SchemaType::String);
+        let typ = ObjectBuilder::new()
+            .schema_type(SchemaType::Object)
+            .property("type", tag)
+            .required("type")
+            .description(Some("Golem's AnalysedType, tagged by `type`"));
+        let value = ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::SchemaType::AnyValue)
+            .description(Some("The value in Golem's JSON encoding"));
+        ObjectBuilder::new()
+            .schema_type(SchemaType::Object)
+            .property("typ", typ)
+            .property("value", value)
+            .required("typ")
+            .required("value")
+            .into()
+    }
+}
+
+impl ToSchema for TypeAnnotatedValue {}
 
 /// The `AnalysedType` of `ty`, as Golem 1.1's document defines it. Golem's
 /// server writes a variant case without payload as `"typ": null` and a

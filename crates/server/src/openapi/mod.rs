@@ -1,621 +1,103 @@
-//! The OpenAPI 3.1 document served at `GET /openapi.json`, written by hand
-//! to match `docs/rest-api.md`. A test checks that it lists exactly the
-//! routes of the route table.
+//! The OpenAPI 3.1 document served at `GET /openapi.json`, derived from the
+//! handlers rather than written beside them.
+//!
+//! - Each handler's `#[utoipa::path]` gives its method, path, operation id,
+//!   parameters, body and answers.
+//! - The types the handlers read and write derive their schemas
+//!   (`ToSchema`, and `IntoParams` for paths and queries), with the
+//!   constraints the server checks (name patterns, integer ranges, bodies
+//!   that refuse unknown fields).
+//! - [`crate::routes::table`] registers each handler with the router and
+//!   with the document in one step, so the document lists exactly the
+//!   routes that are served.
+//!
+//! What is left here is what no handler owns: the document's info, the
+//! bearer scheme, the error responses ([`responses`]), and the few
+//! constraints between body fields that a derived schema cannot state
+//! ([`refine`]).
 
-mod components;
-
-use std::sync::LazyLock;
+mod refine;
+pub(crate) mod responses;
 
 use axum::Json;
-use serde_json::{Map, Value, json};
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 
-use self::components::{parameters, responses, schemas};
+use self::responses::{E400, E401, E403, E404, E409, E413, E422, E500, E503, E504};
+use crate::error::{ErrorMessage, Errors, GolemErrorBody};
+use crate::routes::AppState;
 
-/// The document, built once.
-static DOCUMENT: LazyLock<Value> = LazyLock::new(document);
+/// The document's description.
+const DESCRIPTION: &str = "Runs WebAssembly components that import golem:api/host@1.1.0. \
+    The worker routes follow Golem 1.1's API (same operation ids, bodies and statuses); \
+    operations marked x-vow-extension are Vow's own. \
+    Every error answers with JSON: 400 with {\"errors\": [...]}, 500 with {\"golemError\": {...}}, others with {\"error\": \"...\"}.";
 
-/// `GET /openapi.json`.
-pub(crate) async fn serve() -> Json<Value> {
-    Json(DOCUMENT.clone())
-}
+/// The document without its paths. The bearer token is required only when
+/// the server has one (`vow serve --auth-token`), hence the empty
+/// requirement beside it.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Vow", description = DESCRIPTION),
+    security(("bearer" = []), ()),
+    components(
+        schemas(Errors, ErrorMessage, GolemErrorBody),
+        responses(E400, E401, E403, E404, E409, E413, E422, E500, E503, E504),
+    ),
+    modifiers(&BearerScheme),
+)]
+struct Base;
 
-fn schema(name: &str) -> Value {
-    json!({ "$ref": format!("#/components/schemas/{name}") })
-}
+/// The `bearer` security scheme.
+struct BearerScheme;
 
-fn json_content(schema: Value) -> Value {
-    json!({ "application/json": { "schema": schema } })
-}
-
-/// One operation: its id, summary, parameters (names in
-/// `#/components/parameters`), request body, success status and schema, and
-/// the error statuses it can answer with.
-struct Op {
-    id: &'static str,
-    summary: &'static str,
-    params: &'static [&'static str],
-    body: Option<Value>,
-    ok: (&'static str, Value),
-    errors: &'static [&'static str],
-}
-
-impl Op {
-    fn build(self) -> Value {
-        let mut responses = Map::new();
-        responses.insert(
-            self.ok.0.to_owned(),
-            json!({ "description": "success", "content": json_content(self.ok.1) }),
-        );
-        for status in self.errors {
-            responses.insert(
-                (*status).to_owned(),
-                json!({ "$ref": format!("#/components/responses/E{status}") }),
-            );
-        }
-        let params: Vec<Value> = self
-            .params
-            .iter()
-            .map(|p| json!({ "$ref": format!("#/components/parameters/{p}") }))
-            .collect();
-        let mut op = json!({
-            "operationId": self.id,
-            "summary": self.summary,
-            "parameters": params,
-            "responses": responses,
-        });
-        if let Some(body) = self.body {
-            op["requestBody"] = body;
-        }
-        op
+impl Modify for BearerScheme {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some(
+                "vow serve --auth-token TOKEN (or VOW_AUTH_TOKEN): every route but /openapi.json and /v1/links/* (authorized by the link's own token) needs Authorization: Bearer TOKEN, else 401",
+            ))
+            .build();
+        api.components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("bearer", SecurityScheme::Http(scheme));
     }
 }
 
-fn json_body(name: &str) -> Option<Value> {
-    Some(json!({ "required": true, "content": json_content(schema(name)) }))
+/// The document before any route is added to it.
+pub(crate) fn base() -> utoipa::openapi::OpenApi {
+    Base::openapi()
 }
 
-const WORKER_PARAMS: &[&str] = &["cid", "name"];
-const INVOKE_PARAMS: &[&str] = &["cid", "name", "function", "idempotencyKey"];
-
-fn paths() -> Value {
-    let w = |suffix: &str| format!("/v1/components/{{cid}}/workers/{{name}}{suffix}");
-    let mut paths = Map::new();
-    let mut add = |path: String, ops: Vec<(&str, Op)>| {
-        let ops: Map<String, Value> = ops
-            .into_iter()
-            .map(|(m, op)| (m.to_owned(), op.build()))
-            .collect();
-        paths.insert(path, Value::Object(ops));
+/// The document to serve, from what the route table collected.
+pub(crate) fn document(api: utoipa::openapi::OpenApi) -> Value {
+    let mut document = match serde_json::to_value(api) {
+        Ok(document) => document,
+        Err(error) => {
+            tracing::error!(%error, "cannot write the OpenAPI document");
+            return Value::Object(serde_json::Map::new());
+        }
     };
-    add(
-        "/v1/components".into(),
-        vec![
-            (
-                "post",
-                Op {
-                    id: "uploadComponent",
-                    summary: "Compile and add a component",
-                    params: &["componentName"],
-                    body: Some(
-                        json!({ "required": true, "content": { "application/wasm": { "schema": { "type": "string", "format": "binary" } },
-                "*/*": { "schema": { "type": "string", "format": "binary" } } } }),
-                    ),
-                    ok: ("201", schema("ComponentInfo")),
-                    errors: &["400", "413", "422", "500"],
-                },
-            ),
-            (
-                "get",
-                Op {
-                    id: "listComponents",
-                    summary: "Every component, by name",
-                    params: &[],
-                    body: None,
-                    ok: ("200", schema("ComponentList")),
-                    errors: &[],
-                },
-            ),
-        ],
-    );
-    add(
-        "/v1/components/{cid}".into(),
-        vec![(
-            "get",
-            Op {
-                id: "getComponent",
-                summary: "One component and its exports",
-                params: &["cid"],
-                body: None,
-                ok: ("200", schema("ComponentInfo")),
-                errors: &["400", "404"],
-            },
-        )],
-    );
-    add(
-        "/v1/components/{cid}/workers".into(),
-        vec![
-            (
-                "post",
-                Op {
-                    id: "launch_new_worker",
-                    summary: "Start a worker",
-                    params: &["cid"],
-                    body: json_body("CreateWorker"),
-                    ok: ("200", schema("WorkerCreated")),
-                    errors: &["400", "404", "409", "413", "503"],
-                },
-            ),
-            (
-                "get",
-                Op {
-                    id: "get_workers_metadata",
-                    summary: "The component's workers, by name, a page at a time",
-                    params: &["cid", "workerFilter", "scanCursor", "scanCount", "precise"],
-                    body: None,
-                    ok: ("200", schema("WorkerList")),
-                    errors: &["400", "404"],
-                },
-            ),
-        ],
-    );
-    add(
-        "/v1/components/{cid}/invoke-and-await".into(),
-        vec![(
-            "post",
-            Op {
-                id: "invoke_and_await_function_without_name",
-                summary: "Invoke an export on a new worker of its own (deleted afterwards) and wait for its result",
-                params: &["cid", "function", "idempotencyKey"],
-                body: json_body("InvokeParameters"),
-                ok: ("200", schema("InvokeResult")),
-                errors: &["400", "404", "409", "413", "500", "503", "504"],
-            },
-        )],
-    );
-    add(
-        "/v1/components/{cid}/invoke".into(),
-        vec![(
-            "post",
-            Op {
-                id: "invoke_function_without_name",
-                summary: "Queue an export on a new worker of its own (deleted once it has run) and return at once",
-                params: &["cid", "function", "idempotencyKey"],
-                body: json_body("InvokeParameters"),
-                ok: ("200", schema("Empty")),
-                errors: &["400", "404", "409", "413", "503"],
-            },
-        )],
-    );
-    add(
-        "/v1/components/{cid}/workers/find".into(),
-        vec![
-            (
-                "post",
-                Op {
-                    id: "find_workers_metadata",
-                    summary: "The component's workers that match a filter tree, a page at a time",
-                    params: &["cid"],
-                    body: json_body("WorkersMetadataRequest"),
-                    ok: ("200", schema("WorkerList")),
-                    errors: &["400", "404", "413"],
-                },
-            ),
-            (
-                "get",
-                Op {
-                    id: "getWorkerNamedFind",
-                    summary: "The metadata of the worker named `find`",
-                    params: &["cid"],
-                    body: None,
-                    ok: ("200", schema("WorkerMetadata")),
-                    errors: &["400", "404"],
-                },
-            ),
-            (
-                "delete",
-                Op {
-                    id: "deleteWorkerNamedFind",
-                    summary: "Stop and remove the worker named `find`",
-                    params: &["cid"],
-                    body: None,
-                    ok: ("200", schema("Empty")),
-                    errors: &["400", "404"],
-                },
-            ),
-        ],
-    );
-    add(
-        w(""),
-        vec![
-            (
-                "get",
-                Op {
-                    id: "get_worker_metadata",
-                    summary: "A worker's metadata",
-                    params: WORKER_PARAMS,
-                    body: None,
-                    ok: ("200", schema("WorkerMetadata")),
-                    errors: &["400", "404"],
-                },
-            ),
-            (
-                "delete",
-                Op {
-                    id: "delete_worker",
-                    summary: "Stop and remove a worker",
-                    params: WORKER_PARAMS,
-                    body: None,
-                    ok: ("200", schema("Empty")),
-                    errors: &["400", "404"],
-                },
-            ),
-        ],
-    );
-    add(
-        w("/invoke-and-await"),
-        vec![(
-            "post",
-            Op {
-                id: "invoke_and_await_function",
-                summary: "Invoke an export and wait for its result",
-                params: INVOKE_PARAMS,
-                body: json_body("InvokeParameters"),
-                ok: ("200", schema("InvokeResult")),
-                errors: &["400", "404", "409", "413", "500", "503", "504"],
-            },
-        )],
-    );
-    add(
-        w("/invoke"),
-        vec![(
-            "post",
-            Op {
-                id: "invoke_function",
-                summary: "Queue an invocation and return at once",
-                params: INVOKE_PARAMS,
-                body: json_body("InvokeParameters"),
-                ok: ("200", schema("Empty")),
-                errors: &["400", "404", "409", "413", "500"],
-            },
-        )],
-    );
-    add(
-        w("/logs"),
-        vec![(
-            "get",
-            Op {
-                id: "getWorkerLogs",
-                summary: "What the worker wrote to stdout and stderr",
-                params: WORKER_PARAMS,
-                body: None,
-                ok: ("200", schema("WorkerLogs")),
-                errors: &["400", "404"],
-            },
-        )],
-    );
-    add(
-        w("/oplog"),
-        vec![(
-            "get",
-            Op {
-                id: "get_oplog",
-                summary: "A page of the worker's operation log in Golem's public form, or a search of it",
-                params: &[
-                    "cid",
-                    "name",
-                    "golemOplogFrom",
-                    "golemOplogCount",
-                    "oplogCursor",
-                    "oplogQuery",
-                ],
-                body: None,
-                ok: ("200", schema("GetOplogResponse")),
-                errors: &["400", "404"],
-            },
-        )],
-    );
-    add(
-        w("/oplog/raw"),
-        vec![(
-            "get",
-            Op {
-                id: "getRawOplog",
-                summary: "A page of the worker's operation log in Vow's own form, as stored",
-                params: &["cid", "name", "oplogFrom", "oplogCount"],
-                body: None,
-                ok: ("200", schema("OplogPage")),
-                errors: &["400", "404"],
-            },
-        )],
-    );
-    add(
-        w("/interrupt"),
-        vec![(
-            "post",
-            Op {
-                id: "interrupt_worker",
-                summary: "Stop the worker's invocation in progress; it runs again by replay when resumed",
-                params: &["cid", "name", "recoverImmediately"],
-                body: None,
-                ok: ("200", schema("Empty")),
-                errors: &["400", "404", "409"],
-            },
-        )],
-    );
-    add(
-        w("/resume"),
-        vec![(
-            "post",
-            Op {
-                id: "resume_worker",
-                summary: "Let an interrupted worker go on",
-                params: WORKER_PARAMS,
-                body: None,
-                ok: ("200", schema("Empty")),
-                errors: &["400", "404", "409"],
-            },
-        )],
-    );
-    add(
-        w("/promises"),
-        vec![(
-            "get",
-            Op {
-                id: "listWorkerPromises",
-                summary: "The worker's promises",
-                params: WORKER_PARAMS,
-                body: None,
-                ok: ("200", schema("PromiseList")),
-                errors: &["400", "404"],
-            },
-        )],
-    );
-    add(
-        w("/promises/{idx}"),
-        vec![(
-            "get",
-            Op {
-                id: "getPromise",
-                summary: "One of the worker's promises, with its payload or error once settled",
-                params: &["cid", "name", "promiseIdx"],
-                body: None,
-                ok: ("200", schema("PromiseDetail")),
-                errors: &["400", "404"],
-            },
-        )],
-    );
-    add(
-        w("/reject"),
-        vec![(
-            "post",
-            Op {
-                id: "rejectPromise",
-                summary: "Reject one of the worker's promises: true if this request settled it",
-                params: WORKER_PARAMS,
-                body: json_body("Rejection"),
-                ok: ("200", json!({ "type": "boolean" })),
-                errors: &["400", "404", "413"],
-            },
-        )],
-    );
-    add(
-        w("/promises/{idx}/link"),
-        vec![(
-            "post",
-            Op {
-                id: "createCompletionLink",
-                summary: "A completion link for a pending promise: a token that lets its holder settle this promise and nothing else",
-                params: &["cid", "name", "promiseIdx"],
-                body: Some(
-                    json!({ "required": false, "content": json_content(schema("LinkOptions")) }),
-                ),
-                ok: ("200", schema("CompletionLink")),
-                errors: &["400", "404", "409"],
-            },
-        )],
-    );
-    add(
-        "/v1/links/{token}".into(),
-        vec![(
-            "get",
-            Op {
-                id: "getCompletionLink",
-                summary: "What a completion link is for: its promise (without the payload), the action it allows, its expiry",
-                params: &["linkToken"],
-                body: None,
-                ok: ("200", schema("LinkView")),
-                errors: &["401", "403", "404"],
-            },
-        )],
-    );
-    add(
-        "/v1/links/{token}/complete".into(),
-        vec![(
-            "post",
-            Op {
-                id: "completeByLink",
-                summary: "Complete the link's promise: true if this request completed it, false if it was already settled",
-                params: &["linkToken"],
-                body: json_body("LinkCompletion"),
-                ok: ("200", json!({ "type": "boolean" })),
-                errors: &["400", "401", "403", "404", "413"],
-            },
-        )],
-    );
-    add(
-        "/v1/links/{token}/reject".into(),
-        vec![(
-            "post",
-            Op {
-                id: "rejectByLink",
-                summary: "Reject the link's promise: true if this request rejected it, false if it was already settled",
-                params: &["linkToken"],
-                body: json_body("LinkRejection"),
-                ok: ("200", json!({ "type": "boolean" })),
-                errors: &["400", "401", "403", "404", "413"],
-            },
-        )],
-    );
-    add(
-        w("/complete"),
-        vec![(
-            "post",
-            Op {
-                id: "complete_promise",
-                summary: "Complete one of the worker's promises",
-                params: WORKER_PARAMS,
-                body: json_body("Completion"),
-                ok: ("200", json!({ "type": "boolean" })),
-                errors: &["400", "404", "413"],
-            },
-        )],
-    );
-    add(
-        "/v1/components/{cid}/when".into(),
-        vec![(
-            "post",
-            Op {
-                id: "when",
-                summary: "Run an export in a new worker with an input; answers the promise of its result",
-                params: &["cid"],
-                body: json_body("WhenRequest"),
-                ok: ("200", schema("PromiseInfo")),
-                errors: &["400", "404", "413"],
-            },
-        )],
-    );
-    add(
-        "/v1/components/{cid}/then".into(),
-        vec![(
-            "post",
-            Op {
-                id: "then",
-                summary: "Once a promise settles, run an export in a new worker with the settlement; answers the promise of its result",
-                params: &["cid"],
-                body: json_body("ThenRequest"),
-                ok: ("200", schema("PromiseInfo")),
-                errors: &["400", "404", "413"],
-            },
-        )],
-    );
-    add(
-        "/v1/promises".into(),
-        vec![(
-            "get",
-            Op {
-                id: "listPromises",
-                summary: "Promises of every worker, filtered",
-                params: &["status", "component", "worker"],
-                body: None,
-                ok: ("200", schema("PromiseList")),
-                errors: &["400"],
-            },
-        )],
-    );
-    add(
-        "/openapi.json".into(),
-        vec![(
-            "get",
-            Op {
-                id: "openapi",
-                summary: "This document",
-                params: &[],
-                body: None,
-                ok: ("200", json!({ "type": "object" })),
-                errors: &[],
-            },
-        )],
-    );
-    Value::Object(paths)
+    refine::refine(&mut document);
+    document
 }
 
-/// Operations that Golem 1.1's API does not have: marked `x-vow-extension`
-/// in the document.
-const EXTENSIONS: &[&str] = &[
-    "uploadComponent",
-    "listComponents",
-    "getComponent",
-    "getWorkerNamedFind",
-    "deleteWorkerNamedFind",
-    "getWorkerLogs",
-    "getRawOplog",
-    "listWorkerPromises",
-    "getPromise",
-    "rejectPromise",
-    "createCompletionLink",
-    "getCompletionLink",
-    "completeByLink",
-    "rejectByLink",
-    "when",
-    "then",
-    "listPromises",
-    "openapi",
-];
-
-/// Marks the operations of [`EXTENSIONS`].
-fn mark_extensions(paths: &mut Value) {
-    for ops in paths
-        .as_object_mut()
-        .into_iter()
-        .flat_map(|p| p.values_mut())
-    {
-        for op in ops.as_object_mut().into_iter().flat_map(|o| o.values_mut()) {
-            let id = op["operationId"].as_str().unwrap_or_default();
-            if EXTENSIONS.contains(&id) {
-                op["x-vow-extension"] = Value::Bool(true);
-            }
-        }
-    }
-}
-
-/// Operations a completion link's token authorizes: no API token.
-const LINK_OPERATIONS: &[&str] = &["getCompletionLink", "completeByLink", "rejectByLink"];
-
-/// Marks the operations of [`LINK_OPERATIONS`] as needing no API token.
-fn mark_link_operations(paths: &mut Value) {
-    for ops in paths
-        .as_object_mut()
-        .into_iter()
-        .flat_map(|p| p.values_mut())
-    {
-        for op in ops.as_object_mut().into_iter().flat_map(|o| o.values_mut()) {
-            let id = op["operationId"].as_str().unwrap_or_default();
-            if LINK_OPERATIONS.contains(&id) {
-                op["security"] = json!([]);
-            }
-        }
-    }
-}
-
-/// Builds the whole document.
-fn document() -> Value {
-    let mut paths = paths();
-    mark_extensions(&mut paths);
-    mark_link_operations(&mut paths);
-    json!({
-        "openapi": "3.1.0",
-        "info": {
-            "title": "Vow",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": "Runs WebAssembly components that import golem:api/host@1.1.0. \
-                The worker routes follow Golem 1.1's API (same operation ids, bodies and statuses); \
-                operations marked x-vow-extension are Vow's own. \
-                Every error answers with JSON: 400 with {\"errors\": [...]}, 500 with {\"golemError\": {...}}, others with {\"error\": \"...\"}.",
-        },
-        "paths": paths,
-        // Required only when the server has a token (vow serve
-        // --auth-token); the document itself is always open.
-        "security": [{ "bearer": [] }, {}],
-        "components": {
-            "schemas": schemas(),
-            "parameters": parameters(),
-            "responses": responses(),
-            "securitySchemes": {
-                "bearer": { "type": "http", "scheme": "bearer",
-                    "description": "vow serve --auth-token TOKEN (or VOW_AUTH_TOKEN): every route but /openapi.json and /v1/links/* (authorized by the link's own token) needs Authorization: Bearer TOKEN, else 401" },
-            },
-        },
-    })
+/// `GET /openapi.json`: the document of the routes this server has.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "openapi",
+    summary = "This document",
+    responses((status = 200, description = "success", body = Object)),
+    security(),
+    extensions(("x-vow-extension" = json!(true))),
+)]
+pub(crate) async fn serve(State(state): State<AppState>) -> Response {
+    Json(state.openapi.as_ref()).into_response()
 }
 
 #[cfg(test)]
@@ -624,49 +106,26 @@ mod tests {
     use crate::ServerConfig;
     use crate::routes::table;
 
-    #[test]
-    fn every_route_is_documented_and_nothing_else() {
-        let doc = document();
-        let Some(paths) = doc["paths"].as_object() else {
-            panic!("no paths in the document");
-        };
-        let routes: Vec<(String, String)> = table(&ServerConfig::default())
-            .iter()
-            .map(|r| (r.path.to_owned(), r.verb.lower().to_owned()))
-            .collect();
-        for (path, method) in &routes {
-            assert!(
-                paths.get(path).and_then(|p| p.get(method)).is_some(),
-                "{method} {path} is routed but not documented"
-            );
-        }
-        for (path, ops) in paths {
-            for method in ops.as_object().into_iter().flat_map(|o| o.keys()) {
-                assert!(
-                    routes.contains(&(path.clone(), method.clone())),
-                    "{method} {path} is documented but not routed"
-                );
+    /// The document of the default server.
+    pub(super) fn served() -> Value {
+        let (_, api) = table(&ServerConfig::default()).split_for_parts();
+        document(api)
+    }
+
+    /// Every operation, with its path.
+    fn operations(document: &Value) -> Vec<(&str, &Value)> {
+        let mut all = Vec::new();
+        for (path, ops) in document["paths"].as_object().into_iter().flatten() {
+            for op in ops.as_object().into_iter().flat_map(|o| o.values()) {
+                all.push((path.as_str(), op));
             }
         }
+        all
     }
 
     #[test]
     fn golem_operations_keep_golems_ids_and_the_others_are_extensions() {
-        let doc = document();
-        let mut ids = Vec::new();
-        for ops in doc["paths"]
-            .as_object()
-            .into_iter()
-            .flat_map(|p| p.values())
-        {
-            for op in ops.as_object().into_iter().flat_map(|o| o.values()) {
-                let id = op["operationId"].as_str().unwrap_or_default().to_owned();
-                let extension = op.get("x-vow-extension") == Some(&Value::Bool(true));
-                assert_eq!(extension, EXTENSIONS.contains(&id.as_str()), "{id}");
-                ids.push(id);
-            }
-        }
-        for golem in [
+        const GOLEM: &[&str] = &[
             "launch_new_worker",
             "get_worker_metadata",
             "get_workers_metadata",
@@ -679,8 +138,55 @@ mod tests {
             "complete_promise",
             "interrupt_worker",
             "resume_worker",
-        ] {
-            assert!(ids.iter().any(|id| id == golem), "{golem} is missing");
+            "get_oplog",
+        ];
+        let document = served();
+        let mut ids = Vec::new();
+        for (_, op) in operations(&document) {
+            let id = op["operationId"].as_str().unwrap_or_default();
+            let extension = op.get("x-vow-extension") == Some(&Value::Bool(true));
+            assert_eq!(extension, !GOLEM.contains(&id), "{id}");
+            ids.push(id);
+        }
+        for golem in GOLEM {
+            assert!(ids.contains(golem), "{golem} is missing");
+        }
+        let mut unique = ids.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), ids.len(), "an operation id is repeated");
+    }
+
+    #[test]
+    fn only_the_routes_the_api_token_does_not_guard_waive_it() {
+        let document = served();
+        for (path, op) in operations(&document) {
+            let waived = op.get("security") == Some(&Value::Array(Vec::new()));
+            assert_eq!(waived, crate::auth::is_open(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn every_operation_says_what_it_answers() {
+        let document = served();
+        for (path, op) in operations(&document) {
+            let id = op["operationId"].as_str().unwrap_or_default();
+            assert!(op["summary"].is_string(), "{id} has no summary");
+            let responses = op["responses"].as_object().into_iter().flatten();
+            let (mut success, mut errors) = (0, 0);
+            for (status, response) in responses {
+                if status.starts_with('2') {
+                    success += 1;
+                    assert!(response["description"].is_string(), "{id}: {status}");
+                } else {
+                    errors += 1;
+                    assert!(response["$ref"].is_string(), "{id}: {status}");
+                }
+            }
+            assert_eq!(success, 1, "{id} ({path})");
+            if !["listComponents", "openapi"].contains(&id) {
+                assert!(errors > 0, "{id} declares no error");
+            }
         }
     }
 
@@ -698,13 +204,13 @@ mod tests {
                 _ => {}
             }
         }
-        let doc = document();
+        let document = served();
         let mut found = Vec::new();
-        refs(&doc, &mut found);
+        refs(&document, &mut found);
         assert!(!found.is_empty());
         for r in found {
             let pointer = r.trim_start_matches('#');
-            assert!(doc.pointer(pointer).is_some(), "{r} does not resolve");
+            assert!(document.pointer(pointer).is_some(), "{r} does not resolve");
         }
     }
 }

@@ -3,11 +3,16 @@
 
 use std::time::SystemTime;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::{PartialSchema, ToSchema};
 use vow_runtime::{WorkerMetadata, WorkerStatus};
 
-/// A filter on workers, as Golem's `WorkerFilter` (tagged by `type`).
-#[derive(Clone, Debug, Deserialize)]
+use crate::integral;
+
+/// Golem's filter tree, tagged by `type`.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(tag = "type", deny_unknown_fields)]
 pub(crate) enum WorkerFilter {
     Name {
@@ -16,36 +21,42 @@ pub(crate) enum WorkerFilter {
     },
     Status {
         comparator: Comparator,
-        #[serde(deserialize_with = "golem_status_value")]
-        value: WorkerStatus,
+        value: GolemStatus,
     },
     Version {
         comparator: Comparator,
-        #[serde(deserialize_with = "crate::integral::u64")]
+        #[serde(deserialize_with = "integral::u64")]
+        #[schema(inline, value_type = integral::Uint64)]
         value: u64,
     },
     CreatedAt {
         comparator: Comparator,
         #[serde(deserialize_with = "timestamp")]
+        #[schema(inline, value_type = Timestamp)]
         value: SystemTime,
     },
     Env {
+        /// Matched without regard to case
         name: String,
         comparator: StringComparator,
         value: String,
     },
     And {
+        #[schema(no_recursion)]
         filters: Vec<WorkerFilter>,
     },
     Or {
+        #[schema(no_recursion)]
         filters: Vec<WorkerFilter>,
     },
     Not {
+        #[schema(no_recursion)]
         filter: Box<WorkerFilter>,
     },
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+/// How a string is compared (`Like`: contains).
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, ToSchema)]
 pub(crate) enum StringComparator {
     Equal,
     NotEqual,
@@ -53,7 +64,8 @@ pub(crate) enum StringComparator {
     NotLike,
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+/// How a status, version or time is compared.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, ToSchema)]
 pub(crate) enum Comparator {
     Equal,
     NotEqual,
@@ -63,30 +75,66 @@ pub(crate) enum Comparator {
     Less,
 }
 
-/// Golem's spelling of a worker status (`Running`, `Idle`, ...).
-pub(crate) fn golem_status(status: WorkerStatus) -> &'static str {
-    match status {
-        WorkerStatus::Running => "Running",
-        WorkerStatus::Idle => "Idle",
-        WorkerStatus::Suspended => "Suspended",
-        WorkerStatus::Interrupted => "Interrupted",
-        WorkerStatus::Retrying => "Retrying",
-        WorkerStatus::Failed => "Failed",
-        WorkerStatus::Exited => "Exited",
+/// A worker status as Golem spells it, in a worker's metadata and in a
+/// `Status` filter (exactly so: `idle` is refused there).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+pub(crate) enum GolemStatus {
+    Running,
+    Idle,
+    Suspended,
+    Interrupted,
+    Retrying,
+    Failed,
+    Exited,
+}
+
+impl From<WorkerStatus> for GolemStatus {
+    fn from(status: WorkerStatus) -> Self {
+        match status {
+            WorkerStatus::Running => Self::Running,
+            WorkerStatus::Idle => Self::Idle,
+            WorkerStatus::Suspended => Self::Suspended,
+            WorkerStatus::Interrupted => Self::Interrupted,
+            WorkerStatus::Retrying => Self::Retrying,
+            WorkerStatus::Failed => Self::Failed,
+            WorkerStatus::Exited => Self::Exited,
+        }
     }
 }
 
-/// A status in a `WorkerFilter` body: exactly Golem's spelling.
-fn golem_status_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<WorkerStatus, D::Error> {
-    let text = String::deserialize(d)?;
-    WorkerStatus::parse(&text.to_ascii_lowercase())
-        .filter(|status| golem_status(*status) == text)
-        .ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "unknown worker status {text:?} (expected Running, Idle, Suspended, Interrupted, Retrying, Failed or Exited)"
-            ))
-        })
+impl From<GolemStatus> for WorkerStatus {
+    fn from(status: GolemStatus) -> Self {
+        match status {
+            GolemStatus::Running => Self::Running,
+            GolemStatus::Idle => Self::Idle,
+            GolemStatus::Suspended => Self::Suspended,
+            GolemStatus::Interrupted => Self::Interrupted,
+            GolemStatus::Retrying => Self::Retrying,
+            GolemStatus::Failed => Self::Failed,
+            GolemStatus::Exited => Self::Exited,
+        }
+    }
 }
+
+/// An RFC 3339 UTC timestamp as a worker filter reads it (Golem's form),
+/// 1970 or later; days only up to 28, so that every text the pattern
+/// allows is a real date.
+const TIMESTAMP: &str = "(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?Z";
+
+/// The schema of a `CreatedAt` filter's value.
+struct Timestamp;
+
+impl PartialSchema for Timestamp {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(format!("^{TIMESTAMP}$")))
+            .description(Some("RFC 3339, UTC"))
+            .into()
+    }
+}
+
+impl ToSchema for Timestamp {}
 
 fn timestamp<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
     let text = String::deserialize(d)?;
@@ -108,9 +156,10 @@ impl WorkerFilter {
         match self {
             Self::Name { comparator, value } => strings(*comparator, &worker.id.worker_name, value),
             // By declaration order, as Golem compares statuses.
-            Self::Status { comparator, value } => {
-                ordered(*comparator, (worker.status as u8).cmp(&(*value as u8)))
-            }
+            Self::Status { comparator, value } => ordered(
+                *comparator,
+                (worker.status as u8).cmp(&(WorkerStatus::from(*value) as u8)),
+            ),
             Self::Version { comparator, value } => {
                 ordered(*comparator, worker.component_version.cmp(value))
             }
@@ -151,6 +200,7 @@ impl WorkerFilter {
             "status" => Self::Status {
                 comparator: comparator_of(comparator)?,
                 value: WorkerStatus::parse(&value.to_ascii_lowercase())
+                    .map(GolemStatus::from)
                     .ok_or_else(|| format!("Unknown worker status: {value}"))?,
             },
             "version" => Self::Version {
@@ -176,6 +226,18 @@ impl WorkerFilter {
                 }
             },
         })
+    }
+
+    /// The texts [`WorkerFilter::parse`] reads, as a pattern for the
+    /// OpenAPI document (which cannot say that a date must exist, hence
+    /// [`TIMESTAMP`]'s days).
+    pub(crate) fn text_pattern() -> String {
+        let ordered = "(==|=|!=|>=|>|<=|<|eq|equal|ne|notequal|ge|greaterequal|gt|greater|le|lessequal|lt|less)";
+        let strings = "(==|=|!=|eq|equal|ne|notequal|like|notlike)";
+        let statuses = "(Running|Idle|Suspended|Interrupted|Retrying|Failed|Exited|running|idle|suspended|interrupted|retrying|failed|exited)";
+        format!(
+            "^(name {strings} [^\\s]+|env\\.[^\\s]+ {strings} [^\\s]+|status {ordered} {statuses}|version {ordered} [0-9]{{1,19}}|(created_at|createdAt) {ordered} {TIMESTAMP})$"
+        )
     }
 }
 

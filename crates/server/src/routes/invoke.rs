@@ -12,34 +12,76 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::openapi::Required;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::{IntoParams, ToSchema};
 use vow_runtime::{ComponentId, Executor, FunctionType, Invocation, Val, WorkerConfig, WorkerId};
 
 use crate::error::ApiError;
-use crate::extract::{ApiQuery, ComponentPath, JsonBody, WorkerPath};
+use crate::extract::{
+    ApiQuery, ComponentParams, ComponentPath, JsonBody, WorkerParams, WorkerPath,
+};
 use crate::json::{from_json_at, to_json};
-use crate::routes::AppState;
-use crate::typed::{analysed_type, from_typed, is_typed, typed_result};
+use crate::openapi::responses::{E400, E404, E409, E413, E500, E503, E504};
+use crate::routes::{AppState, Empty};
+use crate::typed::{TypeAnnotatedValue, analysed_type, from_typed, is_typed, typed_result};
 
 /// The header that makes an invocation idempotent per worker.
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
+/// The `Idempotency-Key` header, as [`invocation`] reads it.
+struct IdempotencyKey;
+
+impl IntoParams for IdempotencyKey {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let visible_ascii = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^[\\t\\u0020-\\u007e]*$"));
+        vec![
+            ParameterBuilder::new()
+                .name("Idempotency-Key")
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some("A repeated key runs nothing new: `invoke` answers 200 `{}`, `invoke-and-await` the first outcome; visible ASCII, spaces and tabs"))
+                .schema(Some(visible_ascii))
+                .build(),
+        ]
+    }
+}
+
 /// `?function=F`.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct FunctionQuery {
+    /// Export to invoke, as listed in the component's exports
     function: String,
 }
 
-/// The arguments, in one of three forms (see the module docs).
-#[derive(Deserialize)]
+/// At most one of `params` (Golem's type-annotated values, answered in the
+/// same form), `params_json` (Vow's plain JSON, typed by the export) or
+/// `params_wave` (WAVE text); none is no arguments. The arguments must fit
+/// the export's signature (its `exports` entry), else 400 naming each
+/// wrong one.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = InvokeParameters)]
 pub(crate) struct InvokeBody {
-    /// Golem's type-annotated values.
+    #[schema(value_type = Option<Vec<TypeAnnotatedValue>>)]
     params: Option<Vec<Value>>,
-    /// Vow's plain JSON, typed by the export's signature.
     params_json: Option<Vec<Value>>,
-    /// WAVE text, one string per parameter.
+    /// One string per parameter
     params_wave: Option<Vec<String>>,
+}
+
+/// An invocation's outcome.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct InvokeResult {
+    /// Type-annotated (`{"typ", "value"}`, a tuple of the results) for
+    /// `params`; plain JSON (null without a result) for `params_json` and
+    /// `params_wave`
+    result: Value,
 }
 
 /// How the result is written back.
@@ -53,6 +95,24 @@ enum Answer {
 
 /// `POST .../invoke-and-await?function=F`: runs the export after whatever is
 /// queued on the worker and answers with its result.
+#[utoipa::path(
+    post,
+    path = "/v1/components/{cid}/workers/{name}/invoke-and-await",
+    operation_id = "invoke_and_await_function",
+    summary = "Invoke an export and wait for its result",
+    params(WorkerParams, FunctionQuery, IdempotencyKey),
+    request_body = InvokeBody,
+    responses(
+        (status = 200, description = "success", body = InvokeResult),
+        (status = 400, response = E400),
+        (status = 404, response = E404),
+        (status = 409, response = E409),
+        (status = 413, response = E413),
+        (status = 500, response = E500),
+        (status = 503, response = E503),
+        (status = 504, response = E504),
+    ),
+)]
 #[tracing::instrument(skip_all, fields(worker = %worker, function = %query.function))]
 pub(crate) async fn invoke_and_await(
     State(state): State<AppState>,
@@ -60,7 +120,7 @@ pub(crate) async fn invoke_and_await(
     ApiQuery(query): ApiQuery<FunctionQuery>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<InvokeBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<InvokeResult>, ApiError> {
     await_result(&state, &worker, &query.function, body, &headers).await
 }
 
@@ -70,7 +130,7 @@ async fn await_result(
     function: &str,
     body: InvokeBody,
     headers: &HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<InvokeResult>, ApiError> {
     let (invocation, answer) = invocation(state, worker, function, body, headers)?;
     let results = state
         .executor
@@ -82,12 +142,28 @@ async fn await_result(
         Answer::Plain => results.first().map_or(Value::Null, to_json),
         Answer::Typed(types) => typed_result(types, &results),
     };
-    Ok(Json(json!({ "result": result })))
+    Ok(Json(InvokeResult { result }))
 }
 
 /// `POST .../invoke?function=F`: queues the invocation and answers once it
 /// is stored. A repeated `Idempotency-Key` answers the same without
 /// queueing again.
+#[utoipa::path(
+    post,
+    path = "/v1/components/{cid}/workers/{name}/invoke",
+    operation_id = "invoke_function",
+    summary = "Queue an invocation and return at once",
+    params(WorkerParams, FunctionQuery, IdempotencyKey),
+    request_body = InvokeBody,
+    responses(
+        (status = 200, description = "success", body = Empty),
+        (status = 400, response = E400),
+        (status = 404, response = E404),
+        (status = 409, response = E409),
+        (status = 413, response = E413),
+        (status = 500, response = E500),
+    ),
+)]
 #[tracing::instrument(skip_all, fields(worker = %worker, function = %query.function))]
 pub(crate) async fn invoke(
     State(state): State<AppState>,
@@ -95,14 +171,14 @@ pub(crate) async fn invoke(
     ApiQuery(query): ApiQuery<FunctionQuery>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<InvokeBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Empty>, ApiError> {
     let (invocation, _) = invocation(&state, &worker, &query.function, body, &headers)?;
     // The invocation runs whether or not anyone awaits its outcome.
     let handle = state.executor.submit(&worker, invocation).await?;
     if !handle.fresh {
         tracing::debug!("repeated idempotency key; nothing queued");
     }
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }
 
 /// Checks the function, then starts a worker with a fresh name for one
@@ -130,6 +206,24 @@ fn forget(executor: &Executor, worker: &WorkerId) {
 /// `POST /v1/components/{cid}/invoke-and-await?function=F`: runs the export
 /// on a new worker of its own and answers with its result; the worker is
 /// deleted afterwards.
+#[utoipa::path(
+    post,
+    path = "/v1/components/{cid}/invoke-and-await",
+    operation_id = "invoke_and_await_function_without_name",
+    summary = "Invoke an export on a new worker of its own (deleted afterwards) and wait for its result",
+    params(ComponentParams, FunctionQuery, IdempotencyKey),
+    request_body = InvokeBody,
+    responses(
+        (status = 200, description = "success", body = InvokeResult),
+        (status = 400, response = E400),
+        (status = 404, response = E404),
+        (status = 409, response = E409),
+        (status = 413, response = E413),
+        (status = 500, response = E500),
+        (status = 503, response = E503),
+        (status = 504, response = E504),
+    ),
+)]
 #[tracing::instrument(skip_all, fields(component = %component, function = %query.function))]
 pub(crate) async fn invoke_and_await_ephemeral(
     State(state): State<AppState>,
@@ -137,7 +231,7 @@ pub(crate) async fn invoke_and_await_ephemeral(
     ApiQuery(query): ApiQuery<FunctionQuery>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<InvokeBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<InvokeResult>, ApiError> {
     let worker = ephemeral(&state, component, &query.function).await?;
     let answer = await_result(&state, &worker, &query.function, body, &headers).await;
     forget(&state.executor, &worker);
@@ -147,6 +241,22 @@ pub(crate) async fn invoke_and_await_ephemeral(
 /// `POST /v1/components/{cid}/invoke?function=F`: queues the export on a new
 /// worker of its own and answers at once; the worker is deleted once the
 /// invocation has finished.
+#[utoipa::path(
+    post,
+    path = "/v1/components/{cid}/invoke",
+    operation_id = "invoke_function_without_name",
+    summary = "Queue an export on a new worker of its own (deleted once it has run) and return at once",
+    params(ComponentParams, FunctionQuery, IdempotencyKey),
+    request_body = InvokeBody,
+    responses(
+        (status = 200, description = "success", body = Empty),
+        (status = 400, response = E400),
+        (status = 404, response = E404),
+        (status = 409, response = E409),
+        (status = 413, response = E413),
+        (status = 503, response = E503),
+    ),
+)]
 #[tracing::instrument(skip_all, fields(component = %component, function = %query.function))]
 pub(crate) async fn invoke_ephemeral(
     State(state): State<AppState>,
@@ -154,7 +264,7 @@ pub(crate) async fn invoke_ephemeral(
     ApiQuery(query): ApiQuery<FunctionQuery>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<InvokeBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Empty>, ApiError> {
     let worker = ephemeral(&state, component, &query.function).await?;
     let queued = async {
         let (invocation, _) = invocation(&state, &worker, &query.function, body, &headers)?;
@@ -168,7 +278,7 @@ pub(crate) async fn invoke_ephemeral(
                 let _ = handle.result().await;
                 forget(&executor, &worker);
             });
-            Ok(Json(json!({})))
+            Ok(Json(Empty {}))
         }
         Err(error) => {
             forget(&state.executor, &worker);

@@ -11,34 +11,98 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
-use vow_runtime::links::{LinkAction, LinkGrant, LinkRequest};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
+use vow_runtime::links::{LinkAction, LinkGrant, LinkRequest, MAX_LINK_LIFETIME};
 
 use crate::error::ApiError;
-use crate::extract::{JsonBody, PromisePath};
+use crate::extract::{JsonBody, PromiseParams, PromisePath};
 use crate::integral;
+use crate::openapi::responses::{E400, E401, E403, E404, E409, E413};
 use crate::routes::AppState;
 use crate::routes::promises::{Payload, PromiseBody};
 use crate::time::rfc3339;
 
-/// The optional body of `.../promises/{idx}/link`.
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(crate) struct LinkOptions {
-    /// Seconds the link lives (default 7 days, at most 366).
-    #[serde(default, deserialize_with = "integral::option_u64")]
-    expires_in_secs: Option<u64>,
-    /// What its holder may do (default `complete`).
-    #[serde(default)]
-    action: LinkAction,
+/// The `{token}` of a link's path.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct LinkParams {
+    /// A completion link's token
+    token: String,
 }
 
-/// A minted link.
-#[derive(Serialize)]
+/// The optional body of `.../promises/{idx}/link`.
+#[derive(Deserialize, Default, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct LinkOptions {
+    #[serde(default, deserialize_with = "integral::option_u64")]
+    #[schema(inline, value_type = Lifetime)]
+    expires_in_secs: Option<u64>,
+    /// What its holder may do (default complete)
+    #[serde(default)]
+    action: Action,
+}
+
+/// The schema of `expiresInSecs`: up to the runtime's
+/// [`MAX_LINK_LIFETIME`].
+struct Lifetime;
+
+impl PartialSchema for Lifetime {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(1))
+            .maximum(Some(MAX_LINK_LIFETIME.as_secs()))
+            .description(Some("Seconds the link lives (default 7 days, at most 366)"))
+            .into()
+    }
+}
+
+impl ToSchema for Lifetime {}
+
+/// What a link lets its holder do.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = LinkAction)]
+pub(crate) enum Action {
+    #[default]
+    Complete,
+    Reject,
+    Both,
+}
+
+impl From<LinkAction> for Action {
+    fn from(action: LinkAction) -> Self {
+        match action {
+            LinkAction::Complete => Self::Complete,
+            LinkAction::Reject => Self::Reject,
+            LinkAction::Both => Self::Both,
+        }
+    }
+}
+
+impl From<Action> for LinkAction {
+    fn from(action: Action) -> Self {
+        match action {
+            Action::Complete => Self::Complete,
+            Action::Reject => Self::Reject,
+            Action::Both => Self::Both,
+        }
+    }
+}
+
+/// A completion link: a token that lets its holder settle one promise.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = CompletionLink)]
 pub(crate) struct LinkBody {
+    /// The capability: treat it as a secret
     token: String,
+    /// `{public url}/v1/links/{token}`
     url: String,
-    action: LinkAction,
+    action: Action,
+    #[schema(format = DateTime)]
     expires_at: String,
 }
 
@@ -47,7 +111,23 @@ fn millis(ms: u64) -> std::time::SystemTime {
 }
 
 /// `POST .../workers/{name}/promises/{idx}/link`: a completion link for a
-/// pending promise. The body is optional.
+/// pending promise. The body is optional (none, or `null`, is the
+/// defaults).
+#[utoipa::path(
+    post,
+    path = "/v1/components/{cid}/workers/{name}/promises/{idx}/link",
+    operation_id = "createCompletionLink",
+    summary = "A completion link for a pending promise: a token that lets its holder settle this promise and nothing else",
+    params(PromiseParams),
+    request_body = Option<LinkOptions>,
+    responses(
+        (status = 200, description = "success", body = LinkBody),
+        (status = 400, response = E400),
+        (status = 404, response = E404),
+        (status = 409, response = E409),
+    ),
+    extensions(("x-vow-extension" = json!(true))),
+)]
 #[tracing::instrument(skip_all, fields(promise = %id))]
 pub(crate) async fn mint(
     State(state): State<AppState>,
@@ -57,8 +137,9 @@ pub(crate) async fn mint(
     let options: LinkOptions = if body.iter().all(u8::is_ascii_whitespace) {
         LinkOptions::default()
     } else {
-        serde_json::from_slice(&body)
+        serde_json::from_slice::<Option<LinkOptions>>(&body)
             .map_err(|e| ApiError::invalid(format!("invalid link options: {e}")))?
+            .unwrap_or_default()
     };
     if let Err(error) = state.executor.promise(&id).await {
         // Name an unknown worker as such.
@@ -71,7 +152,7 @@ pub(crate) async fn mint(
             &id,
             LinkRequest {
                 expires_in: options.expires_in_secs.map(Duration::from_secs),
-                action: options.action,
+                action: options.action.into(),
             },
         )
         .await?;
@@ -80,20 +161,21 @@ pub(crate) async fn mint(
             .url
             .unwrap_or_else(|| format!("/v1/links/{}", link.token)),
         token: link.token,
-        action: link.action,
+        action: link.action.into(),
         expires_at: rfc3339(millis(link.expires_at)),
     }))
 }
 
-/// What a link's holder sees.
-#[derive(Serialize)]
+/// What a link's holder sees: the promise (without its payload), what
+/// the link allows, and until when.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct LinkView {
     #[serde(flatten)]
     promise: PromiseBody,
-    /// What the link allows.
-    action: LinkAction,
-    /// When the link stops working.
+    action: Action,
+    /// When the link stops working
+    #[schema(format = DateTime)]
     link_expires_at: String,
 }
 
@@ -110,15 +192,30 @@ fn redeem(state: &AppState, token: &str) -> Result<LinkGrant, ApiError> {
 
 /// `GET /v1/links/{token}`: the promise the link is for (its worker, since
 /// when it waits, its declared type, its status), without its payload.
+#[utoipa::path(
+    get,
+    path = "/v1/links/{token}",
+    operation_id = "getCompletionLink",
+    summary = "What a completion link is for: its promise (without the payload), the action it allows, its expiry",
+    params(LinkParams),
+    responses(
+        (status = 200, description = "success", body = LinkView),
+        (status = 401, response = E401),
+        (status = 403, response = E403),
+        (status = 404, response = E404),
+    ),
+    security(),
+    extensions(("x-vow-extension" = json!(true))),
+)]
 pub(crate) async fn show(
     State(state): State<AppState>,
-    Path(token): Path<String>,
+    Path(LinkParams { token }): Path<LinkParams>,
 ) -> Result<Json<LinkView>, ApiError> {
     let grant = redeem(&state, &token)?;
     let (info, _) = state.executor.promise(&grant.promise).await?;
     Ok(Json(LinkView {
         promise: PromiseBody::from(info),
-        action: grant.action,
+        action: grant.action.into(),
         link_expires_at: rfc3339(millis(grant.expires_at)),
     }))
 }
@@ -126,10 +223,28 @@ pub(crate) async fn show(
 /// `POST /v1/links/{token}/complete`: `{"data": [bytes]}` or `{"value":
 /// json}`; Golem's `true` if this request completed the promise, `false`
 /// if it was already settled.
+#[utoipa::path(
+    post,
+    path = "/v1/links/{token}/complete",
+    operation_id = "completeByLink",
+    summary = "Complete the link's promise: true if this request completed it, false if it was already settled",
+    params(LinkParams),
+    request_body = Payload,
+    responses(
+        (status = 200, description = "success", body = bool, content_type = "application/json"),
+        (status = 400, response = E400),
+        (status = 401, response = E401),
+        (status = 403, response = E403),
+        (status = 404, response = E404),
+        (status = 413, response = E413),
+    ),
+    security(),
+    extensions(("x-vow-extension" = json!(true))),
+)]
 #[tracing::instrument(skip_all, fields(promise = tracing::field::Empty))]
 pub(crate) async fn complete(
     State(state): State<AppState>,
-    Path(token): Path<String>,
+    Path(LinkParams { token }): Path<LinkParams>,
     JsonBody(body): JsonBody<Payload>,
 ) -> Result<Json<bool>, ApiError> {
     let grant = redeem(&state, &token)?;
@@ -146,24 +261,44 @@ pub(crate) async fn complete(
     ))
 }
 
-/// The body of a link's `reject`.
-#[derive(Deserialize)]
+/// Why the link's promise is rejected.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LinkRejection {
-    /// What went wrong, for people.
+    /// What went wrong, for people
     error: String,
-    /// Whatever the rejecter attaches (default none).
+    // Whatever the rejecter attaches (default none). (A plain comment:
+    // see `integral::Bytes`.)
     #[serde(default, deserialize_with = "integral::bytes")]
+    #[schema(inline, value_type = integral::Bytes)]
     data: Vec<u8>,
 }
 
 /// `POST /v1/links/{token}/reject`: `{"error": "...", "data": [bytes]}`;
 /// `true` if this request rejected the promise, `false` if it was already
 /// settled.
+#[utoipa::path(
+    post,
+    path = "/v1/links/{token}/reject",
+    operation_id = "rejectByLink",
+    summary = "Reject the link's promise: true if this request rejected it, false if it was already settled",
+    params(LinkParams),
+    request_body = LinkRejection,
+    responses(
+        (status = 200, description = "success", body = bool, content_type = "application/json"),
+        (status = 400, response = E400),
+        (status = 401, response = E401),
+        (status = 403, response = E403),
+        (status = 404, response = E404),
+        (status = 413, response = E413),
+    ),
+    security(),
+    extensions(("x-vow-extension" = json!(true))),
+)]
 #[tracing::instrument(skip_all, fields(promise = tracing::field::Empty))]
 pub(crate) async fn reject(
     State(state): State<AppState>,
-    Path(token): Path<String>,
+    Path(LinkParams { token }): Path<LinkParams>,
     JsonBody(body): JsonBody<LinkRejection>,
 ) -> Result<Json<bool>, ApiError> {
     let grant = redeem(&state, &token)?;

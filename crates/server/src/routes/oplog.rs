@@ -7,13 +7,18 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 use super::AppState;
 use crate::error::ApiError;
-use crate::extract::{ApiQuery, WorkerPath};
+use crate::extract::{ApiQuery, WorkerParams, WorkerPath};
+use crate::integral;
+use crate::openapi::responses::{E400, E404};
 use crate::oplog::query::Query;
-use crate::oplog::{Context, finished_seqs, invoked_functions};
+use crate::oplog::{Context, PublicOplogEntry, finished_seqs, invoked_functions};
 
 /// Most entries one Golem page holds, as Golem caps `count`.
 const MAX_GOLEM_PAGE: u64 = 100;
@@ -21,38 +26,62 @@ const MAX_GOLEM_PAGE: u64 = 100;
 /// How many entries a search reads from the store at a time.
 const SEARCH_CHUNK: usize = 500;
 
-#[derive(Deserialize)]
+/// `?count=N&from=I&cursor=C&query=Q`.
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct GolemQuery {
-    /// First index to return.
+    /// First oplog index to return (default 1); not with `query` (a 400)
+    #[param(inline, value_type = Option<integral::Uint64>)]
     from: Option<u64>,
-    /// Most entries to return (required, as in Golem; capped at 100).
+    /// Most entries to return (at most 100 are answered)
+    #[param(inline, value_type = integral::Uint64)]
     count: Option<u64>,
-    /// `<next_oplog_index>-<component_version>`, from a previous page.
+    /// `<next_oplog_index>-<component_version>` from the previous page's
+    /// `next`; overrides `from`
+    #[param(pattern = "^[0-9]{1,19}-[0-9]{1,19}$")]
     cursor: Option<String>,
-    /// A search query: see [`crate::oplog::query`].
+    /// Search: Golem's Lucene-like query (terms, "phrases", /regex/,
+    /// field:term, AND, OR, NOT, parentheses); answers the next `count`
+    /// matching entries. Not with `from`; a query that does not parse (an
+    /// unclosed group or phrase, a lone operator, a bad regular expression)
+    /// is a 400 saying why
     query: Option<String>,
 }
 
 /// Golem's `OplogCursor`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = OplogCursor)]
 struct Cursor {
     current_component_version: u64,
     next_oplog_index: u64,
 }
 
-/// Golem's `GetOplogResponse`.
-#[derive(Serialize)]
+/// Golem's `GetOplogResponse`: a page of a worker's oplog.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = GetOplogResponse)]
 pub(crate) struct GolemPage {
-    entries: Vec<Value>,
+    #[schema(inline)]
+    entries: Vec<GolemEntry>,
     first_index_in_chunk: u64,
+    /// Index of the worker's last entry
     last_index: u64,
-    /// Present whenever `entries` is not empty, as Golem answers: a client
-    /// pages until it gets an empty page. Left out otherwise: Golem's
-    /// document has no `null` here.
+    /// Where the next page starts: present whenever `entries` is not
+    /// empty, as Golem answers (a client pages until it gets an empty
+    /// page), left out otherwise (Golem's document has no `null` here)
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     next: Option<Cursor>,
+}
+
+/// One entry of a page, with its index.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct GolemEntry {
+    oplog_index: u64,
+    #[schema(value_type = PublicOplogEntry)]
+    entry: Value,
 }
 
 /// Reads Golem's cursor form `12-0`.
@@ -75,6 +104,18 @@ fn parse_cursor(text: &str) -> Result<u64, ApiError> {
 /// `GET /v1/components/{cid}/workers/{name}/oplog?count=N[&from=I|&cursor=C][&query=Q]`:
 /// a page of the worker's log in Golem 1.1's public form, or with `query`
 /// the next `count` entries that match it.
+#[utoipa::path(
+    get,
+    path = "/v1/components/{cid}/workers/{name}/oplog",
+    operation_id = "get_oplog",
+    summary = "A page of the worker's operation log in Golem's public form, or a search of it",
+    params(WorkerParams, GolemQuery),
+    responses(
+        (status = 200, description = "success", body = GolemPage),
+        (status = 400, response = E400),
+        (status = 404, response = E404),
+    ),
+)]
 pub(crate) async fn golem(
     State(state): State<AppState>,
     WorkerPath(worker): WorkerPath,
@@ -140,7 +181,10 @@ pub(crate) async fn golem(
         for record in &records {
             let entry = context.render(record);
             if query.as_ref().is_none_or(|q| q.matches(&entry)) {
-                entries.push(json!({ "oplogIndex": record.index, "entry": entry }));
+                entries.push(GolemEntry {
+                    oplog_index: record.index,
+                    entry,
+                });
                 next_index = record.index + 1;
                 if entries.len() == count {
                     break;
@@ -166,35 +210,73 @@ pub(crate) async fn golem(
 /// Most oplog entries one page may hold.
 const MAX_RAW_PAGE: usize = 1000;
 
-#[derive(Deserialize)]
+/// `?from=N&count=M`.
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct RawQuery {
-    /// First index to return (default 1).
+    /// First oplog index to return (default 1)
+    #[param(inline, value_type = Option<integral::Uint64>)]
     from: Option<u64>,
-    /// Most entries to return (default and maximum 1000).
+    /// Most entries to return (default and maximum 1000)
+    #[param(minimum = 1, maximum = 1000)]
     count: Option<usize>,
 }
 
-#[derive(Serialize)]
+/// One entry of the raw log.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct OplogEntryBody {
     index: u64,
-    /// Milliseconds since the Unix epoch.
+    /// Milliseconds since the Unix epoch
     at: u64,
+    #[schema(inline, value_type = RawEntry)]
     entry: vow_runtime::OplogEntry,
 }
 
-#[derive(Serialize)]
+/// The schema of an entry in Vow's own form.
+struct RawEntry;
+
+impl PartialSchema for RawEntry {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some("The entry; `kind` names it (`create`, `invocation-started`, `create-promise`, `await-promise`, `wall-clock`, ...)"))
+            .property("kind", ObjectBuilder::new().schema_type(Type::String))
+            .required("kind")
+            .into()
+    }
+}
+
+impl ToSchema for RawEntry {}
+
+/// A page of a worker's oplog in Vow's own form.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct OplogPage {
+    #[schema(inline)]
     entries: Vec<OplogEntryBody>,
-    /// The `from` of the next page; absent on the last page.
+    /// The `from` of the next page; absent on the last page
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     next: Option<u64>,
 }
 
 /// `GET /v1/components/{cid}/workers/{name}/oplog/raw?from=N&count=M`: a
 /// page of the worker's operation log in Vow's own form, from the store.
+#[utoipa::path(
+    get,
+    path = "/v1/components/{cid}/workers/{name}/oplog/raw",
+    operation_id = "getRawOplog",
+    summary = "A page of the worker's operation log in Vow's own form, as stored",
+    params(WorkerParams, RawQuery),
+    responses(
+        (status = 200, description = "success", body = OplogPage),
+        (status = 400, response = E400),
+        (status = 404, response = E404),
+    ),
+    extensions(("x-vow-extension" = json!(true))),
+)]
 pub(crate) async fn raw(
     State(state): State<AppState>,
     WorkerPath(worker): WorkerPath,

@@ -6,20 +6,29 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::{RawQuery, State};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
+use utoipa::openapi::Required;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn, ParameterStyle};
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 use vow_runtime::{WorkerConfig, WorkerId, WorkerMetadata};
 
 use crate::error::ApiError;
-use crate::extract::{ApiQuery, ComponentPath, JsonBody, WorkerPath};
+use crate::extract::{
+    ApiQuery, ComponentParams, ComponentPath, JsonBody, WorkerName, WorkerParams, WorkerPath,
+};
 use crate::integral;
-use crate::routes::AppState;
-use crate::routes::filter::{WorkerFilter, golem_status};
+use crate::openapi::responses::{E400, E404, E409, E413, E503};
+use crate::routes::filter::{GolemStatus, WorkerFilter};
+use crate::routes::{AppState, Empty};
 use crate::time::rfc3339;
 
-/// A worker id as the API shows it.
-#[derive(Serialize)]
+/// A worker's id.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = WorkerId)]
 pub(crate) struct WorkerIdBody {
+    #[schema(format = Uuid)]
     component_id: String,
     worker_name: String,
 }
@@ -33,28 +42,37 @@ impl From<&WorkerId> for WorkerIdBody {
     }
 }
 
-/// A worker's metadata in Golem 1.1's `WorkerMetadata` shape. The fields
-/// are declared in the order Golem's server writes them (sorted).
-#[derive(Serialize)]
+/// A worker's metadata in Golem 1.1's `WorkerMetadata` shape. (The
+/// fields are declared in the order Golem's server writes them: sorted.)
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = WorkerMetadata)]
 pub(crate) struct WorkerBody {
-    /// Vow has no plugins.
+    /// Always empty: Vow has no plugins
+    #[schema(value_type = Vec<uuid::Uuid>)]
     active_plugins: [String; 0],
     args: Vec<String>,
     component_size: u64,
     component_version: u64,
+    #[schema(format = DateTime)]
     created_at: String,
     env: BTreeMap<String, String>,
-    /// Left out when there is none: Golem's document has no `null` here.
+    /// Left out when there is none (Golem's document has no `null` here)
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     last_error: Option<String>,
-    /// Vow keeps no worker-owned resources between invocations.
+    /// Always empty: Vow keeps no worker-owned resources between
+    /// invocations
+    #[schema(value_type = BTreeMap<String, Object>)]
     owned_resources: BTreeMap<String, Value>,
     pending_invocation_count: usize,
     retry_count: u64,
-    status: &'static str,
+    status: GolemStatus,
+    /// Linear memory of the worker's instance (its last one when it is out
+    /// of memory)
     total_linear_memory_size: u64,
-    /// Vow keeps one version per component: no updates.
+    /// Always empty: Vow keeps one version per component
+    #[schema(value_type = Vec<Object>)]
     updates: [Value; 0],
     worker_id: WorkerIdBody,
 }
@@ -72,7 +90,7 @@ impl WorkerBody {
             owned_resources: BTreeMap::new(),
             pending_invocation_count: meta.pending_invocations,
             retry_count: meta.retry_count,
-            status: golem_status(meta.status),
+            status: GolemStatus::from(meta.status),
             total_linear_memory_size: meta.linear_memory,
             updates: [],
             worker_id: WorkerIdBody::from(&meta.id),
@@ -82,8 +100,10 @@ impl WorkerBody {
 
 /// Golem's `WorkerCreationRequest` (Vow also takes it without `args` and
 /// `env`).
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[schema(as = CreateWorker)]
 pub(crate) struct CreateWorker {
+    #[schema(inline, value_type = WorkerName)]
     name: String,
     #[serde(default)]
     args: Vec<String>,
@@ -91,14 +111,32 @@ pub(crate) struct CreateWorker {
     env: BTreeMap<String, String>,
 }
 
-#[derive(Serialize)]
+/// The worker started.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = WorkerCreated)]
 pub(crate) struct Created {
     component_version: u64,
     worker_id: WorkerIdBody,
 }
 
 /// `POST /v1/components/{cid}/workers`: starts a worker (200, as Golem).
+#[utoipa::path(
+    post,
+    path = "/v1/components/{cid}/workers",
+    operation_id = "launch_new_worker",
+    summary = "Start a worker",
+    params(ComponentParams),
+    request_body = CreateWorker,
+    responses(
+        (status = 200, description = "success", body = Created),
+        (status = 400, response = E400),
+        (status = 404, response = E404),
+        (status = 409, response = E409),
+        (status = 413, response = E413),
+        (status = 503, response = E503),
+    ),
+)]
 #[tracing::instrument(skip_all, fields(component = %component, worker = %body.name))]
 pub(crate) async fn create(
     State(state): State<AppState>,
@@ -119,23 +157,27 @@ pub(crate) async fn create(
     }))
 }
 
-/// Golem's `ScanCursor`: where the next page of a listing starts. Vow's
-/// cursor is the number of matching workers (in name order) already
-/// listed; `layer` is always 0.
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize)]
+/// Golem's `ScanCursor`: where the next page of a listing starts. (Vow's
+/// cursor is the number of matching workers, in name order, already
+/// listed; `layer` is always 0.)
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ScanCursor {
     #[serde(deserialize_with = "integral::u64")]
+    #[schema(inline, value_type = integral::Uint64)]
     cursor: u64,
     #[serde(deserialize_with = "integral::u64")]
+    #[schema(inline, value_type = integral::Uint64)]
     layer: u64,
 }
 
-/// Golem's `WorkersMetadataResponse`.
-#[derive(Serialize)]
+/// Golem's `WorkersMetadataResponse`: a page of workers.
+#[derive(Serialize, ToSchema)]
 pub(crate) struct WorkerList {
-    /// Left out on the last page: Golem's document has no `null` here.
+    /// Where the next page starts; left out on the last page (Golem's
+    /// document has no `null` here)
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     cursor: Option<ScanCursor>,
     workers: Vec<WorkerBody>,
 }
@@ -180,41 +222,117 @@ fn list_page(
 /// `GET /v1/components/{cid}/workers?filter=F&cursor=L/C&count=N&precise=B`:
 /// the component's workers, by name, a page at a time; every `filter` must
 /// match. `precise` is accepted: Vow's metadata is always current.
+#[utoipa::path(
+    get,
+    path = "/v1/components/{cid}/workers",
+    operation_id = "get_workers_metadata",
+    summary = "The component's workers, by name, a page at a time",
+    params(ComponentParams, ListQuery),
+    responses(
+        (status = 200, description = "success", body = WorkerList),
+        (status = 400, response = E400),
+        (status = 404, response = E404),
+    ),
+)]
 pub(crate) async fn list(
     State(state): State<AppState>,
     ComponentPath(component): ComponentPath,
     RawQuery(query): RawQuery,
 ) -> Result<Json<WorkerList>, ApiError> {
-    let (mut filters, mut cursor, mut count) = (Vec::new(), ScanCursor::default(), None);
-    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        match key.as_ref() {
-            "filter" => filters.push(WorkerFilter::parse(&value).map_err(ApiError::invalid)?),
-            "cursor" => cursor = parse_cursor(&value).map_err(ApiError::invalid)?,
-            "count" => {
-                count = Some(value.parse().map_err(|_| {
-                    ApiError::invalid(format!("count: expected a number, got {value:?}"))
-                })?);
-            }
-            "precise" => {
-                value.parse::<bool>().map_err(|_| {
-                    ApiError::invalid(format!("precise: expected true or false, got {value:?}"))
-                })?;
-            }
-            other => {
-                return Err(ApiError::invalid(format!(
-                    "unknown query parameter {other:?} (expected filter, cursor, count or precise)"
-                )));
-            }
-        }
-    }
-    let filter = (!filters.is_empty()).then_some(WorkerFilter::And { filters });
+    let query = ListQuery::parse(&query.unwrap_or_default())?;
+    let filter = (!query.filters.is_empty()).then_some(WorkerFilter::And {
+        filters: query.filters,
+    });
     Ok(Json(list_page(
         &state,
         component,
         filter.as_ref(),
-        cursor,
-        count,
+        query.cursor,
+        query.count,
     )?))
+}
+
+/// The query of the worker listing. Golem repeats `filter=`, which axum's
+/// `Query` cannot read into a list, so it is parsed here, and described
+/// here ([`IntoParams`]) beside the parser.
+#[derive(Default)]
+pub(crate) struct ListQuery {
+    filters: Vec<WorkerFilter>,
+    cursor: ScanCursor,
+    count: Option<u64>,
+}
+
+impl ListQuery {
+    fn parse(query: &str) -> Result<Self, ApiError> {
+        let mut parsed = Self::default();
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            match key.as_ref() {
+                "filter" => parsed
+                    .filters
+                    .push(WorkerFilter::parse(&value).map_err(ApiError::invalid)?),
+                "cursor" => parsed.cursor = parse_cursor(&value).map_err(ApiError::invalid)?,
+                "count" => {
+                    parsed.count = Some(value.parse().map_err(|_| {
+                        ApiError::invalid(format!("count: expected a number, got {value:?}"))
+                    })?);
+                }
+                "precise" => {
+                    value.parse::<bool>().map_err(|_| {
+                        ApiError::invalid(format!("precise: expected true or false, got {value:?}"))
+                    })?;
+                }
+                other => {
+                    return Err(ApiError::invalid(format!(
+                        "unknown query parameter {other:?} (expected filter, cursor, count or precise)"
+                    )));
+                }
+            }
+        }
+        Ok(parsed)
+    }
+}
+
+/// What `filter=` is.
+const FILTER: &str = "`<property> <comparator> <value>` (property `name`, `status`, `version`, `created_at` or `env.NAME`; comparator `==`, `!=`, `>=`, `>`, `<=`, `<`, `like`, `notlike`, the last two for `name` and `env` only; a `created_at` is RFC 3339 UTC); repeated filters must all match";
+
+/// What `precise=` is.
+const PRECISE: &str = "Accepted for Golem's clients; Vow's metadata is always current";
+
+impl IntoParams for ListQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let query = |name: &str, description: &str| {
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Query)
+                .required(Required::False)
+                .description(Some(description))
+        };
+        let text = |pattern: String| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(pattern))
+        };
+        let filters = ArrayBuilder::new().items(text(WorkerFilter::text_pattern()));
+        let cursor = text("^[0-9]{1,19}/[0-9]{1,19}$".to_owned());
+        let precise = ObjectBuilder::new().schema_type(Type::Boolean);
+        vec![
+            query("filter", FILTER)
+                .style(Some(ParameterStyle::Form))
+                .explode(Some(true))
+                .schema(Some(filters))
+                .build(),
+            query(
+                "cursor",
+                "`layer/cursor` from the previous page's `cursor` (default 0/0)",
+            )
+            .schema(Some(cursor))
+            .build(),
+            query("count", "Most workers per page (default 50)")
+                .schema(Some(integral::Uint64::schema()))
+                .build(),
+            query("precise", PRECISE).schema(Some(precise)).build(),
+        ]
+    }
 }
 
 /// `layer/cursor`, as Golem's listing takes its cursor.
@@ -232,13 +350,15 @@ fn parse_cursor(text: &str) -> Result<ScanCursor, String> {
     })
 }
 
-/// Golem's `WorkersMetadataRequest`.
-#[derive(Deserialize)]
+/// Golem's `WorkersMetadataRequest`: which workers, and which page.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = WorkersMetadataRequest)]
 pub(crate) struct FindWorkers {
     filter: Option<WorkerFilter>,
     cursor: Option<ScanCursor>,
     #[serde(default, deserialize_with = "integral::option_u64")]
+    #[schema(inline, value_type = integral::Uint64)]
     count: Option<u64>,
     #[expect(
         dead_code,
@@ -249,6 +369,20 @@ pub(crate) struct FindWorkers {
 
 /// `POST /v1/components/{cid}/workers/find`: as the listing, with Golem's
 /// `WorkerFilter` tree (`And`, `Or`, `Not`, ...) in the body.
+#[utoipa::path(
+    post,
+    path = "/v1/components/{cid}/workers/find",
+    operation_id = "find_workers_metadata",
+    summary = "The component's workers that match a filter tree, a page at a time",
+    params(ComponentParams),
+    request_body = FindWorkers,
+    responses(
+        (status = 200, description = "success", body = WorkerList),
+        (status = 400, response = E400),
+        (status = 404, response = E404),
+        (status = 413, response = E413),
+    ),
+)]
 pub(crate) async fn find(
     State(state): State<AppState>,
     ComponentPath(component): ComponentPath,
@@ -264,6 +398,18 @@ pub(crate) async fn find(
 }
 
 /// `GET /v1/components/{cid}/workers/{name}`: one worker's metadata.
+#[utoipa::path(
+    get,
+    path = "/v1/components/{cid}/workers/{name}",
+    operation_id = "get_worker_metadata",
+    summary = "A worker's metadata",
+    params(WorkerParams),
+    responses(
+        (status = 200, description = "success", body = WorkerBody),
+        (status = 400, response = E400),
+        (status = 404, response = E404),
+    ),
+)]
 pub(crate) async fn get(
     State(state): State<AppState>,
     WorkerPath(worker): WorkerPath,
@@ -279,6 +425,19 @@ fn metadata(state: &AppState, worker: &WorkerId) -> Result<Json<WorkerBody>, Api
 
 /// `GET .../workers/find`: the worker named `find` (the path is also
 /// `workers/find`'s, which only takes POST).
+#[utoipa::path(
+    get,
+    path = "/v1/components/{cid}/workers/find",
+    operation_id = "getWorkerNamedFind",
+    summary = "The metadata of the worker named `find`",
+    params(ComponentParams),
+    responses(
+        (status = 200, description = "success", body = WorkerBody),
+        (status = 400, response = E400),
+        (status = 404, response = E404),
+    ),
+    extensions(("x-vow-extension" = json!(true))),
+)]
 pub(crate) async fn get_named_find(
     State(state): State<AppState>,
     ComponentPath(component): ComponentPath,
@@ -287,29 +446,58 @@ pub(crate) async fn get_named_find(
 }
 
 /// `DELETE .../workers/find`: deletes the worker named `find`.
+#[utoipa::path(
+    delete,
+    path = "/v1/components/{cid}/workers/find",
+    operation_id = "deleteWorkerNamedFind",
+    summary = "Stop and remove the worker named `find`",
+    params(ComponentParams),
+    responses(
+        (status = 200, description = "success", body = Empty),
+        (status = 400, response = E400),
+        (status = 404, response = E404),
+    ),
+    extensions(("x-vow-extension" = json!(true))),
+)]
 pub(crate) async fn delete_named_find(
     State(state): State<AppState>,
     ComponentPath(component): ComponentPath,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Empty>, ApiError> {
     state
         .executor
         .delete_worker(&WorkerId::new(component, "find"))?;
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }
 
 /// `DELETE /v1/components/{cid}/workers/{name}`: stops and removes a worker.
+#[utoipa::path(
+    delete,
+    path = "/v1/components/{cid}/workers/{name}",
+    operation_id = "delete_worker",
+    summary = "Stop and remove a worker",
+    params(WorkerParams),
+    responses(
+        (status = 200, description = "success", body = Empty),
+        (status = 400, response = E400),
+        (status = 404, response = E404),
+    ),
+)]
 #[tracing::instrument(skip_all, fields(worker = %worker))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
     WorkerPath(worker): WorkerPath,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Empty>, ApiError> {
     state.executor.delete_worker(&worker)?;
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }
 
-#[derive(Deserialize)]
+/// `?recovery-immediately=B`.
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct InterruptQuery {
+    /// Go on at once, as after a crash, instead of staying interrupted
+    /// until resumed (default false)
     #[serde(rename = "recovery-immediately")]
     recovery_immediately: Option<bool>,
 }
@@ -318,29 +506,58 @@ pub(crate) struct InterruptQuery {
 /// (Golem's shape): stops the invocation in progress. The worker stays
 /// `interrupted` until resumed, or goes on at once with
 /// `recovery-immediately=true`.
+#[utoipa::path(
+    post,
+    path = "/v1/components/{cid}/workers/{name}/interrupt",
+    operation_id = "interrupt_worker",
+    summary = "Stop the worker's invocation in progress; it runs again by replay when resumed",
+    params(WorkerParams, InterruptQuery),
+    responses(
+        (status = 200, description = "success", body = Empty),
+        (status = 400, response = E400),
+        (status = 404, response = E404),
+        (status = 409, response = E409),
+    ),
+)]
 pub(crate) async fn interrupt(
     State(state): State<AppState>,
     WorkerPath(worker): WorkerPath,
     ApiQuery(query): ApiQuery<InterruptQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Empty>, ApiError> {
     state
         .executor
         .interrupt_worker(&worker, query.recovery_immediately.unwrap_or(false))?;
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }
 
 /// `POST /v1/components/{cid}/workers/{name}/resume`: lets an interrupted
 /// worker go on.
+#[utoipa::path(
+    post,
+    path = "/v1/components/{cid}/workers/{name}/resume",
+    operation_id = "resume_worker",
+    summary = "Let an interrupted worker go on",
+    params(WorkerParams),
+    responses(
+        (status = 200, description = "success", body = Empty),
+        (status = 400, response = E400),
+        (status = 404, response = E404),
+        (status = 409, response = E409),
+    ),
+)]
 pub(crate) async fn resume(
     State(state): State<AppState>,
     WorkerPath(worker): WorkerPath,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Empty>, ApiError> {
     state.executor.resume_worker(&worker)?;
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }
 
-#[derive(Serialize)]
+/// What the worker wrote to stdout and stderr, and how many bytes of each
+/// were dropped past the capture limit.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = WorkerLogs)]
 pub(crate) struct Logs {
     stdout: String,
     stderr: String,
@@ -350,6 +567,19 @@ pub(crate) struct Logs {
 
 /// `GET /v1/components/{cid}/workers/{name}/logs`: captured stdout and
 /// stderr, decoded as UTF-8 with invalid bytes replaced.
+#[utoipa::path(
+    get,
+    path = "/v1/components/{cid}/workers/{name}/logs",
+    operation_id = "getWorkerLogs",
+    summary = "What the worker wrote to stdout and stderr",
+    params(WorkerParams),
+    responses(
+        (status = 200, description = "success", body = Logs),
+        (status = 400, response = E400),
+        (status = 404, response = E404),
+    ),
+    extensions(("x-vow-extension" = json!(true))),
+)]
 pub(crate) async fn logs(
     State(state): State<AppState>,
     WorkerPath(worker): WorkerPath,

@@ -172,6 +172,39 @@ async fn the_openapi_document_is_served() -> Result<()> {
     Ok(())
 }
 
+/// The route table documents what it routes by construction (a handler is
+/// registered with the router and the document in one step); this checks
+/// the other way: every operation of the document reaches a handler, not
+/// the answers for unknown paths and methods.
+#[tokio::test]
+async fn every_documented_operation_is_routed() -> Result<()> {
+    let app = App::new()?;
+    let (_, doc) = app.get("/openapi.json").await?;
+    let paths = doc["paths"].as_object().cloned().unwrap_or_default();
+    assert_eq!(paths.len(), 26, "{doc}");
+    for (path, ops) in paths {
+        let uri = path
+            .replace("{cid}", "0b4d6c2e-1f3a-4c5b-8d7e-9f0a1b2c3d4e")
+            .replace("{name}", "w1")
+            .replace("{idx}", "1")
+            .replace("{token}", "t");
+        for method in ops.as_object().into_iter().flat_map(|o| o.keys()) {
+            let method = Method::from_bytes(method.to_uppercase().as_bytes())?;
+            let request = Request::builder()
+                .method(method.clone())
+                .uri(&uri)
+                .body(Body::empty())?;
+            let (status, body) = app.send(request).await?;
+            let error = body["error"].as_str().unwrap_or_default();
+            assert!(
+                status != StatusCode::METHOD_NOT_ALLOWED && !error.starts_with("no route for"),
+                "{method} {path} is documented but not routed: {status} {body}"
+            );
+        }
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn with_a_token_every_route_needs_it() -> Result<()> {
     let app = App::with_config(ServerConfig {
