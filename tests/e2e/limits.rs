@@ -303,3 +303,74 @@ async fn evicted_workers_count_against_the_limit() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn payloads_past_the_limit_settle_nothing_and_say_why() -> Result<()> {
+    let limit = 1024;
+    let (executor, component) = executor_with(builder().max_payload(limit), "harness").await?;
+    let waiter = start(&executor, component, "waiter").await?;
+    let id = promise_from_val(&single(
+        executor.invoke(&waiter, "new-promise", vec![]).await?,
+    )?)?;
+    let call = executor
+        .submit(&waiter, Invocation::new("await-payload", vec![promise_val(&id)]))
+        .await?;
+    parked_on(&executor, &waiter).await?;
+
+    // From the host: refused with the sizes, and the promise still waits.
+    match executor.complete_promise(&id, vec![1; limit + 1]).await {
+        Err(Error::PayloadTooLarge { size, limit: l, .. }) => assert_eq!((size, l), (limit + 1, limit)),
+        other => bail!("expected PayloadTooLarge, got {other:?}"),
+    }
+    let error = executor
+        .reject_promise(&id, "no", vec![0; limit])
+        .await
+        .expect_err("a rejection's message and data count");
+    assert!(error.to_string().contains("(--max-payload)"), "{error}");
+
+    // From a guest: its invocation traps with the reason; the promise
+    // still waits, and the awaiting worker is unharmed.
+    let completer = start(&executor, component, "completer").await?;
+    let message = trap_message(
+        executor
+            .invoke(
+                &completer,
+                "complete",
+                vec![promise_val(&id), bytes_val(&vec![2; limit + 1])],
+            )
+            .await,
+    )?;
+    assert!(
+        message.contains(&format!(
+            "is {} bytes, more than the limit of {limit} (--max-payload)",
+            limit + 1
+        )),
+        "{message}"
+    );
+    assert_eq!(executor.worker_status(&waiter)?, WorkerStatus::Suspended);
+
+    // Exactly the limit is a payload like any other.
+    assert!(executor.complete_promise(&id, vec![3; limit]).await?);
+    assert_eq!(bytes_of(&single(call.result().await?)?)?, vec![3; limit]);
+
+    // A function run for a promise whose result is too large rejects it.
+    let doubled = executor
+        .when(component, "double", vec![4; limit / 2 + 1], PromiseOptions::default())
+        .await?;
+    let (info, settlement) = eventually("the when promise to settle", || async {
+        let (info, settlement) = executor.promise(&doubled).await.ok()?;
+        settlement.map(|s| (info, s))
+    })
+    .await?;
+    let failure = settlement.expect_err("a result past the limit rejects the promise");
+    assert_eq!(failure.kind, vow_runtime::ErrorKind::Failed);
+    assert_eq!(
+        failure.message,
+        format!(
+            "the result is {} bytes, more than the limit of {limit} (--max-payload)",
+            limit + 2
+        )
+    );
+    assert_eq!(info.status, vow_runtime::PromiseStatus::Rejected);
+    Ok(())
+}

@@ -70,6 +70,7 @@ pub(crate) fn limit(
     }
     Ok(builder
         .max_open_promises(limits.max_open_promises)
+        .max_payload(limits.max_payload)
         .max_run_time(seconds("--max-run-time", limits.max_run_time)?))
 }
 

@@ -151,6 +151,12 @@ struct GuestLimits {
     #[arg(long, value_name = "COUNT", default_value_t = vow_runtime::DEFAULT_MAX_OPEN_PROMISES)]
     max_open_promises: usize,
 
+    /// Largest promise payload accepted, in bytes (a rejection counts its
+    /// message and data): a larger completion gets 413, a guest's traps its
+    /// invocation, and a `when`/`then` result that large rejects its promise
+    #[arg(long, value_name = "BYTES", default_value_t = vow_runtime::DEFAULT_MAX_PAYLOAD)]
+    max_payload: usize,
+
     /// Seconds a guest may run in one invocation without returning, time
     /// parked on a promise not counted; past it the invocation traps and
     /// the worker fails (0: no limit)

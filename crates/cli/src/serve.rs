@@ -38,6 +38,21 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         body_timeout: local::seconds("--body-timeout", args.body_timeout)?
             .context("--body-timeout must be more than 0 seconds")?,
     };
+    // A payload travels as a JSON array of numbers, up to four characters
+    // a byte ("255,"): a body limit below that refuses what the payload
+    // limit allows, with a 413 that names the body, not the payload.
+    let payload_json = args
+        .limits
+        .max_payload
+        .saturating_mul(4)
+        .saturating_add(1024);
+    if args.max_body < payload_json {
+        output::error_line(&format!(
+            "warning: --max-body {} is too small for a completion of --max-payload {} bytes \
+             sent as JSON (up to {payload_json} bytes); raise --max-body",
+            args.max_body, args.limits.max_payload
+        ));
+    }
     let options = serve_options(&args)?;
     let listener = TcpListener::bind(args.addr)
         .await

@@ -121,6 +121,20 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
+    /// A completion or rejection whose payload is larger than the limit
+    /// ([`max_payload`](crate::ExecutorBuilder::max_payload)); nothing was
+    /// settled.
+    #[error(
+        "the payload of promise {promise} is {size} bytes, more than the limit of {limit} (--max-payload)"
+    )]
+    PayloadTooLarge {
+        /// The promise.
+        promise: PromiseId,
+        /// The payload's size in bytes (a rejection's message and data).
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// No promise has this id (never created, or deleted).
     #[error("promise {0} not found")]
     PromiseNotFound(PromiseId),

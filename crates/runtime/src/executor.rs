@@ -50,6 +50,7 @@ struct Settings {
     max_workers: usize,
     max_workers_per_component: usize,
     max_open_promises: usize,
+    max_payload: usize,
     max_run_time: Option<Duration>,
 }
 
@@ -151,6 +152,7 @@ impl Default for ExecutorBuilder {
                 max_workers: crate::limits::DEFAULT_MAX_WORKERS,
                 max_workers_per_component: crate::limits::DEFAULT_MAX_WORKERS_PER_COMPONENT,
                 max_open_promises: crate::limits::DEFAULT_MAX_OPEN_PROMISES,
+                max_payload: crate::limits::DEFAULT_MAX_PAYLOAD,
                 max_run_time: Some(crate::limits::DEFAULT_MAX_RUN_TIME),
             },
         }
@@ -310,6 +312,22 @@ impl ExecutorBuilder {
         self
     }
 
+    /// Largest promise settlement accepted, in bytes (default
+    /// [`DEFAULT_MAX_PAYLOAD`](crate::DEFAULT_MAX_PAYLOAD)): a completion's
+    /// payload, or a rejection's message and data. A larger one settles
+    /// nothing: [`complete_promise`](Executor::complete_promise) and
+    /// [`reject_promise`](Executor::reject_promise) answer
+    /// [`Error::PayloadTooLarge`], and a guest's `complete-promise` or
+    /// `reject` traps its invocation with that message. A promise the
+    /// runtime settles (`when`, `then`, `all`) whose result is larger is
+    /// rejected with an error of kind
+    /// [`Failed`](crate::ErrorKind::Failed) saying so. Payloads stored
+    /// before the limit was lowered are still served.
+    pub fn max_payload(mut self, bytes: usize) -> Self {
+        self.settings.max_payload = bytes;
+        self
+    }
+
     /// Longest a guest may run in one invocation without returning
     /// (default [`DEFAULT_MAX_RUN_TIME`](crate::DEFAULT_MAX_RUN_TIME);
     /// `None`: no limit). Only running counts: time parked on a promise,
@@ -443,8 +461,13 @@ impl ExecutorBuilder {
         let engine = Engine::new(&config).map_err(|e| Error::Config(chain(&e)))?;
         let linker = new_linker(&engine)?;
         let (spawner, spawned) = Spawner::new();
-        let (promises, dispatcher) =
-            Promises::spawn(Arc::clone(&storage), promises, reactions, spawner.clone());
+        let (promises, dispatcher) = Promises::spawn(
+            Arc::clone(&storage),
+            promises,
+            reactions,
+            spawner.clone(),
+            settings.max_payload,
+        );
         let ticker = Ticker::start(engine.clone(), settings.epoch_interval);
         let registry = Arc::new(
             Registry::new(settings.max_resident)

@@ -96,7 +96,7 @@ pub use executor::{
 pub use host::WorkerListing;
 pub use ids::{ComponentId, MAX_WORKER_NAME_LEN, OplogIndex, PromiseId, WorkerId};
 pub use limits::{
-    DEFAULT_MAX_OPEN_PROMISES, DEFAULT_MAX_RUN_TIME, DEFAULT_MAX_WORKERS,
+    DEFAULT_MAX_OPEN_PROMISES, DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_RUN_TIME, DEFAULT_MAX_WORKERS,
     DEFAULT_MAX_WORKERS_PER_COMPONENT,
 };
 pub use oplog::{

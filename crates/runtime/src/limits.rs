@@ -1,6 +1,7 @@
 //! Limits that keep one guest, or one client, from taking the host: how
 //! many workers there may be, how many pending promises a worker may hold,
-//! and how long a guest may run without returning.
+//! how large a promise's payload may be, and how long a guest may run
+//! without returning.
 //!
 //! Running time is what the guest spends executing: the time spent inside
 //! polls of its call's future. A guest parked on a promise, or yielding to
@@ -41,6 +42,39 @@ pub const DEFAULT_MAX_OPEN_PROMISES: usize = 10_000;
 /// promises not counted (see
 /// [`ExecutorBuilder::max_run_time`](crate::ExecutorBuilder::max_run_time)).
 pub const DEFAULT_MAX_RUN_TIME: Duration = Duration::from_secs(300);
+
+/// The largest promise settlement accepted by default, in bytes (see
+/// [`ExecutorBuilder::max_payload`](crate::ExecutorBuilder::max_payload)):
+/// 2 MiB, as Temporal limits one payload. A payload is stored in the
+/// promise's row and copied into the memory of every guest that awaits
+/// it, so it is bounded like the worker's other resources.
+pub const DEFAULT_MAX_PAYLOAD: usize = 2 << 20;
+
+/// The size a settlement counts against the payload limit: a completion's
+/// payload, or a rejection's message and data.
+pub(crate) fn settlement_size(settlement: &crate::Settlement) -> usize {
+    match settlement {
+        Ok(data) => data.len(),
+        Err(error) => error.message.len() + error.data.len(),
+    }
+}
+
+/// `settlement`, or, past `limit`, the rejection of a result too large:
+/// for promises the runtime settles (`when`, `then`, `all`), which nobody
+/// else would settle if the result were refused.
+pub(crate) fn fit(settlement: crate::Settlement, limit: usize) -> crate::Settlement {
+    let size = settlement_size(&settlement);
+    if size <= limit {
+        return settlement;
+    }
+    Err(crate::PromiseError {
+        kind: crate::ErrorKind::Failed,
+        message: format!(
+            "the result is {size} bytes, more than the limit of {limit} (--max-payload)"
+        ),
+        data: Vec::new(),
+    })
+}
 
 /// A duration as people write it: `5 min`, `2 s`, `300 ms`.
 pub(crate) fn describe(duration: Duration) -> String {

@@ -735,6 +735,7 @@ async fn finish(
             entry.storage.write(batch).await?;
         }
         Some((promise, settlement)) => {
+            let settlement = entry.promises.fit(settlement);
             match entry
                 .promises
                 .settle_with(promise.clone(), settlement, batch)

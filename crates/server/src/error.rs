@@ -224,6 +224,7 @@ impl From<Error> for ApiError {
             Error::Link(LinkError::Expired(_) | LinkError::NotAllowed(_)) => StatusCode::FORBIDDEN,
             Error::Link(LinkError::Lifetime(_)) => StatusCode::BAD_REQUEST,
             Error::PromiseSettled(_) => StatusCode::CONFLICT,
+            Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             // A limit reached, as Golem answers its `LimitExceeded`: not
             // worth retrying until workers are deleted.
             Error::TooManyWorkers { .. } => StatusCode::FORBIDDEN,

@@ -348,6 +348,8 @@ pub(crate) enum Command {
 #[derive(Clone, Debug)]
 pub(crate) struct Promises {
     tx: mpsc::UnboundedSender<Command>,
+    /// The largest settlement accepted from a caller, in bytes.
+    max_payload: usize,
 }
 
 impl Promises {
@@ -359,16 +361,17 @@ impl Promises {
         stored: Vec<PromiseRecord>,
         reactions: Vec<ReactionRecord>,
         spawner: Spawner,
+        max_payload: usize,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let mut table = Table::new(storage, tx.clone(), spawner, stored.len());
+        let mut table = Table::new(storage, tx.clone(), spawner, stored.len(), max_payload);
         for record in stored {
             table.load(record);
         }
         // Reactions whose sources settled before a crash fire now.
         table.load_reactions(reactions);
         let task = tokio::spawn(dispatch(table, rx));
-        (Self { tx }, task)
+        (Self { tx, max_payload }, task)
     }
 
     fn send(&self, command: Command) -> Result<()> {
@@ -438,13 +441,22 @@ impl Promises {
     /// [`settle`](Self::settle), with `also` stored in the same batch as
     /// the settlement (or alone when the promise is already settled; an
     /// unknown promise is [`Error::PromiseNotFound`] once `also` is
-    /// stored).
+    /// stored). A settlement past the payload limit settles nothing and
+    /// stores nothing: [`Error::PayloadTooLarge`].
     pub(crate) async fn settle_with(
         &self,
         id: PromiseId,
         settlement: Settlement,
         also: Vec<Write>,
     ) -> Result<bool> {
+        let size = crate::limits::settlement_size(&settlement);
+        if size > self.max_payload {
+            return Err(Error::PayloadTooLarge {
+                promise: id,
+                size,
+                limit: self.max_payload,
+            });
+        }
         let (reply, rx) = oneshot::channel();
         self.send(Command::Settle {
             id,
@@ -453,6 +465,13 @@ impl Promises {
             reply,
         })?;
         rx.await.map_err(|_| Error::ShutDown)?
+    }
+
+    /// The settlement of work the runtime ran for a promise (`when`,
+    /// `then`), fitted to the payload limit: a result past it rejects the
+    /// promise instead, since nobody else would settle it.
+    pub(crate) fn fit(&self, settlement: Settlement) -> Settlement {
+        crate::limits::fit(settlement, self.max_payload)
     }
 
     /// Forgets a promise; its waiters get [`AwaitError::Deleted`]. The

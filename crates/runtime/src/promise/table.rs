@@ -100,6 +100,11 @@ pub(super) struct Table {
     storage: SharedStorage,
     /// For the answers of the store's writes.
     tx: mpsc::UnboundedSender<Command>,
+    /// The largest settlement, in bytes (see
+    /// [`crate::limits::settlement_size`]): callers' settlements are
+    /// checked by [`Promises`](super::Promises); the table fits those it
+    /// makes itself.
+    max_payload: usize,
 }
 
 fn time_of(millis: Millis) -> SystemTime {
@@ -145,8 +150,10 @@ impl Table {
         tx: mpsc::UnboundedSender<Command>,
         spawner: Spawner,
         capacity: usize,
+        max_payload: usize,
     ) -> Self {
         Self {
+            max_payload,
             entries: HashMap::with_capacity(capacity),
             reactions: HashMap::new(),
             waiting_on: HashMap::new(),
@@ -279,6 +286,8 @@ impl Table {
                 let Some(settlement) = crate::compose::combine(all, &states) else {
                     return;
                 };
+                // The payloads of `all` together may pass the limit.
+                let settlement = crate::limits::fit(settlement, self.max_payload);
                 self.reactions.remove(&target);
                 let (reply, _) = oneshot::channel();
                 self.settle(target.clone(), settlement, vec![delete()], reply);

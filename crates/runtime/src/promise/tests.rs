@@ -5,8 +5,12 @@ use bytes::Bytes;
 use super::*;
 use crate::persist;
 
+/// The payload limit of these tests' tables.
+const LIMIT: usize = 64;
+
 fn spawn_on(storage: SharedStorage) -> Promises {
-    let (promises, _task) = Promises::spawn(storage, Vec::new(), Vec::new(), Spawner::new().0);
+    let (promises, _task) =
+        Promises::spawn(storage, Vec::new(), Vec::new(), Spawner::new().0, LIMIT);
     promises
 }
 
@@ -83,7 +87,8 @@ async fn a_rejection_settles_like_a_completion_and_is_stored() -> anyhow::Result
 
     // A fresh dispatcher on the same store knows it is rejected.
     let stored = storage.promises().await?;
-    let (again, _task) = Promises::spawn(storage.clone(), stored, Vec::new(), Spawner::new().0);
+    let (again, _task) =
+        Promises::spawn(storage.clone(), stored, Vec::new(), Spawner::new().0, LIMIT);
     assert_eq!(again.subscribe(id("a", 1))?.await?, Ok(Err(error)));
     Ok(())
 }
@@ -222,6 +227,7 @@ async fn a_deadline_that_passed_while_down_fires_at_start() -> anyhow::Result<()
         storage.promises().await?,
         Vec::new(),
         Spawner::new().0,
+        LIMIT,
     );
     let answer = promises.subscribe(id("a", 1))?.await?;
     assert!(
@@ -286,4 +292,34 @@ fn a_wait_longer_than_a_store_can_hold_is_stored_as_never() {
     let never = i64::MAX as u64;
     assert_eq!(spec.deadline, Some(never));
     assert_eq!(spec.retention, Some(never));
+}
+
+#[tokio::test]
+async fn a_payload_past_the_limit_is_refused_and_settles_nothing() -> anyhow::Result<()> {
+    let (promises, storage) = spawn();
+    create(&promises, &storage, id("a", 1)).await?;
+    let big = Ok(Bytes::from(vec![7; LIMIT + 1]));
+    let refused = promises.settle(id("a", 1), big).await;
+    match refused {
+        Err(Error::PayloadTooLarge { size, limit, .. }) => {
+            assert_eq!((size, limit), (LIMIT + 1, LIMIT));
+        }
+        other => panic!("expected PayloadTooLarge, got {other:?}"),
+    }
+    // A rejection counts its message and data.
+    let error = PromiseError {
+        kind: ErrorKind::Rejected,
+        message: "m".repeat(LIMIT / 2),
+        data: vec![0; LIMIT / 2 + 1],
+    };
+    assert!(matches!(
+        promises.settle(id("a", 1), Err(error)).await,
+        Err(Error::PayloadTooLarge { .. })
+    ));
+    // Still pending: exactly the limit is accepted.
+    let listed = promises.list(PromiseFilter::default()).await?;
+    assert_eq!(listed[0].status, PromiseStatus::Pending);
+    let fits = Ok(Bytes::from(vec![7; LIMIT]));
+    assert!(promises.settle(id("a", 1), fits).await?);
+    Ok(())
 }

@@ -300,3 +300,48 @@ async fn link_routes_need_no_api_token_and_minting_does() -> Result<()> {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_payload_past_the_limit_is_413_and_settles_nothing() -> Result<()> {
+    let app = App::with_executor(vow_runtime::Executor::builder().max_payload(PAYLOAD.len()))?;
+    let Parked { cid, idx, call } = park(&app).await?;
+    let too_big = [PAYLOAD, b"!"].concat();
+    let complete = format!("/v1/components/{cid}/workers/approver/complete");
+    let (status, body) = app
+        .post(&complete, &json!({ "oplogIdx": idx, "data": too_big }))
+        .await?;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    let message = body["error"].as_str().unwrap_or_default();
+    assert!(
+        message.ends_with(&format!(
+            "is {} bytes, more than the limit of {} (--max-payload)",
+            PAYLOAD.len() + 1,
+            PAYLOAD.len()
+        )),
+        "{body}"
+    );
+    // The same through a completion link; then the promise still waits,
+    // and a payload of the limit completes it.
+    let mint = format!("/v1/components/{cid}/workers/approver/promises/{idx}/link");
+    let token = token_of(&app.post(&mint, &json!({})).await?.1)?;
+    let (status, body) = app
+        .post(
+            &format!("/v1/links/{token}/complete"),
+            &json!({ "data": too_big }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    let (_, view) = app.get(&format!("/v1/links/{token}")).await?;
+    assert_eq!(view["status"], "pending", "{view}");
+    assert_eq!(
+        app.post(&complete, &json!({ "oplogIdx": idx, "data": PAYLOAD }))
+            .await?,
+        (StatusCode::OK, json!(true))
+    );
+    let (status, result) = tokio::time::timeout(Duration::from_secs(20), call).await???;
+    assert_eq!(
+        (status, result),
+        (StatusCode::OK, json!({ "result": EXPECTED }))
+    );
+    Ok(())
+}

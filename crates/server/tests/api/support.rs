@@ -48,6 +48,16 @@ impl App {
         Self::with_config(ServerConfig::default())
     }
 
+    /// The router of an executor made by `builder` (with the shared cache).
+    pub fn with_executor(builder: vow_runtime::ExecutorBuilder) -> Result<Self> {
+        Ok(Self {
+            router: vow_server::router(
+                builder.cache_dir(cache_dir()).build()?,
+                ServerConfig::default(),
+            ),
+        })
+    }
+
     pub fn with_config(config: ServerConfig) -> Result<Self> {
         Ok(Self {
             router: vow_server::router(executor()?, config),
