@@ -60,3 +60,10 @@ class PyExample(vow.Dispatch, py_example.PyExample):
 
     def shout(self, text: str) -> str:
         return describe(vow.when(relay, text).wait())
+
+    def ask(self, question: str) -> str:
+        answer = vow.create(timeout=3600)
+        link = answer.link(expires_in=3600)
+        print(f"question {question}", flush=True)
+        print(f"link {link.url}", flush=True)
+        return describe(answer.wait())

@@ -79,19 +79,21 @@ import cloudpickle
 from componentize_py_types import Err, Ok
 from py_example.imports import host as golem
 from py_example.imports import promises as wit
-from py_example.imports.promises import ErrorKind, PromiseOptions, Target
+from py_example.imports.promises import ErrorKind, LinkAction, PromiseOptions, Target
 
 __all__ = [
     "PENDING",
     "ComposeError",
     "Dispatch",
     "Failed",
+    "Link",
     "Promise",
     "Rejection",
     "Result",
     "TimedOut",
     "all",
     "any",
+    "create",
     "current",
     "resolve",
     "when",
@@ -275,6 +277,30 @@ class Promise:
             _running.settled = True
         return settled
 
+    def link(self, action: str = "complete", *, expires_in: float | None = None) -> "Link":
+        """A completion link for this promise, to hand to a person or a
+        system outside: whoever holds it can see the promise and settle it
+        as `action` allows ("complete", "reject" or "both"), with no API
+        token, until it expires (`expires_in` seconds; 7 days by default,
+        366 at most). Only this worker's own pending promises made by
+        `create` can have one; otherwise raises `ComposeError` with the
+        reason. A replay answers the same link.
+        """
+        actions = {
+            "complete": LinkAction.COMPLETE,
+            "reject": LinkAction.REJECT,
+            "both": LinkAction.BOTH,
+        }
+        if action not in actions:
+            raise ValueError(f"action must be complete, reject or both, not {action!r}")
+        made = _compose(wit.link, self.id, actions[action], _millis(expires_in, "expires_in"))
+        return Link(
+            token=made.token,
+            url=made.url,
+            action=action,
+            expires_at=made.expires_at_ms / 1000,
+        )
+
     def _read(self, settled) -> Result:
         if isinstance(settled, Err):
             return Result(error=_rejection(settled.value))
@@ -341,6 +367,31 @@ def any(promises: list[Promise], *, timeout: float | None = None, retention: flo
     reader = readers.pop() if readers else _JSON
     made = _compose(wit.any, [p.id for p in promises], _options(timeout, retention))
     return Promise(made, reader)
+
+
+@dataclass(frozen=True)
+class Link:
+    """A completion link (see `Promise.link`). `token` is the capability
+    itself: treat it as a secret. `url` is `{server}/v1/links/{token}` when
+    the server knows its public URL (`vow serve --public-url`, else the
+    address it listens on), or None; POST `{url}/complete` with
+    `{"data": [bytes]}` settles the promise. `expires_at` is in seconds
+    since the Unix epoch."""
+
+    token: str
+    url: str | None
+    action: str
+    expires_at: float
+
+
+def create(*, timeout: float | None = None, retention: float | None = None) -> Promise:
+    """A new pending promise of this worker, for someone outside to settle:
+    over the REST API, with `vow promise complete`, or through a
+    `Promise.link`. Its value is the payload read as JSON text. `timeout`
+    rejects it after that many seconds; `retention` is how long it is kept
+    once settled.
+    """
+    return Promise(wit.create(_options(timeout, retention)))
 
 
 def current() -> Promise | None:

@@ -93,6 +93,53 @@ fn a_guest_mints_a_link_that_completes_its_promise_without_the_api_token() -> an
     Ok(())
 }
 
+/// The Python module's `create` and `Promise.link`, through the `closures`
+/// example's `ask`: the link it prints answers its question with no API
+/// token.
+#[test]
+fn a_python_guest_mints_a_link_with_vow_promises() -> anyhow::Result<()> {
+    let closures = vow_tests::python_guest("closures")?;
+    let data = tempfile::tempdir()?;
+    let token = "py-t0k3n";
+    let server = Server::start_in(data.path(), &[&closures], &["--auth-token", token])?;
+    let cid = server.component_id("closures")?;
+    server
+        .client(&["worker", "start", &cid, "asker", "--token", token])?
+        .success()?;
+    let mut call = server.spawn_client(&[
+        "worker",
+        "invoke",
+        &cid,
+        "asker",
+        "ask",
+        r#""ship it?""#,
+        "--token",
+        token,
+    ])?;
+    let url = printed_link(&server, &cid, "asker", token)?;
+    assert!(
+        url.starts_with(&format!("{}/v1/links/", server.url)),
+        "{url}"
+    );
+    let (status, view) = get(&url)?;
+    assert_eq!(
+        (status, &view["status"]),
+        (200, &json!("pending")),
+        "{view}"
+    );
+    // The answer is JSON text, as `vow_promises` reads payloads.
+    assert_eq!(
+        post(&format!("{url}/complete"), &json!({ "data": b"\"yes\"" }))?,
+        (200, json!(true))
+    );
+    let done = call.finish(COMPILING)?.success()?;
+    assert_eq!(done.stdout.trim(), r#""value yes""#);
+    // A link allows only what it says: this one cannot reject.
+    let (status, _) = post(&format!("{url}/reject"), &json!({ "error": "no" }))?;
+    assert_eq!(status, 403);
+    Ok(())
+}
+
 #[test]
 fn vow_promise_link_and_key_rotation() -> anyhow::Result<()> {
     let harness = vow_tests::guest("harness")?;
