@@ -313,13 +313,18 @@ async fn payloads_past_the_limit_settle_nothing_and_say_why() -> Result<()> {
         executor.invoke(&waiter, "new-promise", vec![]).await?,
     )?)?;
     let call = executor
-        .submit(&waiter, Invocation::new("await-payload", vec![promise_val(&id)]))
+        .submit(
+            &waiter,
+            Invocation::new("await-payload", vec![promise_val(&id)]),
+        )
         .await?;
     parked_on(&executor, &waiter).await?;
 
     // From the host: refused with the sizes, and the promise still waits.
     match executor.complete_promise(&id, vec![1; limit + 1]).await {
-        Err(Error::PayloadTooLarge { size, limit: l, .. }) => assert_eq!((size, l), (limit + 1, limit)),
+        Err(Error::PayloadTooLarge { size, limit: l, .. }) => {
+            assert_eq!((size, l), (limit + 1, limit))
+        }
         other => bail!("expected PayloadTooLarge, got {other:?}"),
     }
     let error = executor
@@ -355,7 +360,12 @@ async fn payloads_past_the_limit_settle_nothing_and_say_why() -> Result<()> {
 
     // A function run for a promise whose result is too large rejects it.
     let doubled = executor
-        .when(component, "double", vec![4; limit / 2 + 1], PromiseOptions::default())
+        .when(
+            component,
+            "double",
+            vec![4; limit / 2 + 1],
+            PromiseOptions::default(),
+        )
         .await?;
     let (info, settlement) = eventually("the when promise to settle", || async {
         let (info, settlement) = executor.promise(&doubled).await.ok()?;
@@ -372,5 +382,40 @@ async fn payloads_past_the_limit_settle_nothing_and_say_why() -> Result<()> {
         )
     );
     assert_eq!(info.status, vow_runtime::PromiseStatus::Rejected);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_continuation_that_fires_past_the_limit_rejects_its_promise() -> Result<()> {
+    let (executor, component) = executor_with(builder().max_workers(2), "harness").await?;
+    let owner = start(&executor, component, "owner").await?;
+    let source = promise_from_val(&single(
+        executor.invoke(&owner, "new-promise", vec![]).await?,
+    )?)?;
+    // Accepted while there is room: its worker is made when `source`
+    // settles, and by then the last place is taken.
+    let continued = executor
+        .then(&source, component, "double", PromiseOptions::default())
+        .await?;
+    start(&executor, component, "last-place").await?;
+    assert!(executor.complete_promise(&source, b"ab".to_vec()).await?);
+    let settlement = eventually("the continuation's promise to settle", || async {
+        executor.promise(&continued).await.ok()?.1
+    })
+    .await?;
+    let failure = settlement.expect_err("a continuation that cannot start rejects");
+    assert_eq!(failure.kind, vow_runtime::ErrorKind::Failed);
+    assert!(
+        failure
+            .message
+            .starts_with("the continuation could not start: cannot start worker"),
+        "{}",
+        failure.message
+    );
+    assert!(
+        failure.message.contains("(--max-workers)"),
+        "{}",
+        failure.message
+    );
     Ok(())
 }

@@ -63,6 +63,8 @@ pub(crate) struct Spawned {
     pub(crate) invocation: InvocationRecord,
     /// The insecure seed of its creation entry.
     pub(crate) seed: (u64, u64),
+    /// The promise its invocation settles.
+    pub(crate) settles: PromiseId,
 }
 
 /// Hands workers whose records are being stored to the executor, which
@@ -301,6 +303,7 @@ pub(crate) fn spawn(
             record,
             invocation,
             seed,
+            settles: settles.clone(),
         },
         writes,
     ))

@@ -524,10 +524,44 @@ async fn activate(
         };
         let executor = Executor { inner };
         let id = persist::worker_id(&worker.record.key);
-        if let Err(error) = executor.start_spawned(worker).await {
+        let settles = worker.settles.clone();
+        let seq = worker.invocation.seq;
+        match executor.start_spawned(worker).await {
+            Ok(()) => {}
+            // A `then` fires long after it was accepted, when the limit
+            // may have been reached: nobody else would settle its promise,
+            // so it is rejected, saying why. The worker stays in the store,
+            // idle, with the failure as its invocation's outcome.
+            Err(error @ Error::TooManyWorkers { .. }) => {
+                tracing::warn!(worker = %id, %error, "a continuation could not start");
+                let failure = crate::PromiseError {
+                    kind: crate::ErrorKind::Failed,
+                    message: format!("the continuation could not start: {error}"),
+                    data: Vec::new(),
+                };
+                // Its invocation is stored as failed with the promise, so
+                // recovery does not run it after a restart.
+                let finished = vow_store::Write::SetInvocationState {
+                    worker: persist::worker_key(&id),
+                    seq,
+                    state: vow_store::InvocationState::Finished(persist::encode(
+                        &persist::Outcome::Err(failure.message.clone()),
+                    )),
+                };
+                let settled = executor
+                    .inner
+                    .promises
+                    .settle_with(settles, Err(failure), vec![finished])
+                    .await;
+                if let Err(error) = settled {
+                    tracing::error!(worker = %id, %error, "rejecting the promise of a continuation that could not start failed");
+                }
+            }
             // The worker and its invocation are in the store: recovery
             // starts them at the next start.
-            tracing::error!(worker = %id, %error, "a spawned worker could not start");
+            Err(error) => {
+                tracing::error!(worker = %id, %error, "a spawned worker could not start");
+            }
         }
     }
 }
@@ -556,8 +590,13 @@ impl Executor {
                 "the invocation stored for spawned worker {id} names no export of its component"
             )));
         };
+        // Checked before instantiating, and again (atomically) when
+        // inserted: a `then` fires long after it was accepted.
+        self.inner.registry.has_room(&id)?;
         let live = run::instantiate(&entry, &env, spawned.seed).await?;
-        self.inner.registry.insert(Arc::clone(&entry))?;
+        self.inner
+            .registry
+            .insert_within_limits(Arc::clone(&entry))?;
         entry.requeue_front(Box::new(job));
         entry.spawn_live(live);
         tracing::debug!(worker = %id, "spawned worker started");
