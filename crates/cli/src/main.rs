@@ -10,7 +10,9 @@
 //! - `remote`: `vow component|worker|promise ...`, through `client`,
 //! - `local`: building an executor and loading components, shared by the two
 //!   in-process commands,
-//! - `output`: tables, signatures and writing to stdout/stderr.
+//! - `output`: tables, signatures and writing to stdout/stderr,
+//! - `telemetry`: log lines and span export,
+//! - `watch`: `vow promise list --watch`.
 
 mod client;
 mod local;
@@ -18,6 +20,8 @@ mod output;
 mod remote;
 mod run;
 mod serve;
+mod telemetry;
+mod watch;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -44,7 +48,8 @@ Examples:
     vow promise complete <PROMISE-ID> --data approved
 
 Exit status: 0 on success, 1 on an error, 2 on a malformed command line.
-Log output goes to stderr: -v, -vv, -vvv, or RUST_LOG=<filter> for full control.";
+Log output goes to stderr: -v, -vv, -vvv, or RUST_LOG=<filter> for full control;
+--log-format json writes one JSON object a line.";
 
 /// Runs WebAssembly components that use Golem's durable promises
 /// (golem:api/host@1.1.0).
@@ -60,6 +65,16 @@ struct Cli {
     #[arg(short, long, action = ArgAction::Count, global = true)]
     verbose: u8,
 
+    /// How log lines are written to stderr
+    #[arg(
+        long,
+        value_enum,
+        global = true,
+        env = "VOW_LOG_FORMAT",
+        default_value_t = telemetry::LogFormat::Text
+    )]
+    log_format: telemetry::LogFormat,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -69,7 +84,7 @@ enum Command {
     /// Run one function of a component in this process and print its result
     Run(RunArgs),
     /// Serve the HTTP API (see docs/rest-api.md) until Ctrl-C or SIGTERM
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Upload and list components on a server
     Component {
         #[command(flatten)]
@@ -231,6 +246,11 @@ struct ServeArgs {
     #[arg(long)]
     unauthenticated_on_network: bool,
 
+    /// Keep no metrics and serve no GET /metrics (Prometheus' text format,
+    /// behind the API token like the other routes; see docs/metrics.md)
+    #[arg(long)]
+    no_metrics: bool,
+
     /// The URL clients reach this server at, from which completion links
     /// make theirs ({URL}/v1/links/{token}) [default: http(s)://ADDR as
     /// bound]
@@ -313,10 +333,35 @@ struct ServeArgs {
     invocation_timeout: Option<f64>,
 
     #[command(flatten)]
+    otlp: OtlpArgs,
+
+    #[command(flatten)]
     limits: GuestLimits,
 
     #[command(flatten)]
     cache: CacheArgs,
+}
+
+/// Where `vow serve` exports spans (a build with the `otlp` feature).
+#[derive(Debug, Args)]
+struct OtlpArgs {
+    /// Export spans over OTLP/HTTP (protobuf) to the OpenTelemetry
+    /// collector at this base URL: they go to URL/v1/traces. Needs a vow
+    /// built with `--features otlp` (it then also reads
+    /// OTEL_EXPORTER_OTLP_ENDPOINT)
+    #[arg(long, value_name = "URL")]
+    #[cfg_attr(feature = "otlp", arg(env = "OTEL_EXPORTER_OTLP_ENDPOINT"))]
+    otlp_endpoint: Option<String>,
+
+    /// Which spans and events to export, in RUST_LOG's syntax, whatever is
+    /// logged; `vow_runtime=debug` adds a span per host call
+    #[arg(
+        long,
+        value_name = "FILTER",
+        env = "VOW_OTLP_FILTER",
+        default_value = telemetry::DEFAULT_OTLP_FILTER
+    )]
+    otlp_filter: String,
 }
 
 /// `vow serve --allocator`.
@@ -529,6 +574,14 @@ enum PromiseCommand {
         /// Print JSON instead of a table
         #[arg(long)]
         json: bool,
+        /// Redraw the list in place every --interval seconds until Ctrl-C,
+        /// as watch(1) does; when stdout is not a terminal, print one list
+        /// per interval instead
+        #[arg(long, conflicts_with = "json")]
+        watch: bool,
+        /// Seconds between two lists with --watch
+        #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
+        interval: f64,
     },
     /// Complete a promise with a payload; prints `completed`, or `already
     /// completed` if someone was first (the first payload stays)
@@ -732,7 +785,6 @@ fn parse_key_value(text: &str) -> Result<(String, String), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -740,7 +792,23 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => return report(&anyhow::Error::new(error).context("cannot start tokio")),
     };
-    match runtime.block_on(dispatch(cli.command)) {
+    let otlp = match &cli.command {
+        Command::Serve(args) => Some(&args.otlp),
+        _ => None,
+    };
+    // Inside the runtime: the span export runs on it.
+    let telemetry = {
+        let _inside = runtime.enter();
+        telemetry::init(cli.verbose, cli.log_format, otlp)
+    };
+    let telemetry = match telemetry {
+        Ok(telemetry) => telemetry,
+        Err(error) => return report(&error),
+    };
+    let outcome = runtime.block_on(dispatch(cli.command));
+    // The runtime still runs the last export.
+    telemetry.shutdown();
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => report(&error),
     }
@@ -749,7 +817,7 @@ fn main() -> ExitCode {
 async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run(args) => run::run(args).await,
-        Command::Serve(args) => serve::serve(args).await,
+        Command::Serve(args) => serve::serve(*args).await,
         Command::Component { server, command } => remote::component(&server, command).await,
         Command::Worker { server, command } => remote::worker(&server, command).await,
         Command::Promise { server, command } => remote::promise(&server, command).await,
@@ -787,25 +855,6 @@ fn one_line(error: &anyhow::Error) -> String {
         line.push_str(&text);
     }
     line
-}
-
-/// Logs go to stderr, so they never mix with results on stdout.
-fn init_tracing(verbose: u8) {
-    use tracing_subscriber::EnvFilter;
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(filter) if !filter.is_empty() => EnvFilter::new(filter),
-        _ => EnvFilter::new(match verbose {
-            0 => "warn",
-            1 => "warn,vow=info,vow_runtime=info,vow_server=info",
-            2 => "info,vow=debug,vow_runtime=debug,vow_server=debug",
-            _ => "trace",
-        }),
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
 }
 
 #[cfg(test)]

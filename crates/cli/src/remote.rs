@@ -485,6 +485,27 @@ async fn invoke(client: &Client, args: InvokeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The promises of a `GET /v1/promises` answer as a table.
+fn promise_table(answer: &Value) -> anyhow::Result<String> {
+    let promises: Vec<Promise> = parse(answer, Some("promises"))?;
+    let rows: Vec<Vec<String>> = promises
+        .iter()
+        .map(|p| {
+            vec![
+                p.promise_id.clone(),
+                p.status.clone(),
+                if p.awaited { "yes" } else { "no" }.to_owned(),
+                p.created_at.clone(),
+                p.completed_at.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    Ok(output::table(
+        &["PROMISE ID", "STATUS", "AWAITED", "CREATED", "COMPLETED"],
+        &rows,
+    ))
+}
+
 pub(crate) async fn promise(
     server: &crate::ServerArgs,
     command: PromiseCommand,
@@ -496,38 +517,45 @@ pub(crate) async fn promise(
             component,
             worker,
             json,
+            watch,
+            interval,
         } => {
-            let mut request = Request::new(Method::GET, &["v1", "promises"]);
-            if let Some(status) = status {
-                request = request.query("status", status.as_str());
+            let list = || {
+                let mut request = Request::new(Method::GET, &["v1", "promises"]);
+                if let Some(status) = status {
+                    request = request.query("status", status.as_str());
+                }
+                if let Some(component) = &component {
+                    request = request.query("component", component);
+                }
+                if let Some(worker) = &worker {
+                    request = request.query("worker", worker);
+                }
+                client.call(request)
+            };
+            if watch {
+                let interval = crate::local::seconds("--interval", interval)?
+                    .context("--interval must be more than 0 seconds")?;
+                let mut what = "vow promise list".to_owned();
+                if let Some(status) = status {
+                    what.push_str(&format!(" --status {}", status.as_str()));
+                }
+                if let Some(component) = &component {
+                    what.push_str(&format!(" --component {component}"));
+                }
+                if let Some(worker) = &worker {
+                    what.push_str(&format!(" --worker {worker}"));
+                }
+                return crate::watch::watch(&what, interval, || async {
+                    promise_table(&list().await?)
+                })
+                .await;
             }
-            if let Some(component) = component {
-                request = request.query("component", component);
-            }
-            if let Some(worker) = worker {
-                request = request.query("worker", worker);
-            }
-            let answer = client.call(request).await?;
+            let answer = list().await?;
             if json {
                 return output::json(&answer);
             }
-            let promises: Vec<Promise> = parse(&answer, Some("promises"))?;
-            let rows: Vec<Vec<String>> = promises
-                .iter()
-                .map(|p| {
-                    vec![
-                        p.promise_id.clone(),
-                        p.status.clone(),
-                        if p.awaited { "yes" } else { "no" }.to_owned(),
-                        p.created_at.clone(),
-                        p.completed_at.clone().unwrap_or_default(),
-                    ]
-                })
-                .collect();
-            output::line(&output::table(
-                &["PROMISE ID", "STATUS", "AWAITED", "CREATED", "COMPLETED"],
-                &rows,
-            ))?;
+            output::line(&promise_table(&answer)?)?;
             Ok(())
         }
         PromiseCommand::Complete {

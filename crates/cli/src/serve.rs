@@ -141,7 +141,8 @@ async fn executor(args: &ServeArgs, public_url: &str) -> anyhow::Result<Executor
         .evict_after(Some(Duration::from_secs_f64(args.evict_after)))
         .max_resident(args.max_resident)
         .max_queued(args.max_queued)
-        .snapshot_every(Some(args.snapshot_every));
+        .snapshot_every(Some(args.snapshot_every))
+        .metrics(!args.no_metrics);
     if args.max_workers == 0 || args.max_workers_per_component == 0 {
         anyhow::bail!("--max-workers and --max-workers-per-component must be 1 or more");
     }

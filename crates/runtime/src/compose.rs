@@ -270,6 +270,7 @@ pub(crate) fn spawn(
         function: handler.function.clone(),
         params: persist::to_wave(params)?,
         settles: Some(settles.clone()),
+        trace_parent: None,
     });
     let invocation = InvocationRecord {
         worker: key,

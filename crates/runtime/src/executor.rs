@@ -52,6 +52,8 @@ struct Settings {
     max_open_promises: usize,
     max_payload: usize,
     max_run_time: Option<Duration>,
+    /// Whether the executor keeps metrics (see [`crate::metrics`]).
+    metrics: bool,
 }
 
 /// How worker instances get their memory.
@@ -154,6 +156,7 @@ impl Default for ExecutorBuilder {
                 max_open_promises: crate::limits::DEFAULT_MAX_OPEN_PROMISES,
                 max_payload: crate::limits::DEFAULT_MAX_PAYLOAD,
                 max_run_time: Some(crate::limits::DEFAULT_MAX_RUN_TIME),
+                metrics: true,
             },
         }
     }
@@ -341,6 +344,17 @@ impl ExecutorBuilder {
         self
     }
 
+    /// Whether the executor keeps metrics (default: yes): counters and
+    /// histograms of invocations, completions, replays, evictions and
+    /// store commits, and gauges of workers and promises by status, read
+    /// through [`Executor::metrics`] (see [`crate::metrics`]). Each update
+    /// is an atomic increment or a histogram observation; `false` leaves
+    /// even those out, and [`Executor::metrics`] answers `None`.
+    pub fn metrics(mut self, on: bool) -> Self {
+        self.settings.metrics = on;
+        self
+    }
+
     /// Signs completion links with these keys (see [`crate::links`]).
     /// Default: the key file [`LINK_KEYS_FILE`] in the data directory
     /// (created with one key when missing); with no data directory, one
@@ -460,6 +474,13 @@ impl ExecutorBuilder {
         }
         let engine = Engine::new(&config).map_err(|e| Error::Config(chain(&e)))?;
         let linker = new_linker(&engine)?;
+        let recorder = settings
+            .metrics
+            .then(|| Arc::new(crate::metrics::Recorder::new()));
+        if let Some(recorder) = &recorder {
+            storage.observe_commits(Arc::clone(recorder) as Arc<dyn vow_store::CommitObserver>);
+        }
+        let meter = crate::metrics::Meter::new(recorder.clone());
         let (spawner, spawned) = Spawner::new();
         let (promises, dispatcher) = Promises::spawn(
             Arc::clone(&storage),
@@ -467,12 +488,15 @@ impl ExecutorBuilder {
             reactions,
             spawner.clone(),
             settings.max_payload,
+            meter.clone(),
         );
         let ticker = Ticker::start(engine.clone(), settings.epoch_interval);
         let registry = Arc::new(
             Registry::new(settings.max_resident)
                 .with_worker_limits(settings.max_workers, settings.max_workers_per_component),
         );
+        let metrics = recorder
+            .map(|recorder| crate::metrics::Metrics::new(recorder, Arc::downgrade(&registry)));
         let components: Components = Arc::default();
         let links = crate::links::Links::new(
             settings
@@ -501,6 +525,8 @@ impl ExecutorBuilder {
             dispatcher,
             _ticker: ticker,
             links,
+            meter,
+            metrics,
         });
         let (ready, started) = tokio::sync::oneshot::channel();
         tokio::spawn(activate(Arc::downgrade(&inner), started, spawned));
@@ -688,6 +714,10 @@ struct Inner {
     _ticker: Ticker,
     /// Mints and checks completion links.
     links: crate::links::Links,
+    /// What worker tasks record metrics with (off: records nothing).
+    meter: crate::metrics::Meter,
+    /// The metrics, when on.
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 impl Drop for Inner {
@@ -734,6 +764,9 @@ pub struct Invocation {
     /// A key that makes the request idempotent per worker: a second request
     /// with the same key runs nothing and yields the first one's outcome.
     pub idempotency_key: Option<String>,
+    /// The caller's place in a distributed trace: the invocation's span
+    /// joins that trace (see [`crate::trace`]).
+    pub trace_parent: Option<crate::trace::TraceParent>,
 }
 
 impl Invocation {
@@ -743,12 +776,20 @@ impl Invocation {
             function: function.into(),
             params,
             idempotency_key: None,
+            trace_parent: None,
         }
     }
 
     /// Sets the idempotency key.
     pub fn with_idempotency_key(mut self, key: impl Into<String>) -> Self {
         self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Sets the caller's trace context, as a `traceparent` header carries
+    /// it.
+    pub fn with_trace_parent(mut self, parent: crate::trace::TraceParent) -> Self {
+        self.trace_parent = Some(parent);
         self
     }
 }
@@ -763,8 +804,9 @@ pub(crate) fn queue_job(
     params: Vec<Val>,
     idempotency_key: Option<String>,
     seq: u64,
+    trace_parent: Option<&crate::trace::TraceParent>,
 ) -> Result<SharedOutcome> {
-    let (job, outcome) = Job::new(entry, export, params, idempotency_key, seq);
+    let (job, outcome) = Job::new(entry, export, params, idempotency_key, seq, trace_parent);
     entry.enqueue(job)?;
     Ok(outcome)
 }
@@ -990,6 +1032,7 @@ impl Executor {
             max_open_promises: settings.max_open_promises,
             max_run_time: settings.max_run_time,
             links: self.inner.links.clone(),
+            metrics: self.inner.meter.clone(),
         }
     }
 
@@ -1133,6 +1176,7 @@ impl Executor {
             function: export.name.clone(),
             params,
             settles: None,
+            trace_parent: invocation.trace_parent.map(|p| p.to_string()),
         });
         // Enqueued in the store before the job can append anything, so the
         // write order is the order things happened.
@@ -1152,6 +1196,7 @@ impl Executor {
             invocation.params,
             invocation.idempotency_key,
             seq,
+            invocation.trace_parent.as_ref(),
         )?;
         drop(loaded);
         if let Err(error) = write.await {
@@ -1384,6 +1429,13 @@ impl Executor {
             .get(id.clone())
             .await?
             .ok_or_else(|| Error::PromiseNotFound(id.clone()))
+    }
+
+    /// The executor's metrics, to encode in Prometheus' text format or to
+    /// register in a `prometheus-client` registry (see [`crate::metrics`]);
+    /// `None` when built with [`ExecutorBuilder::metrics`]`(false)`.
+    pub fn metrics(&self) -> Option<crate::metrics::Metrics> {
+        self.inner.metrics.clone()
     }
 
     /// How many workers have their instance in memory right now; the others

@@ -268,6 +268,14 @@ impl Journal {
 
     /// A clock read: the recorded value in replay, `live()` otherwise.
     fn clock(&mut self, kind: &'static str, live: impl FnOnce() -> u64) -> u64 {
+        // TRACE, not DEBUG as the other host calls: guests read clocks
+        // often (Python at every import), and the invocation's span
+        // already names the worker.
+        let _span = if kind == "wall-clock" {
+            tracing::trace_span!("wasi:clocks/wall-clock.now").entered()
+        } else {
+            tracing::trace_span!("wasi:clocks/monotonic-clock.now").entered()
+        };
         if self.detached {
             return live();
         }
@@ -297,6 +305,7 @@ impl Journal {
     }
 
     fn random(&mut self, dest: &mut [u8], source: &mut StdRng) {
+        let _span = tracing::trace_span!("wasi:random", bytes = dest.len()).entered();
         if self.detached {
             rand::Rng::fill_bytes(source, dest);
             return;

@@ -18,6 +18,8 @@
 //!   time, in arrival order.
 //! - A promise ([`PromiseId`] = worker + oplog index) is created by a guest and
 //!   completed by anyone, first writer wins.
+//! - [`Executor::metrics`] counts and measures what the executor does, in
+//!   Prometheus' data model (see [`metrics`]).
 //!
 //! ## Embedding
 //!
@@ -77,12 +79,14 @@ mod ids;
 mod journal;
 mod limits;
 pub mod links;
+pub mod metrics;
 mod oplog;
 mod output;
 mod persist;
 mod promise;
 mod recovery;
 mod run;
+pub mod trace;
 mod values;
 mod worker;
 
@@ -103,6 +107,7 @@ pub use oplog::{
     ComposeCall, HostSettings, OplogEntry, OplogRecord, RecordedMetadata, StoredSettlement,
 };
 pub use output::WorkerOutput;
+pub use prometheus_client;
 pub use promise::{
     ErrorKind, PromiseError, PromiseFilter, PromiseInfo, PromiseOptions, PromiseStatus, Settlement,
 };

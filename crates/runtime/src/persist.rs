@@ -44,6 +44,10 @@ pub(crate) struct Request {
     /// The promise its outcome settles (`when`, `then`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) settles: Option<PromiseId>,
+    /// The caller's `traceparent`, so that the invocation joins its trace
+    /// even when it is read back from the store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) trace_parent: Option<String>,
 }
 
 /// A stored invocation outcome.

@@ -15,6 +15,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tracing::Instrument as _;
 use wasmtime::component::{Instance, Val};
 use wasmtime::{Engine, Store, StoreLimitsBuilder};
 use wasmtime_wasi::{ResourceTable, WasiCtxBuilder};
@@ -24,6 +25,7 @@ use crate::error::{Error, Result, chain};
 use crate::host::GolemCtx;
 use crate::ids::PromiseId;
 use crate::journal::{JournalMonotonicClock, JournalRandom, JournalWallClock, lock};
+use crate::metrics::Eviction;
 use crate::oplog::{OplogEntry, OplogRecord};
 use crate::persist;
 use crate::worker::{Job, Registry, WorkerEntry, WorkerState, WorkerStatus};
@@ -46,6 +48,8 @@ pub(crate) struct Env {
     pub(crate) max_run_time: Option<Duration>,
     /// Mints the completion links guests ask for.
     pub(crate) links: crate::links::Links,
+    /// The executor's metrics.
+    pub(crate) metrics: crate::metrics::Meter,
 }
 
 /// A worker in memory.
@@ -496,8 +500,9 @@ fn diverged(entry: &WorkerEntry, message: String) -> Error {
 /// How one attempt at an invocation ended.
 enum Attempt {
     Done(Result<Vec<Val>>),
-    /// The worker was parked on this promise too long and left memory.
-    Evicted(PromiseId),
+    /// The worker was parked on this promise too long, or the resident cap
+    /// asked it to leave, and it left memory.
+    Evicted(PromiseId, Eviction),
     /// The worker was interrupted; the invocation runs again later.
     Interrupted,
     /// The guest called `set-oplog-index`: the worker is rebuilt by replay
@@ -556,6 +561,7 @@ pub(crate) async fn run(entry: Arc<WorkerEntry>, mut live: Option<Live>) {
                 if take_eviction(&env, &entry) && entry.evictable() {
                     tracing::debug!(worker = %entry.id, "idle worker left memory");
                     live = None;
+                    env.metrics.evicted(Eviction::ResidentCap);
                 }
                 continue;
             }
@@ -577,9 +583,13 @@ pub(crate) async fn run(entry: Arc<WorkerEntry>, mut live: Option<Live>) {
         if job.deadline.is_none() {
             job.deadline = env.invocation_timeout.map(|t| Instant::now() + t);
         }
+        let started = *job.started.get_or_insert_with(std::time::Instant::now);
         let outcome = loop {
             if live.is_none() {
-                match Box::pin(load(&entry, &env)).await {
+                let loading = std::time::Instant::now();
+                let loaded = Box::pin(load(&entry, &env).instrument(job.span.clone())).await;
+                env.metrics.replayed(loaded.is_ok(), loading.elapsed());
+                match loaded {
                     Ok(loaded) => live = Some(loaded),
                     Err(error) => break Err(error),
                 }
@@ -587,13 +597,15 @@ pub(crate) async fn run(entry: Arc<WorkerEntry>, mut live: Option<Live>) {
             let Some(current) = live.as_mut() else {
                 continue;
             };
-            match Box::pin(attempt(current, &entry, &env, &job)).await {
+            let span = job.span.clone();
+            match Box::pin(attempt(current, &entry, &env, &job).instrument(span)).await {
                 Attempt::Done(outcome) => break outcome,
-                Attempt::Evicted(promise) => {
+                Attempt::Evicted(promise, why) => {
                     // The worker waits on its promise with no instance and
                     // no task; the job goes back to the head of the queue.
                     tracing::debug!(worker = %entry.id, %promise, "parked worker left memory");
                     drop(live.take());
+                    env.metrics.evicted(why);
                     entry.requeue_front(job);
                     entry.go_dormant(Some(promise));
                     return;
@@ -609,14 +621,17 @@ pub(crate) async fn run(entry: Arc<WorkerEntry>, mut live: Option<Live>) {
         if let Err(error) = &outcome {
             // A trapped or interrupted instance cannot be entered again:
             // drop the Store now and fail the worker.
-            tracing::warn!(worker = %entry.id, function = job.export.name, %error, "invocation failed");
+            job.span.in_scope(|| {
+                tracing::warn!(worker = %entry.id, function = job.export.name, %error, "invocation failed");
+            });
             entry.fail(error.to_string());
             live = None;
         } else {
             entry.set_status(WorkerStatus::Idle);
         }
         // The outcome is answered only once it is durable.
-        let stored = Box::pin(finish(&entry, &job, &outcome, failed)).await;
+        let stored =
+            Box::pin(finish(&entry, &job, &outcome, failed).instrument(job.span.clone())).await;
         if let Err(error) = &stored {
             // The store refused the invocation's entries (a full disk, a
             // lost database): the instance holds effects the log does not,
@@ -626,10 +641,14 @@ pub(crate) async fn run(entry: Arc<WorkerEntry>, mut live: Option<Live>) {
             tracing::error!(worker = %entry.id, %error, "the invocation's log could not be stored; reloading the worker from the store");
             live = None;
         }
-        let _ = job.reply.send(match stored {
+        let answer = match stored {
             Ok(()) => outcome,
             Err(error) => Err(error),
-        });
+        };
+        env.metrics.invocation(&answer, started.elapsed());
+        // A settlement stamp this invocation did not measure is stale.
+        entry.settled.clear();
+        let _ = job.reply.send(answer);
         if let Some(current) = live.as_mut() {
             current.since_snapshot += 1;
             let due = env
@@ -781,7 +800,7 @@ async fn attempt(live: &mut Live, entry: &Arc<WorkerEntry>, env: &Env, job: &Job
         let mut call = crate::limits::Timed::new(call, clock);
         tokio::select! {
             outcome = &mut call => outcome,
-            promise = parked_too_long(entry, env, evict_after) => return Attempt::Evicted(promise),
+            (promise, why) = parked_too_long(entry, env, evict_after) => return Attempt::Evicted(promise, why),
             () = entry.interrupt_asked() => {
                 entry.take_interrupt();
                 return Attempt::Interrupted;
@@ -879,12 +898,12 @@ fn leftover(entry: &WorkerEntry, export: &ExportFunc) -> Option<Error> {
 
 /// Resolves with the promise the guest is parked on once it has been
 /// parked for `after` (never, when `after` is `None`), or once the registry
-/// asks the worker to leave memory while it is parked.
+/// asks the worker to leave memory while it is parked; and which it was.
 async fn parked_too_long(
     entry: &Arc<WorkerEntry>,
     env: &Env,
     after: Option<Duration>,
-) -> PromiseId {
+) -> (PromiseId, Eviction) {
     loop {
         let due = entry
             .parked()
@@ -901,14 +920,14 @@ async fn parked_too_long(
                 if take_eviction(env, entry)
                     && let Some((promise, _)) = entry.parked()
                 {
-                    return promise;
+                    return (promise, Eviction::ResidentCap);
                 }
             }
             () = until(due) => {
                 if let Some((promise, since)) = entry.parked()
                     && after.is_some_and(|after| since.elapsed() >= after)
                 {
-                    return promise;
+                    return (promise, Eviction::Parked);
                 }
             }
         }

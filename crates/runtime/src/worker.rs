@@ -57,19 +57,20 @@ pub enum WorkerStatus {
 }
 
 impl WorkerStatus {
+    /// Every status, in the WIT's order.
+    pub const ALL: [Self; 7] = [
+        Self::Running,
+        Self::Idle,
+        Self::Suspended,
+        Self::Interrupted,
+        Self::Retrying,
+        Self::Failed,
+        Self::Exited,
+    ];
+
     /// Parses the WIT spelling (`running`, `idle`, ...).
     pub fn parse(text: &str) -> Option<Self> {
-        [
-            Self::Running,
-            Self::Idle,
-            Self::Suspended,
-            Self::Interrupted,
-            Self::Retrying,
-            Self::Failed,
-            Self::Exited,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == text)
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
     }
 
     fn from_u8(v: u8) -> Self {
@@ -162,17 +163,23 @@ pub(crate) struct Job {
     pub(crate) deadline: Option<tokio::time::Instant>,
     /// The promise its outcome settles (started by `when` or `then`).
     pub(crate) settles: Option<PromiseId>,
+    /// Entered whenever the worker task works on it (see [`crate::trace`]).
+    pub(crate) span: tracing::Span,
+    /// When the worker task first took it, for its duration's metric.
+    pub(crate) started: Option<Instant>,
 }
 
 impl Job {
     /// A job and the shared future of its outcome, remembered under its
-    /// idempotency key if it has one.
+    /// idempotency key if it has one; its span joins `trace_parent`'s
+    /// trace.
     pub(crate) fn new(
         entry: &WorkerEntry,
         export: Arc<ExportFunc>,
         params: Vec<Val>,
         idempotency_key: Option<String>,
         seq: u64,
+        trace_parent: Option<&crate::trace::TraceParent>,
     ) -> (Self, SharedOutcome) {
         use futures::FutureExt as _;
         let (reply, rx) = oneshot::channel();
@@ -184,6 +191,13 @@ impl Job {
         if let Some(key) = &idempotency_key {
             entry.remember_outcome(key.clone(), outcome.clone());
         }
+        let span = crate::trace::invocation_span(
+            &entry.id,
+            &export.name,
+            seq,
+            idempotency_key.as_deref(),
+            trace_parent,
+        );
         let job = Self {
             export,
             params,
@@ -192,6 +206,8 @@ impl Job {
             reply,
             deadline: None,
             settles: None,
+            span,
+            started: None,
         };
         (job, outcome)
     }
@@ -270,6 +286,11 @@ pub(crate) struct WorkerEntry {
     /// table counts them down as they settle or are deleted), against
     /// the executor's `max_open_promises`.
     pub(crate) open_promises: AtomicUsize,
+    /// Set while the worker has an instance in memory (for the metrics).
+    resident: AtomicBool,
+    /// When the promise table told the worker that the promise it waits
+    /// on settled, until its await returns (see [`crate::metrics`]).
+    pub(crate) settled: crate::metrics::Stamp,
 }
 
 /// The last invocation sequence number of a recovered worker before it is
@@ -340,6 +361,8 @@ impl WorkerEntry {
             task: Mutex::new(None),
             dormant_on: Mutex::new(None),
             open_promises: AtomicUsize::new(0),
+            resident: AtomicBool::new(false),
+            settled: crate::metrics::Stamp::default(),
             run_env: env,
             loaded: AtomicBool::new(last_seq != UNKNOWN_SEQ),
             loading: tokio::sync::Mutex::const_new(()),
@@ -510,12 +533,19 @@ impl WorkerEntry {
         };
         let types: Vec<_> = export.ty.params().map(|(_, t)| t).collect();
         let params = persist::from_wave(&request.params, &types)?;
+        // A stored traceparent that no longer parses is dropped, as a
+        // malformed header is.
+        let trace_parent = request
+            .trace_parent
+            .as_deref()
+            .and_then(crate::trace::TraceParent::parse);
         let (mut job, _) = Job::new(
             self,
             export,
             params,
             invocation.idempotency_key,
             invocation.seq,
+            trace_parent.as_ref(),
         );
         job.settles = request.settles;
         Ok(Some(job))
@@ -859,12 +889,14 @@ impl Registry {
     /// that makes too many, the least recently used leave.
     pub(crate) fn arrived(&self, entry: &Arc<WorkerEntry>) {
         self.resident.fetch_add(1, Ordering::AcqRel);
+        entry.resident.store(true, Ordering::Release);
         self.touch(entry);
     }
 
     /// A worker left memory.
     pub(crate) fn left(&self, entry: &WorkerEntry) {
         self.resident.fetch_sub(1, Ordering::AcqRel);
+        entry.resident.store(false, Ordering::Release);
         // Not inside an `if let` on the tick's lock: its guard would be held
         // while taking the order's, the reverse of `touch`.
         let tick = lock(&entry.lru_tick).take();
@@ -933,6 +965,22 @@ impl Registry {
 
     pub(crate) fn resident(&self) -> usize {
         self.resident.load(Ordering::Acquire)
+    }
+
+    /// How many workers have each status, in memory and out of it: one
+    /// pass over the table under its read lock, for a metrics scrape.
+    pub(crate) fn census(&self) -> crate::metrics::Census {
+        let mut census = crate::metrics::Census::default();
+        let workers = self.workers.read().unwrap_or_else(|p| p.into_inner());
+        for worker in workers.values() {
+            let counts = if worker.resident.load(Ordering::Acquire) {
+                &mut census.live
+            } else {
+                &mut census.evicted
+            };
+            counts[worker.status() as usize] += 1;
+        }
+        census
     }
 
     pub(crate) fn get(&self, id: &WorkerId) -> Option<Arc<WorkerEntry>> {

@@ -1,6 +1,7 @@
 //! API authentication: with a token configured, every route but the
-//! OpenAPI document and completion links' own routes (whose token is their
-//! credential) needs `Authorization: Bearer <token>`.
+//! OpenAPI document, completion links' own routes (whose token is their
+//! credential) and the web page's files (which hold no data) needs
+//! `Authorization: Bearer <token>`.
 //!
 //! The token is compared through SHA-256 digests, byte by byte without an
 //! early exit, so the time a comparison takes says nothing about how much
@@ -51,7 +52,9 @@ pub(crate) fn is_open(path: &str) -> bool {
 /// The middleware: 401 with the JSON error body for a missing or wrong
 /// token.
 pub(crate) async fn require(token: Token, request: Request, next: Next) -> Response {
-    if is_open(request.uri().path()) {
+    let path = request.uri().path();
+    // The web page's files hold no data: the page asks for the token.
+    if is_open(path) || crate::ui::is_page(path) {
         return next.run(request).await;
     }
     let given = request

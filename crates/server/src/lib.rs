@@ -4,7 +4,10 @@
 //! components, start workers, invoke their exports with arguments in Golem's
 //! JSON encoding (or WAVE text), and list and complete the promises they wait
 //! on. `docs/rest-api.md` is the contract; the server also describes itself
-//! at `GET /openapi.json`.
+//! at `GET /openapi.json`. The same router serves a web page at `/` (its
+//! files are compiled in) that lists the pending promises with a form to
+//! answer each, and the workers, kept current by `GET /v1/events`
+//! (`docs/web-ui.md`).
 //!
 //! ## Serving
 //!
@@ -28,6 +31,10 @@
 //! # }
 //! ```
 //!
+//! When the executor keeps metrics (its default), the router also serves
+//! them at `GET /metrics` in Prometheus' text format, with a count of
+//! requests by route and status (`docs/metrics.md`).
+//!
 //! [`json`] converts between Vow's plain JSON and component values, and
 //! [`typed`] gives Golem's type-annotated form, for clients that build
 //! requests or read results.
@@ -37,12 +44,15 @@ mod error;
 mod extract;
 mod integral;
 pub mod json;
+mod metrics;
 mod openapi;
 mod oplog;
 mod routes;
 mod serve;
 pub mod time;
+mod trace;
 pub mod typed;
+mod ui;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -53,7 +63,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::RequestBodyTimeoutLayer;
-use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 use vow_runtime::Executor;
 
@@ -112,7 +122,14 @@ impl Default for ServerConfig {
 pub fn router(executor: Executor, config: ServerConfig) -> Router {
     let (mut router, api) = routes::table(&config).split_for_parts();
     let openapi = Arc::new(openapi::document(api));
+    let http_metrics = executor.metrics().map(|m| metrics::HttpMetrics::new(&m));
+    if let Some(http_metrics) = &http_metrics {
+        // Prometheus' text, not JSON: not in the OpenAPI document either.
+        router = router.merge(http_metrics.route());
+    }
     router = router
+        // The web page's files: not API routes, so not in the document.
+        .merge(ui::routes())
         // After the routes: it applies to the routes present.
         .method_not_allowed_fallback(routes::method_not_allowed)
         .fallback(routes::not_found);
@@ -123,21 +140,27 @@ pub fn router(executor: Executor, config: ServerConfig) -> Router {
             auth::require(token.clone(), request, next)
         }));
     }
-    router
+    router = router
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(RequestBodyTimeoutLayer::new(config.body_timeout))
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .make_span_with(trace::request_span::<axum::body::Body>)
                 .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
         )
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(axum::middleware::map_response(json_charset))
-        .with_state(AppState {
-            executor,
-            config,
-            openapi,
-        })
+        .layer(axum::middleware::map_response(json_charset));
+    if let Some(http_metrics) = http_metrics {
+        // Outermost, so that every answer is counted: 401s, 413s and
+        // caught panics too.
+        router = router.layer(metrics::CountLayer::new(http_metrics));
+    }
+    router.with_state(AppState {
+        executor,
+        config,
+        openapi,
+        events: Default::default(),
+    })
 }
 
 /// The content type Golem's API declares and sends for JSON.

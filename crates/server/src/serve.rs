@@ -18,7 +18,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 /// How long [`serve`] lets in-flight requests finish after the shutdown
@@ -141,6 +141,10 @@ pub async fn serve_with(
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
+    // Responses that last (the event stream) end when this turns true, so
+    // that they do not hold the graceful shutdown for its whole grace.
+    let (drain, draining) = watch::channel(false);
+    let router = router.layer(axum::Extension(Draining(draining)));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(options.header_timeout)
@@ -188,6 +192,7 @@ pub async fn serve_with(
     }
     drop(listener);
     tracing::info!("shutting down: no new connections, finishing requests in flight");
+    drain.send_replace(true);
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(options.grace) => {
@@ -195,6 +200,20 @@ pub async fn serve_with(
         }
     }
     Ok(())
+}
+
+/// Tells the responses that would otherwise never end (the event stream
+/// of `GET /v1/events`) that the server is shutting down. [`serve_with`]
+/// puts it in every request's extensions; a router used without it (in
+/// tests, through `oneshot`) has none.
+#[derive(Clone, Debug)]
+pub(crate) struct Draining(watch::Receiver<bool>);
+
+impl Draining {
+    /// Resolves once the shutdown has started (or the server is gone).
+    pub(crate) async fn started(&mut self) {
+        let _ = self.0.wait_for(|draining| *draining).await;
+    }
 }
 
 /// What every connection is served with.

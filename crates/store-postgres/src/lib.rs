@@ -405,4 +405,8 @@ impl Storage for PostgresStorage {
     fn location(&self) -> String {
         self.location.clone()
     }
+
+    fn observe_commits(&self, observer: Arc<dyn vow_store::CommitObserver>) {
+        self.counters.hook.set(observer);
+    }
 }

@@ -42,6 +42,8 @@ pub(crate) struct Counters {
     pub(crate) commits: AtomicU64,
     pub(crate) batches: AtomicU64,
     pub(crate) failed_batches: AtomicU64,
+    /// Told of each commit (see [`vow_store::Storage::observe_commits`]).
+    pub(crate) hook: vow_store::CommitHook,
 }
 
 /// The writer's connection and its prepared statements.
@@ -132,9 +134,11 @@ impl Writer {
             while let Ok(job) = rx.try_recv() {
                 jobs.push(job);
             }
+            let started = std::time::Instant::now();
             let answers = self.commit(&jobs).await;
             let ok = answers.iter().filter(|a| a.is_ok()).count() as u64;
             if ok > 0 {
+                self.counters.hook.committed(ok as usize, started.elapsed());
                 self.counters.commits.fetch_add(1, Ordering::Relaxed);
             }
             self.counters.batches.fetch_add(ok, Ordering::Relaxed);

@@ -340,4 +340,8 @@ impl Storage for SqliteStorage {
     fn location(&self) -> String {
         self.location.clone()
     }
+
+    fn observe_commits(&self, observer: Arc<dyn vow_store::CommitObserver>) {
+        self.counters.hook.set(observer);
+    }
 }

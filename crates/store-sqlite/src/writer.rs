@@ -47,6 +47,8 @@ pub(crate) struct Counters {
     pub(crate) commits: AtomicU64,
     pub(crate) batches: AtomicU64,
     pub(crate) failed_batches: AtomicU64,
+    /// Told of each commit (see [`vow_store::Storage::observe_commits`]).
+    pub(crate) hook: vow_store::CommitHook,
 }
 
 /// Starts the writer thread on `conn`; it stops once every sender is
@@ -109,6 +111,7 @@ impl Writer {
 
     /// Applies every batch of `group` in one transaction and answers them.
     fn commit_group(&self, group: Vec<Job>) {
+        let started = std::time::Instant::now();
         let mut results: Vec<Option<Result<Vec<Outcome>>>> = vec![None; group.len()];
         let mut pending: VecDeque<usize> = (0..group.len()).collect();
         let mut retried = vec![false; group.len()];
@@ -121,6 +124,9 @@ impl Writer {
             .map(|r| r.unwrap_or_else(|| Err(Error::Backend("the writer lost a batch".to_owned()))))
             .collect();
         let ok = results.iter().filter(|r| r.is_ok()).count() as u64;
+        if ok > 0 {
+            self.counters.hook.committed(ok as usize, started.elapsed());
+        }
         self.counters.batches.fetch_add(ok, Ordering::SeqCst);
         self.counters
             .failed_batches

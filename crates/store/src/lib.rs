@@ -41,11 +41,13 @@ use futures::future::BoxFuture;
 use uuid::Uuid;
 
 mod memory;
+mod observe;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
 pub use memory::MemoryStorage;
+pub use observe::{CommitHook, CommitObserver};
 
 /// A component's id and a worker's name: the key of every per-worker record.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -475,6 +477,15 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
 
     /// Where the store lives, for messages (a path or a URL without secrets).
     fn location(&self) -> String;
+
+    /// Tells `observer` of every commit from now on (how many batches it
+    /// held, how long it took), in place of any observer given before; the
+    /// runtime's metrics use it. Backends that make no commits of their own
+    /// (the in-memory one applies each batch as it comes) ignore it, which
+    /// is what this default does.
+    fn observe_commits(&self, observer: Arc<dyn CommitObserver>) {
+        drop(observer);
+    }
 }
 
 /// Encodes a list of promise keys as one byte string, for backends that

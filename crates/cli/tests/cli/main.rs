@@ -15,3 +15,6 @@ mod python_promises;
 mod run;
 mod serve;
 mod support;
+mod telemetry;
+mod ui;
+mod watch;

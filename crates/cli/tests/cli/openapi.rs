@@ -87,7 +87,11 @@ fn vow_serve_conforms_to_its_own_openapi_document() -> anyhow::Result<()> {
         .rsplit_once("/v1/links/")
         .map(|(_, token)| token.to_owned())
         .context("no token in the link")?;
-    let expected = operations(&server.url)?;
+    let documented = operations(&server.url)?;
+    // `GET /v1/events` never ends (a stream of server-sent events), and
+    // schemathesis reads whole answers: it is left out here, and tested by
+    // `crates/server/tests/api/ui.rs` and the browser tests.
+    let expected = documented - 1;
 
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("schemathesis.toml");
@@ -178,6 +182,8 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "400"]
             // the one that serves the document it reads.
             "--include-path-regex",
             ".",
+            "--exclude-operation-id",
+            "streamEvents",
             "--checks",
             "not_a_server_error,status_code_conformance,content_type_conformance,\
              response_schema_conformance,positive_data_acceptance",
@@ -200,7 +206,7 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "400"]
         String::from_utf8_lossy(&out.stderr)
     );
     ensure!(
-        report.contains(&format!("Selected: {expected}/{expected}"))
+        report.contains(&format!("Selected: {expected}/{documented}"))
             && report.contains(&format!("Tested: {expected}")),
         "not every one of the document's {expected} operations was tested:\n{report}"
     );

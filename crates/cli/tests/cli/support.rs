@@ -36,6 +36,9 @@ pub fn vow() -> Command {
         .env_remove("VOW_SERVER")
         .env_remove("VOW_AUTH_TOKEN")
         .env_remove("RUST_LOG")
+        .env_remove("VOW_LOG_FORMAT")
+        .env_remove("VOW_OTLP_FILTER")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
         .env("RUST_BACKTRACE", "0");
     command
 }
@@ -382,6 +385,12 @@ impl Server {
     /// [`Server::terminate`]); what it printed and its exit status.
     pub fn wait_exit(mut self, limit: Duration) -> anyhow::Result<Finished> {
         self.process.finish(limit)
+    }
+
+    /// Waits until the server's stderr contains `needle`; returns its
+    /// stderr so far.
+    pub fn wait_stderr(&self, needle: &str) -> anyhow::Result<String> {
+        self.process.wait_stderr(needle, QUICK)
     }
 
     /// Runs a client command against this server.

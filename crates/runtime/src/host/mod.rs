@@ -156,6 +156,12 @@ pub(crate) fn promise_id_to_wit(id: &PromiseId) -> wit::PromiseId {
     }
 }
 
+/// A promise id argument as host-call spans show it; computed only when
+/// the span is enabled.
+fn promise_field(id: &wit::PromiseId) -> PromiseId {
+    promise_id_from_wit(id.clone())
+}
+
 fn component_id_from_wit(id: WitComponentId) -> ComponentId {
     ComponentId::from_u64_pair(id.uuid.high_bits, id.uuid.low_bits)
 }
@@ -277,7 +283,7 @@ impl GolemCtx {
         let worker = Arc::clone(&self.worker);
         let mut rx = worker
             .promises
-            .subscribe(id.clone())
+            .subscribe_parked(id.clone(), &worker)
             .map_err(|_| shut_down())?;
         let answer = match (&mut rx).now_or_never() {
             Some(answer) => answer,
@@ -289,6 +295,11 @@ impl GolemCtx {
                 answer
             }
         };
+        // Resumed: woken by this answer, or brought back by replay after
+        // the settlement woke the worker out of memory (the stamp says
+        // when the settlement was sent; stale ones are cleared when an
+        // invocation ends).
+        worker.run_env.metrics.resumed(&worker.settled);
         answer.map_err(|_| shut_down())
     }
 
@@ -386,10 +397,22 @@ fn hold_one_more(worker: &WorkerEntry) -> wasmtime::Result<()> {
 }
 
 impl Host for HostView<'_> {
+    #[tracing::instrument(
+        level = "debug",
+        name = "golem:api/host.create-promise",
+        skip_all,
+        fields(worker = %self.ctx.worker.id)
+    )]
     fn create_promise(&mut self) -> wasmtime::Result<wit::PromiseId> {
         self.create_promise_with(|_| Ok(vow_store::PromiseSpec::default()))
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        name = "golem:api/host.await-promise",
+        skip_all,
+        fields(worker = %self.ctx.worker.id, promise = %promise_field(&promise_id))
+    )]
     async fn await_promise(&mut self, promise_id: wit::PromiseId) -> wasmtime::Result<Vec<u8>> {
         let id = promise_id_from_wit(promise_id);
         match self.ctx.step("await-promise")? {
@@ -419,6 +442,12 @@ impl Host for HostView<'_> {
         }
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        name = "golem:api/host.complete-promise",
+        skip_all,
+        fields(worker = %self.ctx.worker.id, promise = %promise_field(&promise_id))
+    )]
     async fn complete_promise(
         &mut self,
         promise_id: wit::PromiseId,
@@ -453,6 +482,12 @@ impl Host for HostView<'_> {
         }
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        name = "golem:api/host.delete-promise",
+        skip_all,
+        fields(worker = %self.ctx.worker.id, promise = %promise_field(&promise_id))
+    )]
     fn delete_promise(&mut self, promise_id: wit::PromiseId) -> wasmtime::Result<()> {
         let id = promise_id_from_wit(promise_id);
         if let Step::Replay(_) = self.ctx.step("delete-promise")? {
@@ -471,10 +506,22 @@ impl Host for HostView<'_> {
             .map_err(|e| trap(e.to_string()))
     }
 
+    #[tracing::instrument(
+        level = "trace",
+        name = "golem:api/host.get-oplog-index",
+        skip_all,
+        fields(worker = %self.ctx.worker.id)
+    )]
     fn get_oplog_index(&mut self) -> wasmtime::Result<u64> {
         Ok(lock(&self.ctx.journal).position())
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        name = "golem:api/host.set-oplog-index",
+        skip_all,
+        fields(worker = %self.ctx.worker.id, oplog_idx = oplog_idx)
+    )]
     async fn set_oplog_index(&mut self, oplog_idx: u64) -> wasmtime::Result<()> {
         let (position, start) = {
             let journal = lock(&self.ctx.journal);
@@ -497,6 +544,12 @@ impl Host for HostView<'_> {
         Err(wasmtime::Error::new(crate::run::Rewind { to: oplog_idx }))
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        name = "golem:api/host.oplog-commit",
+        skip_all,
+        fields(worker = %self.ctx.worker.id)
+    )]
     async fn oplog_commit(&mut self, replicas: u8) -> wasmtime::Result<()> {
         if let Step::Replay(_) = self.ctx.step("oplog-commit")? {
             return Ok(());
@@ -509,6 +562,12 @@ impl Host for HostView<'_> {
         Ok(())
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        name = "golem:api/host.mark-begin-operation",
+        skip_all,
+        fields(worker = %self.ctx.worker.id)
+    )]
     fn mark_begin_operation(&mut self) -> wasmtime::Result<u64> {
         match self.ctx.step("mark-begin-operation")? {
             Step::Replay(_) => Ok(lock(&self.ctx.journal).position()),
@@ -516,6 +575,12 @@ impl Host for HostView<'_> {
         }
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        name = "golem:api/host.mark-end-operation",
+        skip_all,
+        fields(worker = %self.ctx.worker.id, begin = begin)
+    )]
     fn mark_end_operation(&mut self, begin: u64) -> wasmtime::Result<()> {
         let position = lock(&self.ctx.journal).position();
         if begin == 0 || begin > position {
@@ -529,19 +594,43 @@ impl Host for HostView<'_> {
         Ok(())
     }
 
+    #[tracing::instrument(
+        level = "trace",
+        name = "golem:api/host.get-retry-policy",
+        skip_all,
+        fields(worker = %self.ctx.worker.id)
+    )]
     fn get_retry_policy(&mut self) -> wasmtime::Result<RetryPolicy> {
         Ok(self.ctx.retry_policy)
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        name = "golem:api/host.set-retry-policy",
+        skip_all,
+        fields(worker = %self.ctx.worker.id)
+    )]
     fn set_retry_policy(&mut self, new_retry_policy: RetryPolicy) -> wasmtime::Result<()> {
         self.ctx.retry_policy = new_retry_policy;
         self.ctx.setting("retry-policy")
     }
 
+    #[tracing::instrument(
+        level = "trace",
+        name = "golem:api/host.get-oplog-persistence-level",
+        skip_all,
+        fields(worker = %self.ctx.worker.id)
+    )]
     fn get_oplog_persistence_level(&mut self) -> wasmtime::Result<PersistenceLevel> {
         Ok(self.ctx.persistence)
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        name = "golem:api/host.set-oplog-persistence-level",
+        skip_all,
+        fields(worker = %self.ctx.worker.id)
+    )]
     fn set_oplog_persistence_level(
         &mut self,
         new_persistence_level: PersistenceLevel,
@@ -550,15 +639,33 @@ impl Host for HostView<'_> {
         self.ctx.setting("persistence-level")
     }
 
+    #[tracing::instrument(
+        level = "trace",
+        name = "golem:api/host.get-idempotence-mode",
+        skip_all,
+        fields(worker = %self.ctx.worker.id)
+    )]
     fn get_idempotence_mode(&mut self) -> wasmtime::Result<bool> {
         Ok(self.ctx.idempotent)
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        name = "golem:api/host.set-idempotence-mode",
+        skip_all,
+        fields(worker = %self.ctx.worker.id)
+    )]
     fn set_idempotence_mode(&mut self, idempotent: bool) -> wasmtime::Result<()> {
         self.ctx.idempotent = idempotent;
         self.ctx.setting("idempotence-mode")
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        name = "golem:api/host.generate-idempotency-key",
+        skip_all,
+        fields(worker = %self.ctx.worker.id)
+    )]
     fn generate_idempotency_key(&mut self) -> wasmtime::Result<wit::Uuid> {
         let (high_bits, low_bits) = match self.ctx.step("generate-idempotency-key")? {
             Step::Replay(OplogEntry::IdempotencyKey { key }) => key,
@@ -575,6 +682,12 @@ impl Host for HostView<'_> {
         })
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        name = "golem:api/host.update-worker",
+        skip_all,
+        fields(worker = %self.ctx.worker.id)
+    )]
     fn update_worker(
         &mut self,
         worker_id: wit::WorkerId,
@@ -588,6 +701,12 @@ impl Host for HostView<'_> {
         )))
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        name = "golem:api/host.get-self-metadata",
+        skip_all,
+        fields(worker = %self.ctx.worker.id)
+    )]
     fn get_self_metadata(&mut self) -> wasmtime::Result<wit::WorkerMetadata> {
         let worker = Arc::clone(&self.ctx.worker);
         let answer = self.ctx.metadata_read("get-self-metadata", || {
@@ -599,6 +718,12 @@ impl Host for HostView<'_> {
             .ok_or_else(|| trap("get-self-metadata: the recorded answer is empty".into()))
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        name = "golem:api/host.get-worker-metadata",
+        skip_all,
+        fields(worker = %self.ctx.worker.id)
+    )]
     fn get_worker_metadata(
         &mut self,
         worker_id: wit::WorkerId,
@@ -632,6 +757,12 @@ impl GolemCtx {
 }
 
 impl HostGetWorkers for HostView<'_> {
+    #[tracing::instrument(
+        level = "debug",
+        name = "golem:api/host.get-workers.new",
+        skip_all,
+        fields(worker = %self.ctx.worker.id)
+    )]
     fn new(
         &mut self,
         component_id: WitComponentId,
@@ -656,6 +787,12 @@ impl HostGetWorkers for HostView<'_> {
         Ok(self.table.push(WorkerListing { remaining })?)
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        name = "golem:api/host.get-workers.get-next",
+        skip_all,
+        fields(worker = %self.ctx.worker.id)
+    )]
     fn get_next(
         &mut self,
         listing: Resource<WorkerListing>,
@@ -679,6 +816,12 @@ impl HostGetWorkers for HostView<'_> {
         Ok(Some(page.iter().map(recorded_to_wit).collect()))
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        name = "golem:api/host.get-workers.drop",
+        skip_all,
+        fields(worker = %self.ctx.worker.id)
+    )]
     fn drop(&mut self, listing: Resource<WorkerListing>) -> wasmtime::Result<()> {
         self.table.delete(listing)?;
         Ok(())

@@ -10,6 +10,7 @@
 //! goes away.
 
 use tokio::sync::oneshot;
+use tracing::Instrument as _;
 use wasmtime::StoreContextMut;
 use wasmtime::component::{Linker, Resource};
 use wasmtime_wasi::p2::{DynPollable, Pollable};
@@ -55,51 +56,74 @@ pub(crate) fn add_to_linker(linker: &mut Linker<WorkerState>) -> wasmtime::Resul
         "poll",
         |mut store: StoreContextMut<'_, WorkerState>,
          (pollables,): (Vec<Resource<DynPollable>>,)| {
-            Box::new(async move {
-                let state = store.data_mut();
-                match state.golem.step("wasi-poll")? {
-                    Step::Replay(OplogEntry::WasiPoll { ready }) => return Ok((ready,)),
-                    Step::Replay(other) => return Err(state.golem.unexpected(&other)),
-                    Step::Live => {}
+            let span = tracing::debug_span!(
+                "wasi:io/poll.poll",
+                worker = %store.data().golem.worker.id,
+                pollables = pollables.len(),
+            );
+            Box::new(
+                async move {
+                    let state = store.data_mut();
+                    match state.golem.step("wasi-poll")? {
+                        Step::Replay(OplogEntry::WasiPoll { ready }) => return Ok((ready,)),
+                        Step::Replay(other) => return Err(state.golem.unexpected(&other)),
+                        Step::Live => {}
+                    }
+                    let ready = state.table.poll(pollables).await?;
+                    state.golem.record(OplogEntry::WasiPoll {
+                        ready: ready.clone(),
+                    });
+                    Ok((ready,))
                 }
-                let ready = state.table.poll(pollables).await?;
-                state.golem.record(OplogEntry::WasiPoll {
-                    ready: ready.clone(),
-                });
-                Ok((ready,))
-            })
+                .instrument(span),
+            )
         },
     )?;
     poll.func_wrap_async(
         "[method]pollable.block",
         |mut store: StoreContextMut<'_, WorkerState>, (pollable,): (Resource<DynPollable>,)| {
-            Box::new(async move {
-                let state = store.data_mut();
-                match state.golem.step("wasi-block")? {
-                    Step::Replay(OplogEntry::WasiBlock) => return Ok(()),
-                    Step::Replay(other) => return Err(state.golem.unexpected(&other)),
-                    Step::Live => {}
+            let span = tracing::debug_span!(
+                "wasi:io/poll.pollable.block",
+                worker = %store.data().golem.worker.id,
+            );
+            Box::new(
+                async move {
+                    let state = store.data_mut();
+                    match state.golem.step("wasi-block")? {
+                        Step::Replay(OplogEntry::WasiBlock) => return Ok(()),
+                        Step::Replay(other) => return Err(state.golem.unexpected(&other)),
+                        Step::Live => {}
+                    }
+                    state.table.block(pollable).await?;
+                    state.golem.record(OplogEntry::WasiBlock);
+                    Ok(())
                 }
-                state.table.block(pollable).await?;
-                state.golem.record(OplogEntry::WasiBlock);
-                Ok(())
-            })
+                .instrument(span),
+            )
         },
     )?;
     poll.func_wrap_async(
         "[method]pollable.ready",
         |mut store: StoreContextMut<'_, WorkerState>, (pollable,): (Resource<DynPollable>,)| {
-            Box::new(async move {
-                let state = store.data_mut();
-                match state.golem.step("wasi-ready")? {
-                    Step::Replay(OplogEntry::WasiReady { ready }) => return Ok((ready,)),
-                    Step::Replay(other) => return Err(state.golem.unexpected(&other)),
-                    Step::Live => {}
+            // A check that does not wait, which guests make in loops.
+            let span = tracing::trace_span!(
+                "wasi:io/poll.pollable.ready",
+                worker = %store.data().golem.worker.id,
+            );
+            Box::new(
+                async move {
+                    let state = store.data_mut();
+                    match state.golem.step("wasi-ready")? {
+                        Step::Replay(OplogEntry::WasiReady { ready }) => return Ok((ready,)),
+                        Step::Replay(other) => return Err(state.golem.unexpected(&other)),
+                        Step::Live => {}
+                    }
+                    let ready = state.table.ready(pollable).await?;
+                    state.golem.record(OplogEntry::WasiReady { ready });
+                    Ok((ready,))
                 }
-                let ready = state.table.ready(pollable).await?;
-                state.golem.record(OplogEntry::WasiReady { ready });
-                Ok((ready,))
-            })
+                .instrument(span),
+            )
         },
     )?;
     Ok(())

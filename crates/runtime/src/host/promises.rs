@@ -14,7 +14,10 @@ use futures::FutureExt as _;
 use vow_store::Write;
 use wasmtime::component::Resource;
 
-use super::{HostView, Step, component_id_from_wit, promise_id_from_wit, promise_id_to_wit, trap};
+use super::{
+    HostView, Step, component_id_from_wit, promise_field, promise_id_from_wit, promise_id_to_wit,
+    trap,
+};
 use crate::bindings::golem::api::host::PromiseId as WitPromiseId;
 use crate::bindings::vow::host::promises::{
     self as wit, Error as WitError, ErrorKind as WitErrorKind, Host, PromiseOptions as WitOptions,
@@ -344,6 +347,12 @@ async fn until(deadline: Option<u64>) {
 }
 
 impl Host for HostView<'_> {
+    #[tracing::instrument(
+        level = "debug",
+        name = "vow:host/promises.when",
+        skip_all,
+        fields(worker = %self.ctx.worker.id)
+    )]
     fn when(
         &mut self,
         target: Target,
@@ -365,6 +374,12 @@ impl Host for HostView<'_> {
         })
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        name = "vow:host/promises.then",
+        skip_all,
+        fields(worker = %self.ctx.worker.id, source = %promise_field(&source))
+    )]
     fn then(
         &mut self,
         source: WitPromiseId,
@@ -390,6 +405,12 @@ impl Host for HostView<'_> {
         })
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        name = "vow:host/promises.all",
+        skip_all,
+        fields(worker = %self.ctx.worker.id, promises = ids.len())
+    )]
     fn all(
         &mut self,
         ids: Vec<WitPromiseId>,
@@ -409,6 +430,12 @@ impl Host for HostView<'_> {
         })
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        name = "vow:host/promises.any",
+        skip_all,
+        fields(worker = %self.ctx.worker.id, promises = ids.len())
+    )]
     fn any(
         &mut self,
         ids: Vec<WitPromiseId>,
@@ -427,6 +454,12 @@ impl Host for HostView<'_> {
         })
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        name = "vow:host/promises.subscribe",
+        skip_all,
+        fields(worker = %self.ctx.worker.id, promise = %promise_field(&id))
+    )]
     fn subscribe(
         &mut self,
         id: WitPromiseId,
@@ -445,10 +478,22 @@ impl Host for HostView<'_> {
         wasmtime_wasi::p2::subscribe(self.table, ready).map_err(super::poll::cannot_subscribe)
     }
 
+    #[tracing::instrument(
+        level = "trace",
+        name = "vow:host/promises.current",
+        skip_all,
+        fields(worker = %self.ctx.worker.id)
+    )]
     fn current(&mut self) -> wasmtime::Result<Option<WitPromiseId>> {
         Ok(self.ctx.current.as_ref().map(promise_id_to_wit))
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        name = "vow:host/promises.create",
+        skip_all,
+        fields(worker = %self.ctx.worker.id)
+    )]
     fn create(&mut self, options: WitOptions) -> wasmtime::Result<WitPromiseId> {
         self.create_promise_with(|now| {
             let options = options_from_wit(options).map_err(|e| trap(format!("create: {e}")))?;
@@ -456,6 +501,12 @@ impl Host for HostView<'_> {
         })
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        name = "vow:host/promises.reject",
+        skip_all,
+        fields(worker = %self.ctx.worker.id, promise = %promise_field(&id))
+    )]
     async fn reject(
         &mut self,
         id: WitPromiseId,
@@ -494,6 +545,12 @@ impl Host for HostView<'_> {
         }
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        name = "vow:host/promises.wait",
+        skip_all,
+        fields(worker = %self.ctx.worker.id, promise = %promise_field(&id))
+    )]
     async fn wait(&mut self, id: WitPromiseId) -> wasmtime::Result<wit::Settlement> {
         let id = promise_id_from_wit(id);
         match self.ctx.step("await-settlement")? {
@@ -512,6 +569,12 @@ impl Host for HostView<'_> {
         Ok(to_wit(settlement))
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        name = "vow:host/promises.link",
+        skip_all,
+        fields(worker = %self.ctx.worker.id, promise = %promise_field(&id))
+    )]
     async fn link(
         &mut self,
         id: WitPromiseId,
@@ -544,6 +607,12 @@ impl Host for HostView<'_> {
         }))
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        name = "vow:host/promises.poll",
+        skip_all,
+        fields(worker = %self.ctx.worker.id, promise = %promise_field(&id))
+    )]
     async fn poll(&mut self, id: WitPromiseId) -> wasmtime::Result<Option<wit::Settlement>> {
         let id = promise_id_from_wit(id);
         match self.ctx.step("poll-promise")? {
@@ -573,6 +642,12 @@ impl Host for HostView<'_> {
         Ok(settlement.map(to_wit))
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        name = "vow:host/promises.wait-any",
+        skip_all,
+        fields(worker = %self.ctx.worker.id, promises = ids.len(), timeout_ms = timeout_ms)
+    )]
     async fn wait_any(
         &mut self,
         ids: Vec<WitPromiseId>,
@@ -620,6 +695,12 @@ impl Host for HostView<'_> {
         Ok(answer.map(|(i, s)| (i, to_wit(s))))
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        name = "vow:host/promises.wait-all",
+        skip_all,
+        fields(worker = %self.ctx.worker.id, promises = ids.len(), timeout_ms = timeout_ms)
+    )]
     async fn wait_all(
         &mut self,
         ids: Vec<WitPromiseId>,

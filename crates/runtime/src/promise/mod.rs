@@ -38,6 +38,7 @@ use vow_store::{PromiseRecord, ReactionRecord, SharedStorage, Write};
 use crate::compose::{ReactionSpec, Spawner};
 use crate::error::{Error, Result};
 use crate::ids::{ComponentId, PromiseId, WorkerId};
+use crate::metrics::Meter;
 use crate::worker::WorkerEntry;
 
 use table::Table;
@@ -264,24 +265,28 @@ pub(crate) enum AwaitError {
 /// What a waiter hears.
 pub(crate) type Answer = std::result::Result<Settlement, AwaitError>;
 
-/// Who waits on a promise: a parked guest (through a channel), or a
-/// dormant worker to wake when the promise settles or goes away.
+/// Who waits on a promise: a guest (through a channel), a parked guest
+/// whose resumption is measured, or a dormant worker to wake when the
+/// promise settles or goes away.
 pub(crate) enum Waiter {
     Channel(oneshot::Sender<Answer>),
+    /// A guest's await, with its worker to stamp when the settlement is
+    /// sent (see [`crate::metrics`]).
+    Parked(oneshot::Sender<Answer>, Weak<WorkerEntry>),
     Wake(Weak<WorkerEntry>),
 }
 
 impl Waiter {
     fn is_closed(&self) -> bool {
         match self {
-            Self::Channel(tx) => tx.is_closed(),
+            Self::Channel(tx) | Self::Parked(tx, _) => tx.is_closed(),
             Self::Wake(entry) => entry.strong_count() == 0,
         }
     }
 
     fn send(self, answer: Answer) {
         match self {
-            Self::Channel(tx) => {
+            Self::Channel(tx) | Self::Parked(tx, _) => {
                 let _ = tx.send(answer);
             }
             Self::Wake(entry) => {
@@ -290,6 +295,18 @@ impl Waiter {
                 }
             }
         }
+    }
+
+    /// Sends a settlement that just became durable, stamping the worker
+    /// that waits on it, from which its resumption is measured.
+    fn settled(self, settlement: Settlement) {
+        if let Self::Parked(_, entry) | Self::Wake(entry) = &self
+            && let Some(entry) = entry.upgrade()
+            && entry.run_env.metrics.is_on()
+        {
+            entry.settled.set();
+        }
+        self.send(Ok(settlement));
     }
 }
 
@@ -350,6 +367,8 @@ pub(crate) struct Promises {
     tx: mpsc::UnboundedSender<Command>,
     /// The largest settlement accepted from a caller, in bytes.
     max_payload: usize,
+    /// Counts the answers to settlements.
+    metrics: Meter,
 }
 
 impl Promises {
@@ -362,16 +381,31 @@ impl Promises {
         reactions: Vec<ReactionRecord>,
         spawner: Spawner,
         max_payload: usize,
+        metrics: Meter,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let mut table = Table::new(storage, tx.clone(), spawner, stored.len(), max_payload);
+        let mut table = Table::new(
+            storage,
+            tx.clone(),
+            spawner,
+            stored.len(),
+            max_payload,
+            metrics.clone(),
+        );
         for record in stored {
             table.load(record);
         }
         // Reactions whose sources settled before a crash fire now.
         table.load_reactions(reactions);
         let task = tokio::spawn(dispatch(table, rx));
-        (Self { tx, max_payload }, task)
+        (
+            Self {
+                tx,
+                max_payload,
+                metrics,
+            },
+            task,
+        )
     }
 
     fn send(&self, command: Command) -> Result<()> {
@@ -423,6 +457,25 @@ impl Promises {
         Ok(rx)
     }
 
+    /// [`subscribe`](Self::subscribe) for `worker`'s await: with metrics
+    /// on, the worker is stamped when the settlement is sent, so that its
+    /// resumption can be measured.
+    pub(crate) fn subscribe_parked(
+        &self,
+        id: PromiseId,
+        worker: &std::sync::Arc<WorkerEntry>,
+    ) -> Result<oneshot::Receiver<Answer>> {
+        if !self.metrics.is_on() {
+            return self.subscribe(id);
+        }
+        let (waiter, rx) = oneshot::channel();
+        self.send(Command::Await {
+            id,
+            waiter: Waiter::Parked(waiter, std::sync::Arc::downgrade(worker)),
+        })?;
+        Ok(rx)
+    }
+
     /// Wakes a dormant worker when the promise settles or is deleted (at
     /// once if it already has been, or does not exist).
     pub(crate) fn watch(&self, id: PromiseId, worker: Weak<WorkerEntry>) -> Result<()> {
@@ -450,21 +503,24 @@ impl Promises {
         also: Vec<Write>,
     ) -> Result<bool> {
         let size = crate::limits::settlement_size(&settlement);
-        if size > self.max_payload {
-            return Err(Error::PayloadTooLarge {
+        let answer = if size > self.max_payload {
+            Err(Error::PayloadTooLarge {
                 promise: id,
                 size,
                 limit: self.max_payload,
-            });
-        }
-        let (reply, rx) = oneshot::channel();
-        self.send(Command::Settle {
-            id,
-            settlement,
-            also,
-            reply,
-        })?;
-        rx.await.map_err(|_| Error::ShutDown)?
+            })
+        } else {
+            let (reply, rx) = oneshot::channel();
+            self.send(Command::Settle {
+                id,
+                settlement,
+                also,
+                reply,
+            })?;
+            rx.await.map_err(|_| Error::ShutDown)?
+        };
+        self.metrics.settle_answered(&answer);
+        answer
     }
 
     /// The settlement of work the runtime ran for a promise (`when`,

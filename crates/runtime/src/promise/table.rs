@@ -21,6 +21,7 @@ use super::{
 use crate::compose::{ReactionSpec, Spawner, Takes};
 use crate::error::{Error, Result};
 use crate::ids::PromiseId;
+use crate::metrics::Meter;
 use crate::persist;
 
 struct Entry {
@@ -105,6 +106,9 @@ pub(super) struct Table {
     /// checked by [`Promises`](super::Promises); the table fits those it
     /// makes itself.
     max_payload: usize,
+    /// Promises by status, and settlements, are counted here as they
+    /// change: a scrape never waits for this table's task.
+    metrics: Meter,
 }
 
 fn time_of(millis: Millis) -> SystemTime {
@@ -151,9 +155,11 @@ impl Table {
         spawner: Spawner,
         capacity: usize,
         max_payload: usize,
+        metrics: Meter,
     ) -> Self {
         Self {
             max_payload,
+            metrics,
             entries: HashMap::with_capacity(capacity),
             reactions: HashMap::new(),
             waiting_on: HashMap::new(),
@@ -195,6 +201,7 @@ impl Table {
             state,
         };
         self.schedule(&id, &entry);
+        self.metrics.promises(entry.state.status(), 1);
         self.entries.insert(id, entry);
     }
 
@@ -412,7 +419,9 @@ impl Table {
             if due != Some(at) {
                 continue;
             }
-            self.entries.remove(&id);
+            if let Some(entry) = self.entries.remove(&id) {
+                self.metrics.promises(entry.state.status(), -1);
+            }
             self.source_changed(&id);
             tracing::debug!(promise = %id, "settled promise deleted after its retention");
             let write = self
@@ -448,6 +457,7 @@ impl Table {
                     state: State::Pending(Vec::new()),
                 };
                 self.schedule(&id, &entry);
+                self.metrics.promises(PromiseStatus::Pending, 1);
                 self.entries.insert(id, entry);
             }
             Command::Await { id, waiter } => match self.entries.get_mut(&id) {
@@ -472,6 +482,7 @@ impl Table {
             Command::Written { id, outcome } => self.written(id, outcome),
             Command::Delete { id } => {
                 if let Some(mut entry) = self.entries.remove(&id) {
+                    self.metrics.promises(entry.state.status(), -1);
                     release(&mut entry.owner);
                     entry.state.fail_waiters(&self.storage);
                 }
@@ -489,9 +500,11 @@ impl Table {
             Command::DeleteWorker { worker } => {
                 let mut gone = Vec::new();
                 let storage = self.storage.clone();
+                let metrics = self.metrics.clone();
                 self.entries.retain(|id, entry| {
                     let keep = id.worker_id != worker;
                     if !keep {
+                        metrics.promises(entry.state.status(), -1);
                         std::mem::replace(&mut entry.state, State::Pending(Vec::new()))
                             .fail_waiters(&storage);
                         gone.push(id.clone());
@@ -605,11 +618,14 @@ impl Table {
         match outcome {
             Ok(true) => {
                 for waiter in waiters {
-                    waiter.send(Ok(settlement.clone()));
+                    waiter.settled(settlement.clone());
                 }
                 tracing::debug!(promise = %id, ok = settlement.is_ok(), "promise settled");
+                self.metrics.settled(&settlement);
+                self.metrics.promises(PromiseStatus::Pending, -1);
                 release(&mut entry.owner);
                 entry.state = State::Settled { settlement, at };
+                self.metrics.promises(entry.state.status(), 1);
                 if let Some(retention) = entry.retention {
                     self.expiries
                         .insert((at.saturating_add(retention), id.clone()));

@@ -9,8 +9,14 @@ use crate::persist;
 const LIMIT: usize = 64;
 
 fn spawn_on(storage: SharedStorage) -> Promises {
-    let (promises, _task) =
-        Promises::spawn(storage, Vec::new(), Vec::new(), Spawner::new().0, LIMIT);
+    let (promises, _task) = Promises::spawn(
+        storage,
+        Vec::new(),
+        Vec::new(),
+        Spawner::new().0,
+        LIMIT,
+        Meter::default(),
+    );
     promises
 }
 
@@ -87,8 +93,14 @@ async fn a_rejection_settles_like_a_completion_and_is_stored() -> anyhow::Result
 
     // A fresh dispatcher on the same store knows it is rejected.
     let stored = storage.promises().await?;
-    let (again, _task) =
-        Promises::spawn(storage.clone(), stored, Vec::new(), Spawner::new().0, LIMIT);
+    let (again, _task) = Promises::spawn(
+        storage.clone(),
+        stored,
+        Vec::new(),
+        Spawner::new().0,
+        LIMIT,
+        Meter::default(),
+    );
     assert_eq!(again.subscribe(id("a", 1))?.await?, Ok(Err(error)));
     Ok(())
 }
@@ -228,6 +240,7 @@ async fn a_deadline_that_passed_while_down_fires_at_start() -> anyhow::Result<()
         Vec::new(),
         Spawner::new().0,
         LIMIT,
+        Meter::default(),
     );
     let answer = promises.subscribe(id("a", 1))?.await?;
     assert!(
@@ -321,5 +334,48 @@ async fn a_payload_past_the_limit_is_refused_and_settles_nothing() -> anyhow::Re
     assert_eq!(listed[0].status, PromiseStatus::Pending);
     let fits = Ok(Bytes::from(vec![7; LIMIT]));
     assert!(promises.settle(id("a", 1), fits).await?);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_table_counts_promises_by_status_and_settlements_by_outcome() -> anyhow::Result<()> {
+    let storage: SharedStorage = std::sync::Arc::new(vow_store::MemoryStorage::new());
+    let recorder = std::sync::Arc::new(crate::metrics::Recorder::new());
+    let (promises, _task) = Promises::spawn(
+        storage.clone(),
+        Vec::new(),
+        Vec::new(),
+        Spawner::new().0,
+        LIMIT,
+        Meter::new(Some(recorder.clone())),
+    );
+    for idx in 1..=4 {
+        create(&promises, &storage, id("a", idx)).await?;
+    }
+    let timeout = PromiseOptions {
+        timeout: Some(Duration::from_millis(50)),
+        ..PromiseOptions::default()
+    };
+    create_with(&promises, &storage, id("b", 1), timeout).await?;
+    assert!(promises.settle(id("a", 1), payload(b"yes")).await?);
+    assert!(!promises.settle(id("a", 1), payload(b"again")).await?);
+    let no = PromiseError::rejected("no");
+    assert!(promises.settle(id("a", 2), Err(no)).await?);
+    assert!(matches!(
+        promises.settle(id("a", 9), payload(b"?")).await,
+        Err(Error::PromiseNotFound(_))
+    ));
+    let big = Ok(Bytes::from(vec![7; LIMIT + 1]));
+    assert!(promises.settle(id("a", 3), big).await.is_err());
+    let timed_out = promises.subscribe(id("b", 1))?.await?;
+    assert!(matches!(timed_out, Ok(Err(ref e)) if e.kind == ErrorKind::TimedOut));
+    promises.delete(id("a", 4))?;
+    // Pending, completed, rejected, timed out: as the table lists them.
+    promises.list(PromiseFilter::default()).await?;
+    assert_eq!(recorder.promise_counts(), [1, 1, 1, 1]);
+    assert_eq!(recorder.completion_counts(), [1, 1, 1, 1, 1, 1, 0]);
+    promises.delete_worker(id("a", 1).worker_id)?;
+    promises.list(PromiseFilter::default()).await?;
+    assert_eq!(recorder.promise_counts(), [0, 0, 0, 1]);
     Ok(())
 }

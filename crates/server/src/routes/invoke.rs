@@ -330,6 +330,9 @@ fn invocation(
             .map_err(|_| ApiError::invalid("the Idempotency-Key header is not visible ASCII"))?;
         invocation = invocation.with_idempotency_key(key);
     }
+    if let Some(parent) = crate::trace::trace_parent(headers) {
+        invocation = invocation.with_trace_parent(parent);
+    }
     Ok((invocation, answer))
 }
 

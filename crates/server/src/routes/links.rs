@@ -10,6 +10,8 @@ use std::time::Duration;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse as _, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
@@ -191,7 +193,9 @@ fn redeem(state: &AppState, token: &str) -> Result<LinkGrant, ApiError> {
 }
 
 /// `GET /v1/links/{token}`: the promise the link is for (its worker, since
-/// when it waits, its declared type, its status), without its payload.
+/// when it waits, its declared type, its status), without its payload. A
+/// browser (whose `Accept` prefers `text/html`) gets the web page that
+/// shows this promise and its form instead; the page reads this JSON.
 #[utoipa::path(
     get,
     path = "/v1/links/{token}",
@@ -199,7 +203,10 @@ fn redeem(state: &AppState, token: &str) -> Result<LinkGrant, ApiError> {
     summary = "What a completion link is for: its promise (without the payload), the action it allows, its expiry",
     params(LinkParams),
     responses(
-        (status = 200, description = "success", body = LinkView),
+        (status = 200, description = "success; with `Accept: text/html` (a browser), the web page that shows the promise and its form", content(
+            (LinkView = "application/json"),
+            (String = "text/html"),
+        )),
         (status = 401, response = E401),
         (status = 403, response = E403),
         (status = 404, response = E404),
@@ -210,14 +217,21 @@ fn redeem(state: &AppState, token: &str) -> Result<LinkGrant, ApiError> {
 pub(crate) async fn show(
     State(state): State<AppState>,
     Path(LinkParams { token }): Path<LinkParams>,
-) -> Result<Json<LinkView>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if crate::ui::wants_html(&headers) {
+        // The page holds no data: it asks for this JSON with the token
+        // from its URL, and says what is wrong with a bad link.
+        return Ok(crate::ui::link_page(&headers));
+    }
     let grant = redeem(&state, &token)?;
     let (info, _) = state.executor.promise(&grant.promise).await?;
-    Ok(Json(LinkView {
+    let view = LinkView {
         promise: PromiseBody::from(info),
         action: grant.action.into(),
         link_expires_at: rfc3339(millis(grant.expires_at)),
-    }))
+    };
+    Ok(([(header::VARY, "Accept")], Json(view)).into_response())
 }
 
 /// `POST /v1/links/{token}/complete`: `{"data": [bytes]}` or `{"value":

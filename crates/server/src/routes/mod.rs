@@ -6,11 +6,13 @@
 //! one step, so neither can list a route the other does not have.
 
 mod components;
+mod events;
 mod filter;
 mod invoke;
 mod links;
 mod oplog;
 mod promises;
+mod watch;
 mod workers;
 
 use std::sync::Arc;
@@ -35,6 +37,8 @@ pub(crate) struct AppState {
     pub(crate) config: ServerConfig,
     /// The OpenAPI document of these routes, built once with them.
     pub(crate) openapi: Arc<serde_json::Value>,
+    /// The change stream's watcher, shared by every open stream.
+    pub(crate) events: events::Events,
 }
 
 /// `{}`: the answer of an operation that has nothing more to say.
@@ -78,6 +82,7 @@ pub(crate) fn table(config: &ServerConfig) -> OpenApiRouter<AppState> {
         .routes(routes!(links::show))
         .routes(routes!(links::complete))
         .routes(routes!(links::reject))
+        .routes(routes!(events::stream))
         .routes(routes!(crate::openapi::serve))
 }
 

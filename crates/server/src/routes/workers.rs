@@ -78,7 +78,7 @@ pub(crate) struct WorkerBody {
 }
 
 impl WorkerBody {
-    fn new(meta: WorkerMetadata, component_size: usize) -> Self {
+    pub(crate) fn new(meta: WorkerMetadata, component_size: usize) -> Self {
         Self {
             active_plugins: [],
             args: meta.args,

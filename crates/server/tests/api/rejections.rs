@@ -167,7 +167,7 @@ async fn the_openapi_document_is_served() -> Result<()> {
         .as_object()
         .map(|p| p.len())
         .unwrap_or_default();
-    assert_eq!(paths, 26, "{doc}");
+    assert_eq!(paths, 27, "{doc}");
     assert!(doc["paths"]["/v1/components/{cid}/workers/{name}/complete"]["post"].is_object());
     Ok(())
 }
@@ -181,8 +181,13 @@ async fn every_documented_operation_is_routed() -> Result<()> {
     let app = App::new()?;
     let (_, doc) = app.get("/openapi.json").await?;
     let paths = doc["paths"].as_object().cloned().unwrap_or_default();
-    assert_eq!(paths.len(), 26, "{doc}");
+    assert_eq!(paths.len(), 27, "{doc}");
     for (path, ops) in paths {
+        if path == "/v1/events" {
+            // An endless stream: its answer is never whole. Its route is
+            // tested in ui.rs.
+            continue;
+        }
         let uri = path
             .replace("{cid}", "0b4d6c2e-1f3a-4c5b-8d7e-9f0a1b2c3d4e")
             .replace("{name}", "w1")

@@ -17,7 +17,7 @@ use vow_server::ServerConfig;
 
 /// A compilation cache shared by every test of this binary, so each guest
 /// is compiled once per run rather than once per test.
-fn cache_dir() -> PathBuf {
+pub fn cache_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| vow_tests::guest_target_dir().join("server-compile-cache"))
         .clone()
