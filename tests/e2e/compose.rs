@@ -375,10 +375,14 @@ async fn a_then_whose_source_settled_before_a_crash_runs_once_after_it() -> Resu
     // The source settles in the store, as if the crash came between its
     // settlement and the continuation's start.
     {
-        let storage = vow_store_sqlite::SqliteStorage::open(
-            &dir.path().join(vow_runtime::DATABASE_FILE),
-            vow_store_sqlite::SqliteOptions::default(),
-        )?;
+        // Off the async thread, as opening blocks: it waits for the
+        // executor's tasks, aborted as it was dropped, to let go of the
+        // store (which needs this thread on a current-thread runtime).
+        let path = dir.path().join(vow_runtime::DATABASE_FILE);
+        let storage = tokio::task::spawn_blocking(move || {
+            vow_store_sqlite::SqliteStorage::open(&path, vow_store_sqlite::SqliteOptions::default())
+        })
+        .await??;
         let outcome = storage
             .write(vec![vow_store::Write::CompletePromise {
                 key: vow_store::PromiseKey {

@@ -377,7 +377,9 @@ impl ExecutorBuilder {
     /// Keeps state in this data directory (a SQLite database,
     /// [`DATABASE_FILE`], created when missing). Open the executor with
     /// [`open`](Self::open): components, workers, promises and queued
-    /// invocations stored there come back.
+    /// invocations stored there come back. One process at a time uses a
+    /// data directory: `open` waits up to 5 s for another to let go of it
+    /// (its lock file, `vow.sqlite.lock`), then fails naming that process.
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.settings.storage = StorageChoice::DataDir(dir.into());
         self

@@ -25,11 +25,21 @@
 //! `synchronous_commit` decides what "durable" means; its default (`on`)
 //! waits for the commit record to reach disk.
 //!
+//! # One node per database
+//!
+//! The writer's connection holds a PostgreSQL advisory lock for as long as
+//! it lives, so a second node on the same database waits at open (up to
+//! [`PostgresOptions::connect_timeout`]) and then refuses with who holds
+//! it; a node whose connection dropped while another took the lock gets
+//! [`Error::Fenced`] for every write after that. PostgreSQL releases the
+//! lock the moment the holding process or connection ends.
+//!
 //! # Reads
 //!
 //! A pool of connections; reads see every write whose future resolved.
 
 mod apply;
+mod claim;
 mod coalesce;
 mod error;
 mod read;
@@ -63,7 +73,9 @@ pub const SCHEMA_VERSION: u32 = schema::LATEST;
 pub struct PostgresOptions {
     /// Connections for reads (default 8).
     pub pool_size: usize,
-    /// Longest wait for a connection (default 10 s).
+    /// Longest wait for a connection (default 10 s); at open, also the
+    /// longest wait for another node to let go of the database (one node
+    /// writes to a database at a time: the crate docs say how).
     pub connect_timeout: Duration,
 }
 
@@ -131,10 +143,30 @@ impl PostgresStorage {
         })?;
         config.connect_timeout(options.connect_timeout);
         let location = location_of(&config);
-        let mut client = writer::connect(&config, &location)
+        // The writer's connection names this node, for a node that finds
+        // the database taken (see `claim`).
+        let mut writer_config = config.clone();
+        let name = claim::application_name();
+        writer_config.application_name(&name);
+        let mut client = writer::connect(&writer_config, &location)
             .await
             .map_err(|e| at_open(&location, &e))?;
         schema::migrate(&mut client, &location).await?;
+        match claim::take(&client, &name, options.connect_timeout).await {
+            Ok(()) => {}
+            Err(claim::Refused::Failed(e)) => return Err(at_open(&location, &e)),
+            Err(claim::Refused::Held(holder)) => {
+                return Err(Error::Open {
+                    location,
+                    reason: format!(
+                        "another Vow node writes to this database: {holder} holds it \
+                         (waited {:?}). One node per database: stop that node, or give \
+                         this one a database of its own",
+                        options.connect_timeout
+                    ),
+                });
+            }
+        }
         let counters = Arc::new(writer::Counters::default());
         let writer = Writer::new(client, &location, Arc::clone(&counters))
             .await
@@ -154,7 +186,7 @@ impl PostgresStorage {
                 reason: e.to_string(),
             })?;
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(writer.run(config, rx));
+        tokio::spawn(writer.run(writer_config, rx));
         tracing::debug!(store = %location, version = SCHEMA_VERSION, "opened the store");
         Ok(Self {
             location,

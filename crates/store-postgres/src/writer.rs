@@ -27,6 +27,7 @@ use tokio_postgres::{Client, NoTls, Statement};
 use vow_store::{Error, Outcome, Result, Write};
 
 use crate::apply::{self, Answer, Op, Plan, Statements};
+use crate::claim;
 use crate::coalesce::{self, GroupOp};
 use crate::error::{message, runtime};
 
@@ -99,9 +100,18 @@ impl Writer {
         counters: Arc<Counters>,
     ) -> std::result::Result<Self, tokio_postgres::Error> {
         // The writer's statements run thousands of times with the same
-        // shape: plan each once, not at every execution.
+        // shape: plan each once, not at every execution. And TCP
+        // keepalives from the server's side: when this node's machine dies
+        // or is cut off, the server ends this session (and lets go of the
+        // node lock, see `claim`) within about 25 s rather than the
+        // system's default of two hours.
         client
-            .batch_execute("SET plan_cache_mode = force_generic_plan")
+            .batch_execute(
+                "SET plan_cache_mode = force_generic_plan;
+                 SET tcp_keepalives_idle = 10;
+                 SET tcp_keepalives_interval = 5;
+                 SET tcp_keepalives_count = 3",
+            )
             .await?;
         let statements = Statements::prepare(&client).await?;
         Ok(Self {
@@ -126,13 +136,38 @@ impl Writer {
         config: tokio_postgres::Config,
         mut rx: mpsc::UnboundedReceiver<Job>,
     ) {
+        // Who took the database over, once someone did: then nothing is
+        // written again.
+        let mut fenced: Option<String> = None;
         while let Some(first) = rx.recv().await {
-            if self.client.is_closed() {
-                self = Self::reconnect(&config, &self.location, self.counters).await;
+            if fenced.is_none() && self.client.is_closed() {
+                match Self::reconnect(&config, &self.location, Arc::clone(&self.counters)).await {
+                    Ok(writer) => self = writer,
+                    Err(holder) => {
+                        tracing::error!(
+                            store = %self.location,
+                            %holder,
+                            "another node took the database over while this node's writer was disconnected: this node writes nothing more"
+                        );
+                        fenced = Some(holder);
+                    }
+                }
             }
             let mut jobs = vec![first];
             while let Ok(job) = rx.try_recv() {
                 jobs.push(job);
+            }
+            if let Some(holder) = &fenced {
+                self.counters
+                    .failed_batches
+                    .fetch_add(jobs.len() as u64, Ordering::Relaxed);
+                for job in jobs {
+                    let _ = job.reply.send(Err(Error::Fenced {
+                        location: self.location.clone(),
+                        holder: holder.clone(),
+                    }));
+                }
+                continue;
             }
             let started = std::time::Instant::now();
             let answers = self.commit(&jobs).await;
@@ -151,22 +186,34 @@ impl Writer {
         }
     }
 
-    /// Connects again, retrying with backoff until it works.
+    /// Connects again, retrying with backoff until it works, and takes the
+    /// node lock again before anything is written on the new connection.
+    /// `Err`: another session holds the lock (who): this node was replaced.
     async fn reconnect(
         config: &tokio_postgres::Config,
         location: &str,
         counters: Arc<Counters>,
-    ) -> Self {
+    ) -> std::result::Result<Self, String> {
         let mut wait = Duration::from_millis(50);
         loop {
             let writer = match connect(config, location).await {
-                Ok(client) => Self::new(client, location, Arc::clone(&counters)).await,
+                Ok(client) => match claim::take(
+                    &client,
+                    config.get_application_name().unwrap_or_default(),
+                    Duration::ZERO,
+                )
+                .await
+                {
+                    Ok(()) => Self::new(client, location, Arc::clone(&counters)).await,
+                    Err(claim::Refused::Held(holder)) => return Err(holder),
+                    Err(claim::Refused::Failed(e)) => Err(e),
+                },
                 Err(e) => Err(e),
             };
             match writer {
                 Ok(writer) => {
                     tracing::info!(store = %location, "the writer reconnected");
-                    return writer;
+                    return Ok(writer);
                 }
                 Err(e) => {
                     tracing::warn!(store = %location, error = %message(&e), retry_in = ?wait, "cannot reconnect the writer");

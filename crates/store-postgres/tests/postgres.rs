@@ -263,3 +263,83 @@ async fn missing_rights_are_clear_errors() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// One node per database: a second store waits for the first to let go,
+/// then refuses and says who holds the database; once the first is gone
+/// it opens. A node whose connection was cut while another took the
+/// database over writes nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_writes_to_a_database_and_a_replaced_one_is_fenced() -> anyhow::Result<()> {
+    let Some(url) = vow_tests::fresh_postgres_database()? else {
+        return Ok(());
+    };
+    let patient = |seconds| PostgresOptions {
+        connect_timeout: std::time::Duration::from_secs(seconds),
+        ..PostgresOptions::default()
+    };
+    let first = PostgresStorage::connect(&url, PostgresOptions::default()).await?;
+    let started = std::time::Instant::now();
+    match PostgresStorage::connect(&url, patient(1)).await {
+        Err(Error::Open { reason, .. }) => {
+            assert!(
+                reason.starts_with("another Vow node writes to this database: \"vow writer "),
+                "{reason}"
+            );
+            assert!(
+                reason.contains(&format!("pid {}", std::process::id())),
+                "{reason}"
+            );
+            assert!(reason.contains("(server process "), "{reason}");
+        }
+        other => anyhow::bail!("a second node opened the database: {other:?}"),
+    }
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+    drop(first);
+    // The first writer's session ends as its task sees the store dropped.
+    let second = PostgresStorage::connect(&url, patient(10)).await?;
+
+    // Cut the second node's writer, and let a third take the database
+    // before the second reconnects.
+    let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name LIKE 'vow writer %'",
+            &[],
+        )
+        .await?;
+    let third = PostgresStorage::connect(&url, patient(10)).await?;
+    let worker = vow_store::WorkerKey {
+        component: uuid::Uuid::new_v4(),
+        name: "fenced".to_owned(),
+    };
+    let append = |index: u64| vow_store::Write::AppendOplog {
+        worker: worker.clone(),
+        records: vec![vow_store::OplogRecord {
+            index,
+            at: index,
+            entry: b"entry".to_vec().into(),
+        }],
+    };
+    // The write that meets the cut connection fails as any would; the
+    // next finds the database taken, and so does every one after it.
+    let mut fenced = None;
+    for _ in 0..3 {
+        if let Err(Error::Fenced { holder, .. }) = second.write(vec![append(1)]).await {
+            fenced = Some(holder);
+            break;
+        }
+    }
+    let holder = fenced.context("the replaced node was not fenced")?;
+    assert!(holder.starts_with("\"vow writer "), "{holder}");
+    assert!(matches!(
+        second.write(vec![append(2)]).await,
+        Err(Error::Fenced { .. })
+    ));
+    assert!(second.oplog(&worker, 1, 10).await?.is_empty());
+    // The node that holds the database writes.
+    third.write(vec![append(1)]).await?;
+    assert_eq!(third.oplog(&worker, 1, 10).await?.len(), 1);
+    Ok(())
+}

@@ -74,6 +74,15 @@
 //! invocation result is a promise to the caller; group commit keeps its
 //! cost to one fsync per group.
 //!
+//! ## One process per store
+//!
+//! Opening takes an exclusive lock on `FILE.lock` next to the database
+//! file (the operating system's, so it dies with the process) and holds it
+//! until the store is dropped. A second process opening the same store
+//! waits up to [`SqliteOptions::busy_timeout`] and then gets
+//! [`Error::Open`] naming the process that holds it: two processes running
+//! one store's workers would run them twice.
+//!
 //! ## Errors
 //!
 //! A path that cannot be opened or created is [`Error::Open`] with the reason;
@@ -92,6 +101,7 @@
 mod apply;
 mod codec;
 mod error;
+mod lock;
 mod options;
 mod read;
 mod schema;
@@ -129,6 +139,9 @@ pub struct SqliteStorage {
     sender: Option<Sender<Job>>,
     writer: Option<JoinHandle<()>>,
     counters: Arc<Counters>,
+    /// One process per store (see `lock`); last, so it is let go after
+    /// the writer has stopped.
+    _lock: lock::StoreLock,
 }
 
 /// What the writer has done since the store was opened, from
@@ -154,7 +167,12 @@ impl SqliteStorage {
     /// [`Error::Full`], each naming `path`.
     pub fn open(path: &Path, options: SqliteOptions) -> Result<Self> {
         let location = path.display().to_string();
+        // The writer's connection first: it says best what is wrong with a
+        // path (read-only, not a database, newer schema); SQLite's own
+        // locks keep its migration safe. Nothing is written before the
+        // lock is taken.
         let conn = schema::open_writer(path, &options)?;
+        let lock = lock::take(path, options.busy_timeout)?;
         let readers = Arc::new(Readers::new(
             path.to_path_buf(),
             location.clone(),
@@ -177,6 +195,7 @@ impl SqliteStorage {
             sender: Some(sender),
             writer: Some(writer),
             counters,
+            _lock: lock,
         })
     }
 

@@ -58,7 +58,10 @@ pub struct SqliteOptions {
     pub synchronous: Synchronous,
     /// How long a statement waits for a lock held by another connection
     /// (another process using the same file, or a checkpoint) before failing
-    /// with "database is locked" (default 5 s).
+    /// with "database is locked" (default 5 s). Also how long opening
+    /// waits for another process that has the store open to let go of it:
+    /// one process at a time opens a store (its lock file, `vow.sqlite.lock`
+    /// next to `vow.sqlite`, says which).
     pub busy_timeout: Duration,
     /// How many read-only connections reads may use at once (default 4,
     /// at least 1). Reads beyond that wait for a free connection.

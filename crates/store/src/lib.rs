@@ -393,6 +393,18 @@ pub enum Error {
         /// What the backend reported.
         reason: String,
     },
+    /// Another node took the store over: this one lost its exclusive hold
+    /// on it (its connection dropped and someone else holds it now), may
+    /// no longer write, and refuses every write from then on.
+    #[error(
+        "the store at {location} was taken over by another node ({holder}): this node writes nothing more; restart it once that node has stopped"
+    )]
+    Fenced {
+        /// Its path or URL.
+        location: String,
+        /// Who holds the store now, as far as the backend can say.
+        holder: String,
+    },
     /// A write conflicts with what is stored (an id taken twice).
     #[error("{0}")]
     Conflict(String),
