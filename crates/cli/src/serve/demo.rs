@@ -108,7 +108,8 @@ async fn narrate(executor: &Executor, worker: &WorkerId, base: &str) -> anyhow::
             "demo: worker {WORKER} called {FUNCTION}(\"{SUBJECT}\") and is waiting on promise {}",
             promise.id
         ),
-        "demo: complete it from another terminal, with the CLI:".to_owned(),
+        format!("demo: complete it in a browser: open {base}/ and press Complete"),
+        "demo: or from another terminal, with the CLI:".to_owned(),
         format!(
             "  cargo run -p vow-cli -- promise complete {} --data approved{server_flag}",
             promise.id

@@ -220,6 +220,12 @@ fn the_demo_parks_a_worker_and_prints_the_command_that_resumes_it() -> anyhow::R
         )),
         "{out}"
     );
+    assert!(
+        out.contains(&format!(
+            "demo: complete it in a browser: open {url}/ and press Complete\n"
+        )),
+        "{out}"
+    );
     let command =
         format!("  cargo run -p vow-cli -- promise complete {id} --data approved --server {url}\n");
     assert!(out.contains(&command), "{out}");
