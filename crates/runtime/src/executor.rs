@@ -483,6 +483,7 @@ impl ExecutorBuilder {
             storage.observe_commits(Arc::clone(recorder) as Arc<dyn vow_store::CommitObserver>);
         }
         let meter = crate::metrics::Meter::new(recorder.clone());
+        let changes = crate::changes::Changes::default();
         let (spawner, spawned) = Spawner::new();
         let (promises, dispatcher) = Promises::spawn(
             Arc::clone(&storage),
@@ -491,6 +492,7 @@ impl ExecutorBuilder {
             spawner.clone(),
             settings.max_payload,
             meter.clone(),
+            changes.clone(),
         );
         let ticker = Ticker::start(engine.clone(), settings.epoch_interval);
         let registry = Arc::new(
@@ -529,6 +531,7 @@ impl ExecutorBuilder {
             links,
             meter,
             metrics,
+            changes,
         });
         let (ready, started) = tokio::sync::oneshot::channel();
         tokio::spawn(activate(Arc::downgrade(&inner), started, spawned));
@@ -720,6 +723,8 @@ struct Inner {
     meter: crate::metrics::Meter,
     /// The metrics, when on.
     metrics: Option<crate::metrics::Metrics>,
+    /// Told of every observable change, for [`Executor::changes`].
+    changes: crate::changes::Changes,
 }
 
 impl Drop for Inner {
@@ -928,6 +933,7 @@ impl Executor {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, Arc::new(loaded));
+        self.inner.changes.bump();
         Ok(())
     }
 
@@ -1035,6 +1041,7 @@ impl Executor {
             max_run_time: settings.max_run_time,
             links: self.inner.links.clone(),
             metrics: self.inner.meter.clone(),
+            changes: self.inner.changes.clone(),
         }
     }
 
@@ -1431,6 +1438,26 @@ impl Executor {
             .get(id.clone())
             .await?
             .ok_or_else(|| Error::PromiseNotFound(id.clone()))
+    }
+
+    /// A feed of changes to what this executor shows (workers, their
+    /// status and queues, promises, components): it says *that* something
+    /// changed, and the listener reads again what it shows. The server's
+    /// `GET /v1/events` stream is built on it. Costs one atomic add per
+    /// change while no feed exists.
+    ///
+    /// ```no_run
+    /// # async fn f(executor: vow_runtime::Executor) -> vow_runtime::Result<()> {
+    /// let mut changes = executor.changes();
+    /// loop {
+    ///     changes.changed().await;
+    ///     let pending = executor.promises(vow_runtime::PromiseFilter::pending()).await?;
+    ///     println!("{} promises wait", pending.len());
+    /// }
+    /// # }
+    /// ```
+    pub fn changes(&self) -> crate::ChangeFeed {
+        self.inner.changes.feed()
     }
 
     /// The executor's metrics, to encode in Prometheus' text format or to

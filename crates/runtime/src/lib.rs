@@ -69,6 +69,7 @@
 //! ```
 
 mod bindings;
+mod changes;
 mod component;
 mod compose;
 mod error;
@@ -90,6 +91,7 @@ pub mod trace;
 mod values;
 mod worker;
 
+pub use changes::ChangeFeed;
 pub use component::{ComponentInfo, ExportInfo, ParamInfo};
 pub use error::{Error, Result};
 pub use executor::{

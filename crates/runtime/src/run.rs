@@ -50,6 +50,8 @@ pub(crate) struct Env {
     pub(crate) links: crate::links::Links,
     /// The executor's metrics.
     pub(crate) metrics: crate::metrics::Meter,
+    /// Told when a worker's observable state changes.
+    pub(crate) changes: crate::changes::Changes,
 }
 
 /// A worker in memory.

@@ -376,6 +376,7 @@ impl WorkerEntry {
 
     pub(crate) fn set_status(&self, status: WorkerStatus) {
         self.status.store(status as u8, Ordering::Release);
+        self.run_env.changes.bump();
     }
 
     pub(crate) fn last_error(&self) -> Option<String> {
@@ -590,6 +591,7 @@ impl WorkerEntry {
             return Err(Error::WorkerDeleted(self.id.clone()));
         }
         lock(&self.mailbox).push_back(Box::new(job));
+        self.run_env.changes.bump();
         self.mail.notify_one();
         self.wake(false);
         Ok(())
@@ -671,7 +673,9 @@ impl WorkerEntry {
             if self.closed.load(Ordering::Acquire) {
                 return None;
             }
-            if let Some(job) = lock(&self.mailbox).pop_front() {
+            let job = lock(&self.mailbox).pop_front();
+            if let Some(job) = job {
+                self.run_env.changes.bump();
                 return Some(job);
             }
             // `notify_one` stores a permit when nobody waits, so a job
@@ -777,6 +781,7 @@ impl WorkerEntry {
     /// Store, and queued ones fail with [`Error::WorkerDeleted`].
     pub(crate) fn abort(&self) {
         self.closed.store(true, Ordering::Release);
+        self.run_env.changes.bump();
         let task = lock(&self.task).take();
         if let Some(task) = task {
             task.abort();
@@ -1000,7 +1005,10 @@ impl Registry {
             return Err(Error::WorkerExists(entry.id.clone()));
         }
         self.counted_in(entry.id.component_id);
+        let changes = entry.run_env.changes.clone();
         workers.insert(entry.id.clone(), entry);
+        drop(workers);
+        changes.bump();
         Ok(())
     }
 
@@ -1014,7 +1022,10 @@ impl Registry {
         }
         self.check_room(&workers, &entry.id)?;
         self.counted_in(entry.id.component_id);
+        let changes = entry.run_env.changes.clone();
         workers.insert(entry.id.clone(), entry);
+        drop(workers);
+        changes.bump();
         Ok(())
     }
 
@@ -1023,6 +1034,10 @@ impl Registry {
         let removed = workers.remove(id);
         if removed.is_some() {
             self.counted_out(id.component_id);
+        }
+        drop(workers);
+        if let Some(entry) = &removed {
+            entry.run_env.changes.bump();
         }
         removed
     }

@@ -382,6 +382,7 @@ impl Promises {
         spawner: Spawner,
         max_payload: usize,
         metrics: Meter,
+        changes: crate::changes::Changes,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut table = Table::new(
@@ -391,6 +392,7 @@ impl Promises {
             stored.len(),
             max_payload,
             metrics.clone(),
+            changes,
         );
         for record in stored {
             table.load(record);
@@ -592,7 +594,10 @@ async fn dispatch(mut table: Table, mut rx: mpsc::UnboundedReceiver<Command>) {
                 Some(command) => table.apply(command),
                 None => return,
             },
-            () = sleep => table.fire_due(vow_store::now_millis()),
+            () = sleep => {
+                table.fire_due(vow_store::now_millis());
+                table.changes.bump();
+            }
         }
     }
 }

@@ -109,6 +109,8 @@ pub(super) struct Table {
     /// Promises by status, and settlements, are counted here as they
     /// change: a scrape never waits for this table's task.
     metrics: Meter,
+    /// Told when a promise appears, is awaited, settles or goes.
+    pub(super) changes: crate::changes::Changes,
 }
 
 fn time_of(millis: Millis) -> SystemTime {
@@ -156,10 +158,12 @@ impl Table {
         capacity: usize,
         max_payload: usize,
         metrics: Meter,
+        changes: crate::changes::Changes,
     ) -> Self {
         Self {
             max_payload,
             metrics,
+            changes,
             entries: HashMap::with_capacity(capacity),
             reactions: HashMap::new(),
             waiting_on: HashMap::new(),
@@ -436,6 +440,9 @@ impl Table {
     }
 
     pub(super) fn apply(&mut self, command: Command) {
+        if !matches!(command, Command::List { .. } | Command::Get { .. }) {
+            self.changes.bump();
+        }
         match command {
             Command::Create {
                 id,

@@ -16,6 +16,7 @@ fn spawn_on(storage: SharedStorage) -> Promises {
         Spawner::new().0,
         LIMIT,
         Meter::default(),
+        Default::default(),
     );
     promises
 }
@@ -100,6 +101,7 @@ async fn a_rejection_settles_like_a_completion_and_is_stored() -> anyhow::Result
         Spawner::new().0,
         LIMIT,
         Meter::default(),
+        Default::default(),
     );
     assert_eq!(again.subscribe(id("a", 1))?.await?, Ok(Err(error)));
     Ok(())
@@ -241,6 +243,7 @@ async fn a_deadline_that_passed_while_down_fires_at_start() -> anyhow::Result<()
         Spawner::new().0,
         LIMIT,
         Meter::default(),
+        Default::default(),
     );
     let answer = promises.subscribe(id("a", 1))?.await?;
     assert!(
@@ -348,6 +351,7 @@ async fn the_table_counts_promises_by_status_and_settlements_by_outcome() -> any
         Spawner::new().0,
         LIMIT,
         Meter::new(Some(recorder.clone())),
+        Default::default(),
     );
     for idx in 1..=4 {
         create(&promises, &storage, id("a", idx)).await?;

@@ -1,18 +1,21 @@
 //! `GET /v1/events`: what changes, as server-sent events, for the web page
 //! to show new waits, settlements and worker changes without reloading.
 //!
-//! The runtime has no change feed to subscribe to, so one watcher task
-//! looks at its in-memory state every [`INTERVAL`] (see [`super::watch`])
-//! and broadcasts what changed to every open stream. It runs only while a
-//! stream is open, and however many pages are open it is one look per
-//! interval, not one per page. A look over many workers and promises takes
-//! longer: the watcher then waits [`BUDGET`] times as long as the look
-//! took before the next, so it never takes more than about a twentieth of
-//! a core.
+//! The runtime's change feed ([`Executor::changes`]) says *that* something
+//! changed; one watcher task then looks at the in-memory state (see
+//! [`super::watch`]), compares it with its last look and broadcasts what
+//! changed to every open stream. It waits [`GATHER`] after a change so that
+//! a burst (a promise created, awaited, its worker parked) is one look, and
+//! after a look that took long it waits [`BUDGET`] times as long before the
+//! next, so it never takes more than about a twentieth of a core. It runs
+//! only while a stream is open, and however many pages are open it is one
+//! look per change, not one per page. Changes the feed does not announce
+//! (a worker's memory growing) are picked up by a look every [`FALLBACK`].
 //!
 //! Events (`event:` name, `data:` one line of JSON):
-//! - `hello` `{"intervalMs"}`: first on every stream. A client reads its
-//!   lists after it, and applies the events that follow.
+//! - `hello` `{"intervalMs"}`: first on every stream (the least time
+//!   between two looks). A client reads its lists after it, and applies
+//!   the events that follow.
 //! - `promise`: a promise as `GET /v1/promises` shows it, when it appears,
 //!   changes while pending (`awaited`), or settles.
 //! - `promise-deleted` `{"promiseId"}`: a pending promise that is gone.
@@ -34,7 +37,7 @@ use futures::StreamExt as _;
 use serde_json::json;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
-use vow_runtime::Executor;
+use vow_runtime::{ChangeFeed, Executor};
 
 use crate::error::ApiError;
 use crate::openapi::responses::E401;
@@ -42,14 +45,18 @@ use crate::routes::AppState;
 use crate::routes::watch::{Change, Snapshot, diff, settled};
 use crate::serve::Draining;
 
-/// How often the watcher looks, at most.
-pub(crate) const INTERVAL: Duration = Duration::from_millis(100);
+/// How long the watcher gathers changes before it looks: the least time
+/// between two looks.
+pub(crate) const GATHER: Duration = Duration::from_millis(10);
 
 /// How many times the time a look took the watcher waits before the next.
 const BUDGET: u32 = 20;
 
-/// The longest wait between two looks.
+/// The longest wait between two looks after a change.
 const SLOWEST: Duration = Duration::from_secs(5);
+
+/// How often the watcher looks when the feed announced nothing.
+const FALLBACK: Duration = Duration::from_secs(2);
 
 /// Events a stream may fall behind by before it is told to resync.
 const CAPACITY: usize = 4096;
@@ -75,6 +82,9 @@ impl Events {
         if let Some(sender) = self.lock().as_ref() {
             return Ok(sender.subscribe());
         }
+        // The feed first: a change made while the first look is taken is
+        // looked at again.
+        let feed = executor.changes();
         let first = Snapshot::take(executor).await?;
         let mut hub = self.lock();
         if let Some(sender) = hub.as_ref() {
@@ -84,7 +94,7 @@ impl Events {
         let (sender, receiver) = broadcast::channel(CAPACITY);
         *hub = Some(sender.clone());
         drop(hub);
-        tokio::spawn(watch(self.clone(), executor.clone(), sender, first));
+        tokio::spawn(watch(self.clone(), executor.clone(), feed, sender, first));
         Ok(receiver)
     }
 
@@ -105,10 +115,21 @@ impl Events {
     }
 }
 
-/// The watcher: looks, compares, broadcasts, until no stream listens.
-async fn watch(events: Events, executor: Executor, sender: Sender, mut last: Snapshot) {
-    let mut pause = INTERVAL;
+/// The watcher: waits for a change, looks, compares, broadcasts, until no
+/// stream listens.
+async fn watch(
+    events: Events,
+    executor: Executor,
+    mut feed: ChangeFeed,
+    sender: Sender,
+    mut last: Snapshot,
+) {
+    let mut pause = GATHER;
     loop {
+        tokio::select! {
+            () = feed.changed() => {}
+            () = tokio::time::sleep(FALLBACK) => {}
+        }
         tokio::time::sleep(pause).await;
         if events.unheard(&sender) {
             return;
@@ -132,7 +153,7 @@ async fn watch(events: Events, executor: Executor, sender: Sender, mut last: Sna
         pause = started
             .elapsed()
             .saturating_mul(BUDGET)
-            .clamp(INTERVAL, SLOWEST);
+            .clamp(GATHER, SLOWEST);
     }
 }
 
@@ -143,7 +164,7 @@ async fn watch(events: Events, executor: Executor, sender: Sender, mut last: Sna
     path = "/v1/events",
     operation_id = "streamEvents",
     summary = "Changes as server-sent events: promises created, changed and settled, workers changed, components added (for the web page)",
-    description = "Events: `hello` first, then `promise` (a promise as listings show it), `promise-deleted` {promiseId}, `worker` (WorkerMetadata), `worker-deleted` {workerId}, `component` (ComponentInfo), and `resync` when this stream fell behind (read the lists again). The server looks for changes every 100 ms while a stream is open.",
+    description = "Events: `hello` first, then `promise` (a promise as listings show it), `promise-deleted` {promiseId}, `worker` (WorkerMetadata), `worker-deleted` {workerId}, `component` (ComponentInfo), and `resync` when this stream fell behind (read the lists again). The server looks at its state when the runtime announces a change (10 ms later, to gather a burst) while a stream is open.",
     responses(
         (status = 200, description = "an endless stream of server-sent events", content_type = "text/event-stream", body = String),
         (status = 401, response = E401),
@@ -157,7 +178,7 @@ pub(crate) async fn stream(
     let changes = state.events.subscribe(&state.executor).await?;
     let hello = Event::default()
         .event("hello")
-        .data(json!({ "intervalMs": INTERVAL.as_millis() as u64 }).to_string());
+        .data(json!({ "intervalMs": GATHER.as_millis() as u64 }).to_string());
     let draining = draining.map(|Extension(d)| d);
     let rest = futures::stream::unfold(
         (changes, draining),

@@ -193,7 +193,7 @@ async fn the_event_stream_tells_of_a_new_wait_and_its_settlement() -> Result<()>
     let mut body = response.into_body();
     let mut buffer = String::new();
     let hello = next_event(&mut body, &mut buffer, "hello", |_| true).await?;
-    assert_eq!(hello["intervalMs"], 100);
+    assert_eq!(hello["intervalMs"], 10);
 
     app.create_worker(&cid, "w").await?;
     let worker = next_event(&mut body, &mut buffer, "worker", |w| {
