@@ -398,3 +398,50 @@ fn an_api_token_guards_every_route_and_is_needed_off_loopback() -> anyhow::Resul
     );
     Ok(())
 }
+
+/// One `vow serve` per store: a second one on the same data directory, or
+/// on the same PostgreSQL database, waits for the first to let go, then
+/// stops and names the process that holds the store; once the first is
+/// killed with SIGKILL, a new one starts.
+#[test]
+fn a_second_server_on_the_same_store_is_refused_and_names_the_holder() -> anyhow::Result<()> {
+    use crate::support::Backend;
+
+    let approval = vow_tests::guest("approval")?;
+    let data = tempfile::tempdir()?;
+    let mut backends = vec![Backend::DataDir(data.path().to_owned())];
+    if let Some(url) = vow_tests::fresh_postgres_database()? {
+        backends.push(Backend::Database(url));
+    }
+    for backend in &backends {
+        let first = Server::start_on(backend, &[&approval], &[])?;
+        let refused = match Server::start_or_exit(backend, &[&approval], &[])? {
+            Ok(second) => {
+                anyhow::bail!("a second server started on {backend:?}: {}", second.banner)
+            }
+            Err(finished) => finished.code(1)?,
+        };
+        let holder = match backend {
+            Backend::DataDir(_) => format!(
+                "another Vow process uses this store: process {} holds",
+                first.pid()
+            ),
+            Backend::Database(_) => {
+                "another Vow node writes to this database: \"vow writer ".to_owned()
+            }
+        };
+        assert!(refused.stderr.contains(&holder), "{}", refused.stderr);
+        assert!(
+            refused.stderr.contains(&format!("pid {}", first.pid()))
+                || matches!(backend, Backend::DataDir(_)),
+            "{}",
+            refused.stderr
+        );
+        // SIGKILL: the lock goes with the process, so a new server starts
+        // (it would be refused, as above, if the lock had stayed).
+        drop(first);
+        let again = Server::start_on(backend, &[&approval], &[])?;
+        drop(again);
+    }
+    Ok(())
+}

@@ -393,6 +393,11 @@ impl Server {
         self.process.wait_stderr(needle, QUICK)
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.process.child.id()
+    }
+
     /// Runs a client command against this server.
     pub fn client(&self, args: &[&str]) -> anyhow::Result<Finished> {
         let mut all: Vec<&str> = args.to_vec();
