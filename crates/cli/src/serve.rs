@@ -67,7 +67,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let base = format!("{scheme}://{addr}");
     let public_url = args.public_url.clone().unwrap_or_else(|| base.clone());
-    let executor = executor(&args, &public_url).await?;
+    let (executor, taken_over) = executor(&args, &public_url).await?;
     let mut components = Vec::new();
     for path in &args.components {
         components.push(local::load(&executor, path).await?);
@@ -81,12 +81,34 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
 
     let router = vow_server::router(executor, config);
-    vow_server::serve_with(listener, router, shutdown(), options)
+    // A node whose database another node took over stops (as after the
+    // first Ctrl-C) and exits with an error, so that whatever supervises
+    // it sees it go.
+    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel();
+    let stop = async move {
+        tokio::select! {
+            () = shutdown() => {}
+            holder = taken_over => {
+                output::error_line(&format!(
+                    "another node took the database over ({holder}): this node writes nothing more and stops"
+                ));
+                let _ = lost_tx.send(holder);
+            }
+        }
+    };
+    vow_server::serve_with(listener, router, stop, options)
         .await
         .with_context(|| format!("serving on {addr} failed"))?;
+    if let Ok(holder) = lost_rx.await {
+        bail!("stopped: the database was taken over by {holder}");
+    }
     output::error_line("stopped");
     Ok(())
 }
+
+/// Resolves when another node takes the store over; never for a store
+/// that cannot be taken (SQLite, memory).
+type TakenOver = std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>>;
 
 /// How connections are served: TLS, the connection cap, the header
 /// deadline.
@@ -129,8 +151,10 @@ fn link_keys(
     Ok(builder)
 }
 
-/// Opens the executor on the data directory (or in memory, when asked).
-async fn executor(args: &ServeArgs, public_url: &str) -> anyhow::Result<Executor> {
+/// Opens the executor on the data directory (or in memory, or on the
+/// database, when asked), with what says that the store was taken over.
+async fn executor(args: &ServeArgs, public_url: &str) -> anyhow::Result<(Executor, TakenOver)> {
+    let never: TakenOver = Box::pin(std::future::pending());
     if !args.evict_after.is_finite() || args.evict_after < 0.0 {
         anyhow::bail!("--evict-after must be a number of seconds, 0 or more");
     }
@@ -158,7 +182,7 @@ async fn executor(args: &ServeArgs, public_url: &str) -> anyhow::Result<Executor
     builder = link_keys(args, builder.public_url(public_url))?;
     if args.in_memory {
         output::error_line("keeping everything in memory (--in-memory): a restart loses it");
-        return builder.build().context("cannot set up the runtime");
+        return Ok((builder.build().context("cannot set up the runtime")?, never));
     }
     if let Some(url) = &args.database_url {
         let store = vow_store_postgres::PostgresStorage::connect(url, Default::default()).await?;
@@ -166,11 +190,15 @@ async fn executor(args: &ServeArgs, public_url: &str) -> anyhow::Result<Executor
             "database: {}",
             vow_runtime::vow_store::Storage::location(&store)
         ));
-        return builder
-            .storage(std::sync::Arc::new(store))
+        let store = std::sync::Arc::new(store);
+        let watched = std::sync::Arc::clone(&store);
+        let taken_over: TakenOver = Box::pin(async move { watched.taken_over().await });
+        let executor = builder
+            .storage(store)
             .open()
             .await
-            .context("cannot open the database");
+            .context("cannot open the database")?;
+        return Ok((executor, taken_over));
     }
     let Some(dir) = args.data_dir.clone().or_else(local::default_data_dir) else {
         anyhow::bail!(
@@ -178,11 +206,12 @@ async fn executor(args: &ServeArgs, public_url: &str) -> anyhow::Result<Executor
         );
     };
     output::error_line(&format!("data directory: {}", dir.display()));
-    builder
+    let executor = builder
         .data_dir(&dir)
         .open()
         .await
-        .with_context(|| format!("cannot open the data directory {}", dir.display()))
+        .with_context(|| format!("cannot open the data directory {}", dir.display()))?;
+    Ok((executor, never))
 }
 
 /// The first SIGINT/SIGTERM starts a graceful shutdown; a second one ends

@@ -196,6 +196,24 @@ impl PostgresStorage {
         })
     }
 
+    /// Resolves once another node has taken the database over (see "One
+    /// node per database" above), with who holds it: from then on every
+    /// write fails with [`Error::Fenced`]. A server should stop then, so
+    /// that whatever supervises it sees the node go; `vow serve` does.
+    /// Never resolves while this node holds the database.
+    pub async fn taken_over(&self) -> String {
+        let mut holder = self.counters.taken_over.subscribe();
+        loop {
+            if let Some(holder) = holder.borrow_and_update().clone() {
+                return holder;
+            }
+            if holder.changed().await.is_err() {
+                // The writer is gone with the store: nothing is taken over.
+                return std::future::pending().await;
+            }
+        }
+    }
+
     /// What the writer has done so far: commits against batches shows how
     /// well group commit groups.
     pub fn stats(&self) -> WriterStats {

@@ -45,6 +45,9 @@ pub(crate) struct Counters {
     pub(crate) failed_batches: AtomicU64,
     /// Told of each commit (see [`vow_store::Storage::observe_commits`]).
     pub(crate) hook: vow_store::CommitHook,
+    /// Who took the database over, once another node did (see
+    /// [`crate::PostgresStorage::taken_over`]).
+    pub(crate) taken_over: tokio::sync::watch::Sender<Option<String>>,
 }
 
 /// The writer's connection and its prepared statements.
@@ -149,6 +152,7 @@ impl Writer {
                             %holder,
                             "another node took the database over while this node's writer was disconnected: this node writes nothing more"
                         );
+                        self.counters.taken_over.send_replace(Some(holder.clone()));
                         fenced = Some(holder);
                     }
                 }

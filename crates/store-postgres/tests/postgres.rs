@@ -333,6 +333,11 @@ async fn one_node_writes_to_a_database_and_a_replaced_one_is_fenced() -> anyhow:
     }
     let holder = fenced.context("the replaced node was not fenced")?;
     assert!(holder.starts_with("\"vow writer "), "{holder}");
+    // What a server waits on to stop: it says who took over.
+    let taken = tokio::time::timeout(std::time::Duration::from_secs(5), second.taken_over())
+        .await
+        .context("taken_over did not resolve")?;
+    assert_eq!(taken, holder);
     assert!(matches!(
         second.write(vec![append(2)]).await,
         Err(Error::Fenced { .. })

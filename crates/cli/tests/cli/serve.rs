@@ -445,3 +445,65 @@ fn a_second_server_on_the_same_store_is_refused_and_names_the_holder() -> anyhow
     }
     Ok(())
 }
+
+/// A node whose PostgreSQL connection was cut while another node took the
+/// database stops at its next write: it writes nothing, says who took over
+/// and exits with an error, so that whatever supervises it sees it go.
+#[test]
+fn a_node_whose_database_was_taken_over_stops() -> anyhow::Result<()> {
+    use crate::support::Backend;
+
+    let Some(url) = vow_tests::fresh_postgres_database()? else {
+        return Ok(());
+    };
+    let approval = vow_tests::guest("approval")?;
+    let backend = Backend::Database(url.clone());
+    let first = Server::start_on(&backend, &[&approval], &[])?;
+    let cid = first.component_id("approval")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+        let driver = tokio::spawn(connection);
+        admin
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE datname = current_database() AND application_name LIKE 'vow writer %'",
+                &[],
+            )
+            .await?;
+        drop(admin);
+        let _ = driver.await;
+        anyhow::Ok(())
+    })?;
+    let second = Server::start_on(&backend, &[&approval], &[])?;
+
+    // The first node's next writes: the one that meets the cut connection
+    // fails as any would, the next finds the database taken.
+    for _ in 0..2 {
+        let refused = first.client(&["worker", "start", &cid, "late"])?;
+        assert!(!refused.status.success(), "{refused:?}");
+    }
+    let stopped = first.wait_exit(QUICK)?.code(1)?;
+    assert!(
+        stopped
+            .stderr
+            .contains("another node took the database over (\"vow writer "),
+        "{}",
+        stopped.stderr
+    );
+    assert!(
+        stopped
+            .stderr
+            .contains("error: stopped: the database was taken over by \"vow writer "),
+        "{}",
+        stopped.stderr
+    );
+    // The node that holds the database works, and the late worker was
+    // never made.
+    second.client(&["worker", "start", &cid, "w1"])?.success()?;
+    let listed = second.client(&["worker", "list", &cid])?.success()?;
+    assert!(!listed.stdout.contains("late"), "{}", listed.stdout);
+    Ok(())
+}
