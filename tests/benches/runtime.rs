@@ -140,7 +140,7 @@ async fn vow_round_trip(executor: &Executor, worker: &WorkerId) -> Result<Durati
         .first()
         .cloned()
         .ok_or_else(|| anyhow!("no promise id"))?;
-    let promise = promise_id(&id_val)?;
+    let promise = vals::promise_from_val(&id_val)?;
     let call = executor
         .submit(worker, Invocation::new("await-payload", vec![id_val]))
         .await?;
@@ -155,38 +155,6 @@ async fn vow_round_trip(executor: &Executor, worker: &WorkerId) -> Result<Durati
         bail!("unexpected payload {out:?}");
     }
     Ok(elapsed)
-}
-
-fn promise_id(val: &Val) -> Result<vow_runtime::PromiseId> {
-    let field = |v: &Val, name: &str| -> Result<Val> {
-        match v {
-            Val::Record(fields) => fields
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.clone())
-                .ok_or_else(|| anyhow!("no field {name}")),
-            _ => bail!("not a record"),
-        }
-    };
-    let u64_of = |v: Val| match v {
-        Val::U64(x) => Ok(x),
-        other => Err(anyhow!("expected u64, got {other:?}")),
-    };
-    let worker = field(val, "worker-id")?;
-    let uuid = field(&field(&worker, "component-id")?, "uuid")?;
-    let Val::String(name) = field(&worker, "worker-name")? else {
-        bail!("worker name is not a string");
-    };
-    Ok(vow_runtime::PromiseId {
-        worker_id: WorkerId::new(
-            ComponentId::from_u64_pair(
-                u64_of(field(&uuid, "high-bits")?)?,
-                u64_of(field(&uuid, "low-bits")?)?,
-            ),
-            name,
-        ),
-        oplog_idx: u64_of(field(val, "oplog-idx")?)?,
-    })
 }
 
 /// The floor: a guest whose only import is an async host function that
@@ -460,3 +428,6 @@ fn render(rows: &[Row], map_count: String) -> String {
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
+
+#[path = "../common/vals.rs"]
+mod vals;

@@ -21,9 +21,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
-use vow_runtime::{
-    ComponentId, Executor, Invocation, PromiseId, Val, WorkerConfig, WorkerId, WorkerStatus,
-};
+use vow_runtime::{Executor, Invocation, Val, WorkerConfig, WorkerId, WorkerStatus};
 
 /// Rounds of one process per setting, each timing [`BATCH`] round trips
 /// after [`WARM_UP`].
@@ -190,7 +188,7 @@ async fn round_trip(executor: &Executor, worker: &WorkerId) -> Result<Duration> 
         .first()
         .cloned()
         .ok_or_else(|| anyhow!("no promise id"))?;
-    let promise = promise_id(&id_val)?;
+    let promise = vals::promise_from_val(&id_val)?;
     let call = executor
         .submit(worker, Invocation::new("await-payload", vec![id_val]))
         .await?;
@@ -204,39 +202,6 @@ async fn round_trip(executor: &Executor, worker: &WorkerId) -> Result<Duration> 
         bail!("unexpected payload {out:?}");
     }
     Ok(elapsed)
-}
-
-/// The promise id the harness's `new-promise` returns, as a WIT record.
-fn promise_id(val: &Val) -> Result<PromiseId> {
-    let field = |v: &Val, name: &str| -> Result<Val> {
-        match v {
-            Val::Record(fields) => fields
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.clone())
-                .ok_or_else(|| anyhow!("no field {name}")),
-            _ => bail!("not a record"),
-        }
-    };
-    let u64_of = |v: Val| match v {
-        Val::U64(x) => Ok(x),
-        other => Err(anyhow!("expected u64, got {other:?}")),
-    };
-    let worker = field(val, "worker-id")?;
-    let uuid = field(&field(&worker, "component-id")?, "uuid")?;
-    let Val::String(name) = field(&worker, "worker-name")? else {
-        bail!("worker name is not a string");
-    };
-    Ok(PromiseId {
-        worker_id: WorkerId::new(
-            ComponentId::from_u64_pair(
-                u64_of(field(&uuid, "high-bits")?)?,
-                u64_of(field(&uuid, "low-bits")?)?,
-            ),
-            name,
-        ),
-        oplog_idx: u64_of(field(val, "oplog-idx")?)?,
-    })
 }
 
 struct Stats {
@@ -258,3 +223,6 @@ impl Stats {
 fn fmt_us(d: Duration) -> String {
     format!("{:.1} µs", d.as_secs_f64() * 1e6)
 }
+
+#[path = "../common/vals.rs"]
+mod vals;

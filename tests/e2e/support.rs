@@ -11,6 +11,10 @@ use vow_runtime::{
     WorkerConfig, WorkerId,
 };
 
+#[path = "../common/vals.rs"]
+mod vals;
+pub use vals::{field, promise_from_val, u64_of};
+
 /// A compilation cache shared by the tests of this binary, so each guest is
 /// compiled once per run rather than once per test.
 pub fn cache_dir() -> PathBuf {
@@ -114,43 +118,6 @@ pub fn promise_val(id: &PromiseId) -> Val {
         ("worker-id", worker_val(&id.worker_id)),
         ("oplog-idx", Val::U64(id.oplog_idx)),
     ])
-}
-
-pub fn field<'a>(val: &'a Val, name: &str) -> Result<&'a Val> {
-    match val {
-        Val::Record(fields) => fields
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v)
-            .ok_or_else(|| anyhow!("no field {name} in {val:?}")),
-        other => Err(anyhow!("expected a record, got {other:?}")),
-    }
-}
-
-pub fn u64_of(val: &Val) -> Result<u64> {
-    match val {
-        Val::U64(v) => Ok(*v),
-        other => Err(anyhow!("expected u64, got {other:?}")),
-    }
-}
-
-pub fn promise_from_val(val: &Val) -> Result<PromiseId> {
-    let worker = field(val, "worker-id")?;
-    let uuid = field(field(worker, "component-id")?, "uuid")?;
-    let name = match field(worker, "worker-name")? {
-        Val::String(s) => s.clone(),
-        other => return Err(anyhow!("expected a string, got {other:?}")),
-    };
-    Ok(PromiseId {
-        worker_id: WorkerId::new(
-            ComponentId::from_u64_pair(
-                u64_of(field(uuid, "high-bits")?)?,
-                u64_of(field(uuid, "low-bits")?)?,
-            ),
-            name,
-        ),
-        oplog_idx: u64_of(field(val, "oplog-idx")?)?,
-    })
 }
 
 pub fn bytes_val(bytes: &[u8]) -> Val {
