@@ -275,34 +275,48 @@ pub fn fresh_postgres_database() -> anyhow::Result<Option<String>> {
         return Ok(None);
     };
     let name = format!("vow_test_{}", uuid::Uuid::new_v4().simple());
-    // A runtime of its own: callers may be inside another one or none.
-    let create = {
-        let (server, name) = (server.clone(), name.clone());
-        std::thread::spawn(move || -> anyhow::Result<()> {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(async {
-                let (client, connection) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
-                    .await
-                    .with_context(|| format!("connecting to {server}"))?;
-                tokio::spawn(connection);
-                client
-                    .batch_execute(&format!("CREATE DATABASE {name}"))
-                    .await
-                    .context("creating a test database")?;
-                anyhow::Ok(())
-            })
-        })
-    };
-    create
-        .join()
-        .map_err(|_| anyhow::anyhow!("creating a test database panicked"))??;
+    execute(&server, &format!("CREATE DATABASE {name}")).context("creating a test database")?;
     let base = server
         .rsplit_once('/')
         .map(|(base, _)| base)
         .context("VOW_TEST_DATABASE_URL names no database")?;
     Ok(Some(format!("{base}/{name}")))
+}
+
+/// Ends every Vow writer session on the database at `url` (the
+/// connections whose `application_name` starts with `vow writer`), as a
+/// network cut or a database restart would; the pools' connections stay.
+pub fn cut_vow_writers(url: &str) -> anyhow::Result<()> {
+    execute(
+        url,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND application_name LIKE 'vow writer %'",
+    )
+    .context("ending the Vow writer sessions")
+}
+
+/// Runs `sql` on the database at `url`, on a thread and runtime of its
+/// own: callers may be inside another runtime or none.
+fn execute(url: &str, sql: &str) -> anyhow::Result<()> {
+    let (owned, sql) = (url.to_owned(), sql.to_owned());
+    std::thread::spawn(move || -> anyhow::Result<()> {
+        let url = owned;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .with_context(|| format!("connecting to {url}"))?;
+            let driver = tokio::spawn(connection);
+            client.batch_execute(&sql).await?;
+            drop(client);
+            let _ = driver.await;
+            anyhow::Ok(())
+        })
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("a statement on {url} panicked"))?
 }
 
 /// The CPU model as `/proc/cpuinfo` names it, for benchmark reports.

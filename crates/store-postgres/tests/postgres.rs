@@ -300,15 +300,7 @@ async fn one_node_writes_to_a_database_and_a_replaced_one_is_fenced() -> anyhow:
 
     // Cut the second node's writer, and let a third take the database
     // before the second reconnects.
-    let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
-    admin
-        .execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-             WHERE datname = current_database() AND application_name LIKE 'vow writer %'",
-            &[],
-        )
-        .await?;
+    vow_tests::cut_vow_writers(&url)?;
     let third = PostgresStorage::connect(&url, patient(10)).await?;
     let worker = vow_store::WorkerKey {
         component: uuid::Uuid::new_v4(),

@@ -460,23 +460,7 @@ fn a_node_whose_database_was_taken_over_stops() -> anyhow::Result<()> {
     let backend = Backend::Database(url.clone());
     let first = Server::start_on(&backend, &[&approval], &[])?;
     let cid = first.component_id("approval")?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
-        let driver = tokio::spawn(connection);
-        admin
-            .execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                 WHERE datname = current_database() AND application_name LIKE 'vow writer %'",
-                &[],
-            )
-            .await?;
-        drop(admin);
-        let _ = driver.await;
-        anyhow::Ok(())
-    })?;
+    vow_tests::cut_vow_writers(&url)?;
     let second = Server::start_on(&backend, &[&approval], &[])?;
 
     // The first node's next writes: the one that meets the cut connection

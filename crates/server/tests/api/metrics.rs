@@ -6,10 +6,8 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, anyhow, ensure};
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use http_body_util::BodyExt as _;
 use prom_text_format_parser::{Metric, Scrape, ValueType};
 use serde_json::json;
-use tower::ServiceExt as _;
 use vow_runtime::Executor;
 use vow_server::ServerConfig;
 
@@ -21,19 +19,12 @@ async fn scrape_with(app: &App, token: Option<&str>) -> Result<(StatusCode, Vec<
     if let Some(token) = token {
         request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
     }
-    let response = app
-        .router
-        .clone()
-        .oneshot(request.body(Body::empty())?)
-        .await?;
-    let status = response.status();
-    let content_type = response
-        .headers()
+    let (status, headers, bytes) = app.send_raw(request.body(Body::empty())?).await?;
+    let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let bytes = response.into_body().collect().await?.to_bytes();
     let text = String::from_utf8(bytes.to_vec())?;
     if status != StatusCode::OK {
         return Ok((status, Vec::new()));

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail, ensure};
 use axum::Router;
 use axum::body::Body;
-use axum::http::{Method, Request, StatusCode, header};
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
@@ -64,17 +65,23 @@ impl App {
         })
     }
 
+    /// Sends a request; its status, headers and whole body, whatever
+    /// the body is.
+    pub async fn send_raw(&self, request: Request<Body>) -> Result<(StatusCode, HeaderMap, Bytes)> {
+        let response = self.router.clone().oneshot(request).await?;
+        let (parts, body) = response.into_parts();
+        let bytes = body.collect().await?.to_bytes();
+        Ok((parts.status, parts.headers, bytes))
+    }
+
     /// Sends a request; every answer must be JSON.
     pub async fn send(&self, request: Request<Body>) -> Result<Reply> {
-        let response = self.router.clone().oneshot(request).await?;
-        let status = response.status();
-        let content_type = response
-            .headers()
+        let (status, headers, bytes) = self.send_raw(request).await?;
+        let content_type = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();
-        let bytes = response.into_body().collect().await?.to_bytes();
         ensure!(
             content_type == vow_server::JSON_CONTENT_TYPE,
             "{status} with content type {content_type:?}: {}",

@@ -23,18 +23,8 @@ async fn get(
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    let response = app
-        .router
-        .clone()
-        .oneshot(request.body(Body::empty())?)
-        .await?;
-    let (parts, body) = response.into_parts();
-    let bytes = body.collect().await?.to_bytes();
-    Ok((
-        parts.status,
-        parts.headers,
-        String::from_utf8(bytes.to_vec())?,
-    ))
+    let (status, headers, bytes) = app.send_raw(request.body(Body::empty())?).await?;
+    Ok((status, headers, String::from_utf8(bytes.to_vec())?))
 }
 
 fn header(headers: &HeaderMap, name: header::HeaderName) -> &str {
