@@ -78,7 +78,7 @@ pub(crate) async fn take(client: &Client, own: &str, patience: Duration) -> Resu
 
 /// The session that holds the node lock, as far as this role may see it.
 #[derive(Default)]
-struct Holder {
+pub(crate) struct Holder {
     pid: Option<i32>,
     name: Option<String>,
     address: Option<String>,
@@ -110,7 +110,7 @@ impl std::fmt::Display for Holder {
     }
 }
 
-async fn holder(client: &Client) -> Holder {
+pub(crate) async fn holder(client: &Client) -> Holder {
     let row = client
         .query_opt(
             "SELECT l.pid, a.application_name, host(a.client_addr),

@@ -40,6 +40,7 @@
 
 mod apply;
 mod claim;
+pub mod cluster;
 mod coalesce;
 mod error;
 mod read;
@@ -101,6 +102,16 @@ pub struct WriterStats {
     pub failed_batches: u64,
 }
 
+/// How the writer keeps other nodes out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// One node alone: the node lock (`claim`).
+    Single,
+    /// The active node of a cluster: every transaction checks the lease of
+    /// this epoch (`cluster`), which lasts this long.
+    Leased(i64, Duration),
+}
+
 /// A Vow store in a PostgreSQL database.
 pub struct PostgresStorage {
     location: String,
@@ -115,6 +126,15 @@ impl fmt::Debug for PostgresStorage {
             .field("location", &self.location)
             .finish_non_exhaustive()
     }
+}
+
+/// Adds `-c setting` to the server options a connection starts with.
+pub(crate) fn add_option(config: &mut tokio_postgres::Config, setting: &str) {
+    let options = match config.get_options() {
+        Some(given) if !given.is_empty() => format!("{given} -c {setting}"),
+        _ => format!("-c {setting}"),
+    };
+    config.options(&options);
 }
 
 /// The URL without its password, for messages.
@@ -136,7 +156,15 @@ fn location_of(config: &tokio_postgres::Config) -> String {
 impl PostgresStorage {
     /// Connects to the database at `url` (`postgres://user:password@host:port/db`),
     /// creates or migrates Vow's tables, and starts the writer.
+    ///
+    /// This is one node alone on the database (see "One node per database"
+    /// above); nodes of a cluster open theirs with
+    /// [`cluster::Cluster::open_store`].
     pub async fn connect(url: &str, options: PostgresOptions) -> Result<Self> {
+        Self::open(url, options, Mode::Single).await
+    }
+
+    pub(crate) async fn open(url: &str, options: PostgresOptions, mode: Mode) -> Result<Self> {
         let mut config: tokio_postgres::Config = url.parse().map_err(|e| Error::Open {
             location: "postgres".to_owned(),
             reason: format!("invalid database URL: {}", message(&e)),
@@ -148,27 +176,62 @@ impl PostgresStorage {
         let mut writer_config = config.clone();
         let name = claim::application_name();
         writer_config.application_name(&name);
+        if let Mode::Leased(_, ttl) = mode {
+            // A writer frozen inside a transaction (a stopped process)
+            // holds the lease row, which a takeover waits for: the
+            // server ends such a session after a lease time.
+            add_option(
+                &mut writer_config,
+                &format!(
+                    "idle_in_transaction_session_timeout={}",
+                    ttl.as_millis().max(1)
+                ),
+            );
+        }
         let mut client = writer::connect(&writer_config, &location)
             .await
             .map_err(|e| at_open(&location, &e))?;
         schema::migrate(&mut client, &location).await?;
-        match claim::take(&client, &name, options.connect_timeout).await {
-            Ok(()) => {}
-            Err(claim::Refused::Failed(e)) => return Err(at_open(&location, &e)),
-            Err(claim::Refused::Held(holder)) => {
+        if mode == Mode::Single {
+            match claim::take(&client, &name, options.connect_timeout).await {
+                Ok(()) => {}
+                Err(claim::Refused::Failed(e)) => return Err(at_open(&location, &e)),
+                Err(claim::Refused::Held(holder)) => {
+                    return Err(Error::Open {
+                        location,
+                        reason: format!(
+                            "another Vow node writes to this database: {holder} holds it \
+                             (waited {:?}). One node per database: stop that node, or give \
+                             this one a database of its own",
+                            options.connect_timeout
+                        ),
+                    });
+                }
+            }
+            let active: Option<String> = client
+                .query_opt(
+                    "SELECT node_id FROM vow_lease WHERE id = 1 AND expires_at > now()",
+                    &[],
+                )
+                .await
+                .map_err(|e| at_open(&location, &e))?
+                .map(|row| row.get(0));
+            if let Some(node) = active {
                 return Err(Error::Open {
                     location,
                     reason: format!(
-                        "another Vow node writes to this database: {holder} holds it \
-                         (waited {:?}). One node per database: stop that node, or give \
-                         this one a database of its own",
-                        options.connect_timeout
+                        "a Vow cluster runs on this database (node {node:?} is active): \
+                         start this node with --node-id to join it"
                     ),
                 });
             }
         }
         let counters = Arc::new(writer::Counters::default());
-        let writer = Writer::new(client, &location, Arc::clone(&counters))
+        let fence = match mode {
+            Mode::Single => None,
+            Mode::Leased(epoch, _) => Some(epoch),
+        };
+        let writer = Writer::new(client, &location, Arc::clone(&counters), fence)
             .await
             .map_err(|e| at_open(&location, &e))?;
         let manager = Manager::from_config(
@@ -211,6 +274,22 @@ impl PostgresStorage {
                 // The writer is gone with the store: nothing is taken over.
                 return std::future::pending().await;
             }
+        }
+    }
+
+    /// Stops writing: resolves once every batch sent before it is written
+    /// (or failed); every write after it fails with [`Error::Closed`]. A
+    /// node of a cluster closes its store before it gives its lease up, so
+    /// that nothing it wrote is still in flight when another node reads.
+    pub async fn close(&self) {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            batch: Vec::new(),
+            reply,
+            close: true,
+        };
+        if self.writer.send(job).is_ok() {
+            let _ = answer.await;
         }
     }
 
@@ -262,7 +341,15 @@ use crate::apply::Param;
 impl Storage for PostgresStorage {
     fn write(&self, batch: Vec<Write>) -> BoxFuture<'static, Result<Vec<Outcome>>> {
         let (reply, answer) = oneshot::channel();
-        if self.writer.send(Job { batch, reply }).is_err() {
+        if self
+            .writer
+            .send(Job {
+                batch,
+                reply,
+                close: false,
+            })
+            .is_err()
+        {
             return ready(Err(Error::Closed)).boxed();
         }
         answer

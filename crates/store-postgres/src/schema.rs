@@ -12,7 +12,7 @@ use vow_store::{Error, Result};
 use crate::error::at_open;
 
 /// The migrations, oldest first.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this build writes and understands.
 pub(crate) const LATEST: u32 = MIGRATIONS.len() as u32;
@@ -116,6 +116,39 @@ CREATE TABLE reactions (
     created_at bigint NOT NULL,
     PRIMARY KEY (component, name, idx)
 );
+";
+
+/// Version 3: several nodes on one database (`crate::cluster`): who is
+/// in the cluster, and the lease of the node that runs the workers.
+const V3: &str = "
+-- Epochs: a new one each time a node joins and each time a node takes
+-- the lease, so that no two runs ever share one.
+CREATE SEQUENCE vow_epochs;
+
+-- One row per node id: the run that joined last, its address, until
+-- when it counts as alive, and the load it reported.
+CREATE TABLE vow_nodes (
+    node_id       text        PRIMARY KEY,
+    epoch         bigint      NOT NULL,
+    advertise_url text        NOT NULL,
+    started_at    timestamptz NOT NULL,
+    expires_at    timestamptz NOT NULL,
+    workers       bigint,
+    resident      bigint,
+    running       bigint
+);
+
+-- One row: the active node's lease. Every write of the active
+-- node checks it (epoch and expiry) in its own transaction.
+CREATE TABLE vow_lease (
+    id          smallint    PRIMARY KEY CHECK (id = 1),
+    node_id     text        NOT NULL,
+    epoch       bigint      NOT NULL,
+    acquired_at timestamptz NOT NULL,
+    expires_at  timestamptz NOT NULL
+);
+-- Held by nobody until a node takes it.
+INSERT INTO vow_lease VALUES (1, '', 0, now(), '-infinity');
 ";
 
 /// Brings the schema to [`LATEST`], or refuses a newer one.

@@ -35,6 +35,9 @@ use crate::error::{message, runtime};
 pub(crate) struct Job {
     pub(crate) batch: Vec<Write>,
     pub(crate) reply: oneshot::Sender<Result<Vec<Outcome>>>,
+    /// Not a batch: once every job before it is answered, the writer
+    /// refuses everything after it ([`crate::PostgresStorage::close`]).
+    pub(crate) close: bool,
 }
 
 /// What the writer has done, for [`crate::PostgresStorage::stats`].
@@ -56,7 +59,15 @@ pub(crate) struct Writer {
     statements: Statements,
     location: String,
     counters: Arc<Counters>,
+    /// In a cluster: the lease epoch every transaction checks, and the
+    /// statement that checks it.
+    fence: Option<(i64, Statement)>,
 }
+
+/// Holds the lease row until the transaction ends, if it is still the
+/// writer's and unexpired: one row, or none when this node lost it.
+const FENCE: &str =
+    "SELECT 1 FROM vow_lease WHERE id = 1 AND epoch = $1 AND expires_at > now() FOR SHARE";
 
 /// The longest wait between two attempts to reconnect the writer.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -101,6 +112,7 @@ impl Writer {
         client: Client,
         location: &str,
         counters: Arc<Counters>,
+        fence: Option<i64>,
     ) -> std::result::Result<Self, tokio_postgres::Error> {
         // The writer's statements run thousands of times with the same
         // shape: plan each once, not at every execution. And TCP
@@ -117,11 +129,16 @@ impl Writer {
             )
             .await?;
         let statements = Statements::prepare(&client).await?;
+        let fence = match fence {
+            Some(epoch) => Some((epoch, client.prepare(FENCE).await?)),
+            None => None,
+        };
         Ok(Self {
             client,
             statements,
             location: location.to_owned(),
             counters,
+            fence,
         })
     }
 
@@ -142,52 +159,96 @@ impl Writer {
         // Who took the database over, once someone did: then nothing is
         // written again.
         let mut fenced: Option<String> = None;
+        let mut closed = false;
+        let epoch = self.fence.as_ref().map(|(epoch, _)| *epoch);
         while let Some(first) = rx.recv().await {
-            if fenced.is_none() && self.client.is_closed() {
-                match Self::reconnect(&config, &self.location, Arc::clone(&self.counters)).await {
-                    Ok(writer) => self = writer,
-                    Err(holder) => {
-                        tracing::error!(
-                            store = %self.location,
-                            %holder,
-                            "another node took the database over while this node's writer was disconnected: this node writes nothing more"
-                        );
-                        self.counters.taken_over.send_replace(Some(holder.clone()));
-                        fenced = Some(holder);
-                    }
-                }
-            }
             let mut jobs = vec![first];
             while let Ok(job) = rx.try_recv() {
                 jobs.push(job);
             }
-            if let Some(holder) = &fenced {
-                self.counters
-                    .failed_batches
-                    .fetch_add(jobs.len() as u64, Ordering::Relaxed);
-                for job in jobs {
-                    let _ = job.reply.send(Err(Error::Fenced {
-                        location: self.location.clone(),
-                        holder: holder.clone(),
-                    }));
-                }
-                continue;
+            // Whatever came after a close is refused; the close itself is
+            // answered once what came before it is.
+            let mut after_close = Vec::new();
+            if let Some(at) = jobs.iter().position(|job| job.close) {
+                after_close = jobs.split_off(at);
             }
-            let started = std::time::Instant::now();
-            let answers = self.commit(&jobs).await;
-            let ok = answers.iter().filter(|a| a.is_ok()).count() as u64;
-            if ok > 0 {
-                self.counters.hook.committed(ok as usize, started.elapsed());
-                self.counters.commits.fetch_add(1, Ordering::Relaxed);
+            if closed {
+                after_close.splice(0..0, jobs.drain(..));
             }
-            self.counters.batches.fetch_add(ok, Ordering::Relaxed);
-            self.counters
-                .failed_batches
-                .fetch_add(answers.len() as u64 - ok, Ordering::Relaxed);
-            for (job, answer) in jobs.into_iter().zip(answers) {
+            if !jobs.is_empty() {
+                self = self.apply(jobs, &config, epoch, &mut fenced).await;
+            }
+            for (n, job) in after_close.into_iter().enumerate() {
+                let answer = if n == 0 && job.close && !closed {
+                    Ok(Vec::new())
+                } else {
+                    Err(Error::Closed)
+                };
+                closed = true;
                 let _ = job.reply.send(answer);
             }
         }
+    }
+
+    /// Applies one group of jobs (reconnecting first if the connection
+    /// was lost), or refuses it when this node was fenced.
+    async fn apply(
+        mut self,
+        jobs: Vec<Job>,
+        config: &tokio_postgres::Config,
+        epoch: Option<i64>,
+        fenced: &mut Option<String>,
+    ) -> Self {
+        if fenced.is_none() && self.client.is_closed() {
+            match Self::reconnect(config, &self.location, Arc::clone(&self.counters), epoch).await {
+                Ok(writer) => self = writer,
+                Err(holder) => {
+                    tracing::error!(
+                        store = %self.location,
+                        %holder,
+                        "another node took the database over while this node's writer was disconnected: this node writes nothing more"
+                    );
+                    self.counters.taken_over.send_replace(Some(holder.clone()));
+                    *fenced = Some(holder);
+                }
+            }
+        }
+        if let Some(holder) = fenced.as_ref() {
+            self.counters
+                .failed_batches
+                .fetch_add(jobs.len() as u64, Ordering::Relaxed);
+            for job in jobs {
+                let _ = job.reply.send(Err(Error::Fenced {
+                    location: self.location.clone(),
+                    holder: holder.clone(),
+                }));
+            }
+            return self;
+        }
+        let started = std::time::Instant::now();
+        let answers = self.commit(&jobs).await;
+        let ok = answers.iter().filter(|a| a.is_ok()).count() as u64;
+        if ok > 0 {
+            self.counters.hook.committed(ok as usize, started.elapsed());
+            self.counters.commits.fetch_add(1, Ordering::Relaxed);
+        }
+        self.counters.batches.fetch_add(ok, Ordering::Relaxed);
+        self.counters
+            .failed_batches
+            .fetch_add(answers.len() as u64 - ok, Ordering::Relaxed);
+        let lost = answers.iter().find_map(|answer| match answer {
+            Err(Error::Fenced { holder, .. }) => Some(holder.clone()),
+            _ => None,
+        });
+        if let Some(holder) = lost {
+            tracing::error!(store = %self.location, %holder, "this node's lease is lost: it writes nothing more");
+            self.counters.taken_over.send_replace(Some(holder.clone()));
+            *fenced = Some(holder);
+        }
+        for (job, answer) in jobs.into_iter().zip(answers) {
+            let _ = job.reply.send(answer);
+        }
+        self
     }
 
     /// Connects again, retrying with backoff until it works, and takes the
@@ -197,10 +258,16 @@ impl Writer {
         config: &tokio_postgres::Config,
         location: &str,
         counters: Arc<Counters>,
+        fence: Option<i64>,
     ) -> std::result::Result<Self, String> {
         let mut wait = Duration::from_millis(50);
         loop {
             let writer = match connect(config, location).await {
+                // In a cluster, the lease checked in every transaction
+                // fences: no node lock.
+                Ok(client) if fence.is_some() => {
+                    Self::new(client, location, Arc::clone(&counters), fence).await
+                }
                 Ok(client) => match claim::take(
                     &client,
                     config.get_application_name().unwrap_or_default(),
@@ -208,7 +275,7 @@ impl Writer {
                 )
                 .await
                 {
-                    Ok(()) => Self::new(client, location, Arc::clone(&counters)).await,
+                    Ok(()) => Self::new(client, location, Arc::clone(&counters), None).await,
                     Err(claim::Refused::Held(holder)) => return Err(holder),
                     Err(claim::Refused::Failed(e)) => Err(e),
                 },
@@ -244,16 +311,72 @@ impl Writer {
         lead: &'a Statement,
         ops: Vec<&'a Op<'a>>,
     ) -> (Result<()>, Vec<Result<Answer>>) {
+        self.send_fenced(lead, false, ops).await
+    }
+
+    /// [`Writer::send`], with the lease check right after `lead` when
+    /// `fenced` (and this writer has a lease): its failure is the lead's.
+    async fn send_fenced<'a>(
+        &'a self,
+        lead: &'a Statement,
+        fenced: bool,
+        ops: Vec<&'a Op<'a>>,
+    ) -> (Result<()>, Vec<Result<Answer>>) {
         let mut lead = Box::pin(maybe_done(self.simple(lead)));
         // Polled first, so that its request leaves first.
         let _ = futures::poll!(lead.as_mut());
+        let mut fence = Box::pin(maybe_done(self.check_fence(fenced)));
+        let _ = futures::poll!(fence.as_mut());
         let mut futures = Vec::with_capacity(ops.len());
         for op in ops {
             futures.push(self.run_op(op));
         }
         let answers = pipelined(futures).await;
         lead.as_mut().await;
-        (lead.as_mut().take_output().unwrap_or(Ok(())), answers)
+        fence.as_mut().await;
+        let lead = lead.as_mut().take_output().unwrap_or(Ok(()));
+        let fence = fence.as_mut().take_output().unwrap_or(Ok(()));
+        (lead.and(fence), answers)
+    }
+
+    /// In a cluster (and when `wanted`), checks inside the open
+    /// transaction that the lease is still this writer's, and holds it
+    /// until the transaction ends; [`Error::Fenced`] when it is not.
+    async fn check_fence(&self, wanted: bool) -> Result<()> {
+        let Some((epoch, statement)) = self.fence.as_ref().filter(|_| wanted) else {
+            return Ok(());
+        };
+        let held = self
+            .client
+            .execute(statement, &[epoch])
+            .await
+            .map_err(|e| runtime(&self.location, &e))?;
+        if held > 0 {
+            return Ok(());
+        }
+        let holder = match self
+            .client
+            .query_opt(
+                "SELECT node_id, epoch, expires_at > now() FROM vow_lease WHERE id = 1",
+                &[],
+            )
+            .await
+        {
+            Ok(Some(row)) if row.get::<_, i64>(1) != *epoch => format!(
+                "node {:?} holds the lease now (epoch {}; this node had epoch {epoch})",
+                row.get::<_, String>(0),
+                row.get::<_, i64>(1)
+            ),
+            Ok(_) => format!("nobody: this node's lease (epoch {epoch}) expired"),
+            Err(e) => format!(
+                "unknown ({}): this node's lease (epoch {epoch}) is lost",
+                message(&e)
+            ),
+        };
+        Err(Error::Fenced {
+            location: self.location.clone(),
+            holder,
+        })
     }
 
     async fn run_op(&self, op: &Op<'_>) -> Result<Answer> {
@@ -306,9 +429,15 @@ impl Writer {
     /// one flight, no savepoints.
     async fn commit_together(&self, ops: &[GroupOp<'_>], per_job: &[usize]) -> Together {
         let (begun, answers) = self
-            .send(&self.statements.begin, ops.iter().map(|g| &g.op).collect())
+            .send_fenced(
+                &self.statements.begin,
+                true,
+                ops.iter().map(|g| &g.op).collect(),
+            )
             .await;
         if let Err(e) = begun {
+            // Nothing of it may stay: the statements ran, unchecked.
+            let _ = self.simple(&self.statements.rollback).await;
             return Together::Failed(e);
         }
         let Some(outcomes) = coalesce::outcomes(ops, &answers, per_job, &self.location) else {
@@ -332,6 +461,10 @@ impl Writer {
     async fn commit_one_by_one(&self, plans: Vec<Result<Plan<'_>>>) -> Vec<Result<Vec<Outcome>>> {
         let failed_all = |e: Error| plans.iter().map(|_| Err(e.clone())).collect();
         if let Err(e) = self.simple(&self.statements.begin).await {
+            return failed_all(e);
+        }
+        if let Err(e) = self.check_fence(true).await {
+            let _ = self.simple(&self.statements.rollback).await;
             return failed_all(e);
         }
         let mut answers = Vec::with_capacity(plans.len());
