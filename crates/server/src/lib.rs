@@ -40,6 +40,7 @@
 //! requests or read results.
 
 mod auth;
+pub mod cluster;
 mod error;
 mod extract;
 mod integral;
