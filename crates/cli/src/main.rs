@@ -106,6 +106,13 @@ enum Command {
         #[command(subcommand)]
         command: PromiseCommand,
     },
+    /// List the nodes of a cluster (vow serve --node-id)
+    Node {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(subcommand)]
+        command: NodeCommand,
+    },
     /// Rotate and retire the keys that sign completion links
     LinkKeys {
         #[command(flatten)]
@@ -333,6 +340,9 @@ struct ServeArgs {
     invocation_timeout: Option<f64>,
 
     #[command(flatten)]
+    cluster: ClusterArgs,
+
+    #[command(flatten)]
     otlp: OtlpArgs,
 
     #[command(flatten)]
@@ -340,6 +350,46 @@ struct ServeArgs {
 
     #[command(flatten)]
     cache: CacheArgs,
+}
+
+/// `vow serve` as a node of a cluster (docs/cluster.md).
+#[derive(Debug, Args)]
+struct ClusterArgs {
+    /// Run as node ID of a cluster: several nodes on one --database-url,
+    /// one of them active (it runs the workers), the others standing by
+    /// and forwarding requests to it; a standby takes over when the active
+    /// node stops or dies
+    #[arg(
+        long,
+        env = "VOW_NODE_ID",
+        value_name = "ID",
+        requires = "database_url",
+        conflicts_with_all = ["in_memory", "data_dir", "demo"]
+    )]
+    node_id: Option<String>,
+
+    /// The URL other nodes forward requests to this node at [default:
+    /// --public-url, else http(s)://ADDR as bound]; needed when listening
+    /// on 0.0.0.0 or ::
+    #[arg(
+        long,
+        env = "VOW_ADVERTISE_URL",
+        value_name = "URL",
+        requires = "node_id"
+    )]
+    advertise_url: Option<String>,
+
+    /// Seconds a node's lease lasts without renewal: when the active node
+    /// dies, another takes over after at most this long (a node renews
+    /// every quarter of it, and stops by itself when it could not for
+    /// three quarters of it)
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 10.0,
+        requires = "node_id"
+    )]
+    lease_ttl: f64,
 }
 
 /// Where `vow serve` exports spans (a build with the `otlp` feature).
@@ -416,6 +466,16 @@ impl ServerArgs {
     fn url(&self) -> &str {
         self.server.as_deref().unwrap_or(DEFAULT_SERVER)
     }
+}
+
+#[derive(Debug, Subcommand)]
+enum NodeCommand {
+    /// List the cluster's nodes: role, address, lease and load
+    List {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -821,6 +881,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Component { server, command } => remote::component(&server, command).await,
         Command::Worker { server, command } => remote::worker(&server, command).await,
         Command::Promise { server, command } => remote::promise(&server, command).await,
+        Command::Node { server, command } => remote::node(&server, command).await,
         Command::LinkKeys { place, command } => local::link_keys(place, command),
     }
 }

@@ -16,7 +16,7 @@ use vow_runtime::{ExportInfo, ParamInfo, PromiseId};
 
 use crate::client::{Client, Request};
 use crate::output;
-use crate::{ComponentCommand, InvokeArgs, PromiseCommand, WorkerCommand};
+use crate::{ComponentCommand, InvokeArgs, NodeCommand, PromiseCommand, WorkerCommand};
 
 /// `ComponentInfo` as the server sends it.
 #[derive(Debug, Deserialize)]
@@ -174,6 +174,74 @@ pub(crate) async fn component(
                 &["COMPONENT ID", "NAME", "SIZE", "EXPORTS"],
                 &rows,
             ))?;
+            Ok(())
+        }
+    }
+}
+
+/// A node as `GET /v1/nodes` sends it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Node {
+    node_id: String,
+    role: String,
+    epoch: i64,
+    advertise_url: String,
+    expires_at: String,
+    #[serde(default)]
+    lease_expires_at: Option<String>,
+    #[serde(default)]
+    load: Option<NodeLoad>,
+}
+
+#[derive(Debug, Deserialize)]
+struct NodeLoad {
+    workers: u64,
+    resident: u64,
+    running: u64,
+}
+
+pub(crate) async fn node(server: &crate::ServerArgs, command: NodeCommand) -> anyhow::Result<()> {
+    let client = Client::for_server(server)?;
+    match command {
+        NodeCommand::List { json } => {
+            let answer = client
+                .call(Request::new(Method::GET, &["v1", "nodes"]))
+                .await?;
+            if json {
+                return output::json(&answer);
+            }
+            let this: String = parse(&answer, Some("thisNode"))?;
+            let nodes: Vec<Node> = parse(&answer, Some("nodes"))?;
+            let rows: Vec<Vec<String>> = nodes
+                .iter()
+                .map(|n| {
+                    let mut id = n.node_id.clone();
+                    if n.node_id == this {
+                        id.push_str(" *");
+                    }
+                    let load = n.load.as_ref().map_or_else(String::new, |l| {
+                        format!(
+                            "{} workers, {} in memory, {} running",
+                            l.workers, l.resident, l.running
+                        )
+                    });
+                    let until = n.lease_expires_at.as_ref().unwrap_or(&n.expires_at);
+                    vec![
+                        id,
+                        n.role.clone(),
+                        n.epoch.to_string(),
+                        n.advertise_url.clone(),
+                        until.clone(),
+                        load,
+                    ]
+                })
+                .collect();
+            output::line(&output::table(
+                &["NODE", "ROLE", "EPOCH", "ADDRESS", "RENEWED UNTIL", "LOAD"],
+                &rows,
+            ))?;
+            output::line("(* the node that answered)")?;
             Ok(())
         }
     }

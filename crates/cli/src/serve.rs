@@ -17,6 +17,7 @@ use vow_server::ServerConfig;
 use crate::output;
 use crate::{DEFAULT_SERVER, ServeArgs, local};
 
+mod cluster;
 mod demo;
 
 pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -67,6 +68,9 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let base = format!("{scheme}://{addr}");
     let public_url = args.public_url.clone().unwrap_or_else(|| base.clone());
+    if args.cluster.node_id.is_some() {
+        return cluster::serve(&args, config, options, listener, &base, &public_url).await;
+    }
     let (executor, taken_over) = executor(&args, &public_url).await?;
     let mut components = Vec::new();
     for path in &args.components {
@@ -155,31 +159,7 @@ fn link_keys(
 /// database, when asked), with what says that the store was taken over.
 async fn executor(args: &ServeArgs, public_url: &str) -> anyhow::Result<(Executor, TakenOver)> {
     let never: TakenOver = Box::pin(std::future::pending());
-    if !args.evict_after.is_finite() || args.evict_after < 0.0 {
-        anyhow::bail!("--evict-after must be a number of seconds, 0 or more");
-    }
-    if args.max_resident == 0 {
-        anyhow::bail!("--max-resident must be 1 or more");
-    }
-    let mut builder = local::builder(&args.cache)
-        .evict_after(Some(Duration::from_secs_f64(args.evict_after)))
-        .max_resident(args.max_resident)
-        .max_queued(args.max_queued)
-        .snapshot_every(Some(args.snapshot_every))
-        .metrics(!args.no_metrics);
-    if args.max_workers == 0 || args.max_workers_per_component == 0 {
-        anyhow::bail!("--max-workers and --max-workers-per-component must be 1 or more");
-    }
-    builder = local::limit(builder, &args.limits)?
-        .max_workers(args.max_workers)
-        .max_workers_per_component(args.max_workers_per_component);
-    if let Some(timeout) = args.invocation_timeout {
-        builder = builder.invocation_timeout(local::seconds("--invocation-timeout", timeout)?);
-    }
-    if args.allocator == crate::AllocatorArg::Pooling {
-        builder = builder.pooling_sized_for_resident();
-    }
-    builder = link_keys(args, builder.public_url(public_url))?;
+    let builder = builder(args, public_url)?;
     if args.in_memory {
         output::error_line("keeping everything in memory (--in-memory): a restart loses it");
         return Ok((builder.build().context("cannot set up the runtime")?, never));
@@ -212,6 +192,35 @@ async fn executor(args: &ServeArgs, public_url: &str) -> anyhow::Result<(Executo
         .await
         .with_context(|| format!("cannot open the data directory {}", dir.display()))?;
     Ok((executor, never))
+}
+
+/// The executor's settings from the flags, without its store.
+fn builder(args: &ServeArgs, public_url: &str) -> anyhow::Result<vow_runtime::ExecutorBuilder> {
+    if !args.evict_after.is_finite() || args.evict_after < 0.0 {
+        anyhow::bail!("--evict-after must be a number of seconds, 0 or more");
+    }
+    if args.max_resident == 0 {
+        anyhow::bail!("--max-resident must be 1 or more");
+    }
+    let mut builder = local::builder(&args.cache)
+        .evict_after(Some(Duration::from_secs_f64(args.evict_after)))
+        .max_resident(args.max_resident)
+        .max_queued(args.max_queued)
+        .snapshot_every(Some(args.snapshot_every))
+        .metrics(!args.no_metrics);
+    if args.max_workers == 0 || args.max_workers_per_component == 0 {
+        anyhow::bail!("--max-workers and --max-workers-per-component must be 1 or more");
+    }
+    builder = local::limit(builder, &args.limits)?
+        .max_workers(args.max_workers)
+        .max_workers_per_component(args.max_workers_per_component);
+    if let Some(timeout) = args.invocation_timeout {
+        builder = builder.invocation_timeout(local::seconds("--invocation-timeout", timeout)?);
+    }
+    if args.allocator == crate::AllocatorArg::Pooling {
+        builder = builder.pooling_sized_for_resident();
+    }
+    link_keys(args, builder.public_url(public_url))
 }
 
 /// The first SIGINT/SIGTERM starts a graceful shutdown; a second one ends

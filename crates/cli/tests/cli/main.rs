@@ -4,6 +4,7 @@
 //! One test binary (this one) keeps link time down; the modules group the
 //! tests by command.
 
+mod cluster;
 mod compose;
 mod durability;
 mod faults;
