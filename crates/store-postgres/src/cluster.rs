@@ -131,7 +131,10 @@ pub enum Renewal {
 pub struct Cluster {
     url: String,
     location: String,
+    /// For the lease and the membership: never queued behind reads.
     pool: Pool,
+    /// For `GET /v1/nodes` and a standby's look at the active node.
+    reads: Pool,
     node_id: String,
     epoch: i64,
     ttl: Duration,
@@ -215,23 +218,26 @@ impl Cluster {
             .await
             .map_err(|e| at_open(&location, &e))?;
         drop(client);
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(2)
-            .wait_timeout(Some(options.connect_timeout))
-            .create_timeout(Some(options.connect_timeout))
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .build()
-            .map_err(|e| Error::Open {
-                location: location.clone(),
-                reason: e.to_string(),
-            })?;
+        let pool = |size: usize| {
+            let manager = Manager::from_config(
+                config.clone(),
+                NoTls,
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            );
+            Pool::builder(manager)
+                .max_size(size)
+                .wait_timeout(Some(options.connect_timeout))
+                .create_timeout(Some(options.connect_timeout))
+                .runtime(deadpool_postgres::Runtime::Tokio1)
+                .build()
+                .map_err(|e| Error::Open {
+                    location: location.clone(),
+                    reason: e.to_string(),
+                })
+        };
+        let (reads, pool) = (pool(2)?, pool(1)?);
         let deadline = tokio::time::Instant::now() + options.lease_ttl + options.connect_timeout;
         let mut told = false;
         let epoch = loop {
@@ -289,6 +295,7 @@ impl Cluster {
             url: url.to_owned(),
             location,
             pool,
+            reads,
             node_id: options.node_id,
             epoch,
             ttl: options.lease_ttl,
@@ -316,10 +323,17 @@ impl Cluster {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Client> {
-        self.pool
-            .get()
+        Self::get(&self.pool, &self.location).await
+    }
+
+    async fn reader(&self) -> Result<deadpool_postgres::Client> {
+        Self::get(&self.reads, &self.location).await
+    }
+
+    async fn get(pool: &Pool, location: &str) -> Result<deadpool_postgres::Client> {
+        pool.get()
             .await
-            .map_err(|e| Error::Backend(format!("{}: no connection: {e}", self.location)))
+            .map_err(|e| Error::Backend(format!("{location}: no connection: {e}")))
     }
 
     fn failed(&self, e: &tokio_postgres::Error) -> Error {
@@ -348,7 +362,7 @@ impl Cluster {
 
     /// The node that holds an unexpired lease, if one does.
     pub async fn active(&self) -> Result<Option<ActiveNode>> {
-        let client = self.client().await?;
+        let client = self.reader().await?;
         let row = client
             .query_opt(
                 "SELECT l.node_id, n.advertise_url, l.epoch
@@ -475,7 +489,7 @@ impl Cluster {
 
     /// Every node with a row, by id.
     pub async fn nodes(&self) -> Result<Vec<NodeRecord>> {
-        let client = self.client().await?;
+        let client = self.reader().await?;
         let rows = client
             .query(
                 "SELECT n.node_id, n.epoch, n.advertise_url,
