@@ -368,9 +368,9 @@ struct ClusterArgs {
     )]
     node_id: Option<String>,
 
-    /// The URL other nodes forward requests to this node at [default:
-    /// --public-url, else http(s)://ADDR as bound]; needed when listening
-    /// on 0.0.0.0 or ::
+    /// The URL other nodes forward requests to this node at, this node's
+    /// own (not a load balancer's) [default: http(s)://ADDR as bound];
+    /// needed when listening on 0.0.0.0 or ::
     #[arg(
         long,
         env = "VOW_ADVERTISE_URL",

@@ -182,7 +182,7 @@ pub fn front(
             crate::auth::require(token.clone(), request, next)
         }));
     }
-    router
+    router.layer(axum::middleware::map_response(crate::json_charset))
 }
 
 /// `GET /v1/nodes`: every node of the cluster.
@@ -253,13 +253,28 @@ async fn forward(front: &Front, node_id: &str, base: &str, request: Request) -> 
         .await;
     let answer = match sent {
         Ok(answer) => answer,
-        Err(e) => {
+        // Not sent: retrying is safe.
+        Err(e) if e.is_connect() => {
             tracing::warn!(node = %node_id, %url, error = %e, "cannot forward a request to the active node");
             return unavailable(format!(
                 "node {node_id:?} is active but cannot be reached from node {:?} ({}): retry; if it died, another node takes over once its lease expires",
                 front.node_id,
                 error_chain(&e)
             ));
+        }
+        // Sent, and perhaps acted on: a retry without an idempotency key
+        // may do it twice.
+        Err(e) => {
+            tracing::warn!(node = %node_id, %url, error = %e, "a forwarded request got no answer");
+            return ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                format!(
+                    "node {node_id:?}, the active node, did not answer a request forwarded by node {:?} ({}): it may have been carried out; retry with the same Idempotency-Key",
+                    front.node_id,
+                    error_chain(&e)
+                ),
+            )
+            .into_response();
         }
     };
     let status = answer.status();
@@ -270,10 +285,18 @@ async fn forward(front: &Front, node_id: &str, base: &str, request: Request) -> 
     response
 }
 
-/// `headers` without those of one hop.
+/// `headers` without those of one hop: the fixed ones and any that
+/// `Connection` names.
 fn passed_on(headers: &HeaderMap) -> HeaderMap {
     let mut kept = headers.clone();
-    for name in &HOP_BY_HOP {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in HOP_BY_HOP.iter().chain(&named) {
         kept.remove(name);
     }
     kept

@@ -232,6 +232,12 @@ impl From<Error> for ApiError {
             Error::Instantiation { .. } | Error::ShutDown | Error::QueueFull { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            // A node of a cluster that stopped writing (it drains, or lost
+            // its lease): another node takes over, so retrying is right.
+            Error::Store(
+                vow_runtime::vow_store::Error::Closed
+                | vow_runtime::vow_store::Error::Fenced { .. },
+            ) => StatusCode::SERVICE_UNAVAILABLE,
             // Config, Io and whatever a newer runtime adds: host faults.
             _ => {
                 tracing::error!(%error, "host fault");

@@ -76,6 +76,23 @@ pub(crate) async fn take(client: &Client, own: &str, patience: Duration) -> Resu
     }
 }
 
+/// Takes the node lock in shared mode on `client`'s session: the active
+/// node of a cluster does, so that a lone node (which takes it exclusively)
+/// can never write alongside it, nor it alongside a lone node. Several
+/// cluster sessions may hold it at once (a former active node's session
+/// that the server has not yet seen die, for one): the lease orders them.
+pub(crate) async fn share(client: &Client) -> Result<(), Refused> {
+    let row = client
+        .query_one("SELECT pg_try_advisory_lock_shared($1)", &[&NODE_LOCK])
+        .await
+        .map_err(Refused::Failed)?;
+    if row.get::<_, bool>(0) {
+        Ok(())
+    } else {
+        Err(Refused::Held(holder(client).await.to_string()))
+    }
+}
+
 /// The session that holds the node lock, as far as this role may see it.
 #[derive(Default)]
 pub(crate) struct Holder {

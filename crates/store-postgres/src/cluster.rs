@@ -13,8 +13,8 @@
 //!
 //! Taking the lease gives it a new epoch. The active node's writer checks,
 //! in every transaction, that the lease still has that epoch and has not
-//! expired, by the database's clock, and holds the row (`FOR SHARE`) until
-//! it commits. So a node that lost its lease (a pause, a partition, a
+//! expired, by the database's clock, and holds the row (`FOR KEY SHARE`)
+//! until it commits. So a node that lost its lease (a pause, a partition, a
 //! slow disk) can never write again: its next transaction finds another
 //! epoch or an expired lease and fails with [`Error::Fenced`]. A takeover
 //! waits for a transaction that holds the row, so the new node reads
@@ -180,44 +180,40 @@ impl Cluster {
         })?;
         config.connect_timeout(options.connect_timeout);
         config.application_name(format!("vow node {}", options.node_id));
-        // Taking the lease waits for the active node's transaction that
-        // holds it; a frozen one must not hold a standby's tick up.
-        crate::add_option(
-            &mut config,
-            &format!(
-                "lock_timeout={}",
-                (options.lease_ttl / 4).as_millis().max(1)
-            ),
-        );
         let location = location_of(&config);
         let mut client = crate::writer::connect(&config, &location)
             .await
             .map_err(|e| at_open(&location, &e))?;
         schema::migrate(&mut client, &location).await?;
-        // A node outside the cluster holds the node lock while it runs.
-        let free: bool = client
-            .query_one(
-                "SELECT pg_try_advisory_lock($1)",
-                &[&crate::claim::NODE_LOCK],
-            )
-            .await
-            .map_err(|e| at_open(&location, &e))?
-            .get(0);
-        if !free {
-            return Err(Error::Open {
-                location,
-                reason: format!(
-                    "a Vow node that is not in a cluster writes to this database ({}): stop it, \
-                     then start every node with --node-id",
-                    crate::claim::holder(&client).await
-                ),
+        // A node outside the cluster holds the node lock, exclusively,
+        // while it runs (the active node of a cluster holds it shared).
+        if let Err(refused) = crate::claim::share(&client).await {
+            return Err(match refused {
+                crate::claim::Refused::Failed(e) => at_open(&location, &e),
+                crate::claim::Refused::Held(holder) => Error::Open {
+                    location,
+                    reason: format!(
+                        "a Vow node that is not in a cluster writes to this database ({holder}): \
+                         stop it, then start every node with --node-id"
+                    ),
+                },
             });
         }
         client
-            .execute("SELECT pg_advisory_unlock($1)", &[&crate::claim::NODE_LOCK])
+            .execute(
+                "SELECT pg_advisory_unlock_shared($1)",
+                &[&crate::claim::NODE_LOCK],
+            )
             .await
             .map_err(|e| at_open(&location, &e))?;
         drop(client);
+        // The lease's statements are bounded on the server too: taking it
+        // waits for the active node's transaction that holds it, and a
+        // frozen one must not hold a standby's tick up; nor may a
+        // statement the node gave up on commit much later.
+        let bound = (options.lease_ttl / 4).as_millis().max(1);
+        crate::add_option(&mut config, &format!("lock_timeout={bound}"));
+        crate::add_option(&mut config, &format!("statement_timeout={bound}"));
         let pool = |size: usize| {
             let manager = Manager::from_config(
                 config.clone(),
@@ -343,11 +339,25 @@ impl Cluster {
     /// Takes the lease if nobody holds it or its holder's has expired: the
     /// lease, with a new epoch, or `None` when another node holds it.
     pub async fn try_lead(&self) -> Result<Option<Lease>> {
-        let client = self.client().await?;
-        let row = client
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| self.failed(&e))?;
+        // FOR UPDATE waits for the active node's write transaction, which
+        // holds the row FOR KEY SHARE (see `writer::FENCE`): a takeover
+        // reads everything the old node committed. Its renewals, which
+        // update no key, do not wait for its writes.
+        let free = tx
+            .query_opt(
+                "SELECT 1 FROM vow_lease WHERE id = 1 AND expires_at <= now() FOR UPDATE",
+                &[],
+            )
+            .await
+            .map_err(|e| self.failed(&e))?;
+        if free.is_none() {
+            return Ok(None);
+        }
+        let row = tx
             .query_opt(
                 &format!(
-                    // nextval only for the row taken: epochs stay small.
                     "UPDATE vow_lease SET node_id = $1, epoch = nextval('vow_epochs'),
                          acquired_at = now(), expires_at = now() + {TTL}
                      WHERE id = 1 AND expires_at <= now()
@@ -357,6 +367,7 @@ impl Cluster {
             )
             .await
             .map_err(|e| self.failed(&e))?;
+        tx.commit().await.map_err(|e| self.failed(&e))?;
         Ok(row.map(|row| Lease { epoch: row.get(0) }))
     }
 
@@ -498,7 +509,8 @@ impl Cluster {
                         n.expires_at > now(),
                         CASE WHEN l.node_id = n.node_id AND l.expires_at > now()
                              THEN l.epoch END,
-                        (extract(epoch FROM l.expires_at) * 1000)::bigint,
+                        CASE WHEN isfinite(l.expires_at)
+                             THEN (extract(epoch FROM l.expires_at) * 1000)::bigint END,
                         n.workers, n.resident, n.running
                  FROM vow_nodes n LEFT JOIN vow_lease l ON l.id = 1
                  ORDER BY n.node_id",

@@ -66,8 +66,12 @@ pub(crate) struct Writer {
 
 /// Holds the lease row until the transaction ends, if it is still the
 /// writer's and unexpired: one row, or none when this node lost it.
-const FENCE: &str =
-    "SELECT 1 FROM vow_lease WHERE id = 1 AND epoch = $1 AND expires_at > now() FOR SHARE";
+///
+/// `FOR KEY SHARE`: the node's own renewals (which update no key) do not
+/// wait for its writes, while a takeover (`SELECT ... FOR UPDATE` in
+/// `cluster::Cluster::try_lead`) waits for the transaction to end.
+pub(crate) const FENCE: &str =
+    "SELECT 1 FROM vow_lease WHERE id = 1 AND epoch = $1 AND expires_at > now() FOR KEY SHARE";
 
 /// The longest wait between two attempts to reconnect the writer.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -264,10 +268,14 @@ impl Writer {
         loop {
             let writer = match connect(config, location).await {
                 // In a cluster, the lease checked in every transaction
-                // fences: no node lock.
-                Ok(client) if fence.is_some() => {
-                    Self::new(client, location, Arc::clone(&counters), fence).await
-                }
+                // fences; the node lock, shared, keeps lone nodes out.
+                Ok(client) if fence.is_some() => match claim::share(&client).await {
+                    Ok(()) => Self::new(client, location, Arc::clone(&counters), fence).await,
+                    Err(claim::Refused::Held(holder)) => {
+                        return Err(format!("a Vow node that is not in a cluster: {holder}"));
+                    }
+                    Err(claim::Refused::Failed(e)) => Err(e),
+                },
                 Ok(client) => match claim::take(
                     &client,
                     config.get_application_name().unwrap_or_default(),

@@ -9,11 +9,14 @@ use vow_store::{ComponentRecord, Error, Storage as _, Write};
 use vow_store_postgres::cluster::{Cluster, ClusterOptions, NodeLoad, Renewal};
 use vow_store_postgres::{PostgresOptions, PostgresStorage};
 
-const TTL: Duration = Duration::from_millis(800);
+/// A lease that expires while a test waits.
+const SHORT: Duration = Duration::from_secs(1);
+/// A lease that does not expire during a test, however slow the machine.
+const LONG: Duration = Duration::from_secs(120);
 
-fn options(node: &str) -> ClusterOptions {
+fn options(node: &str, lease_ttl: Duration) -> ClusterOptions {
     ClusterOptions {
-        lease_ttl: TTL,
+        lease_ttl,
         connect_timeout: Duration::from_secs(5),
         ..ClusterOptions::new(node, format!("http://{node}.example:9881"))
     }
@@ -50,8 +53,10 @@ async fn a_node_that_lost_its_lease_can_never_write_again() -> anyhow::Result<()
     let Some(url) = vow_tests::fresh_postgres_database()? else {
         return Ok(());
     };
-    let a = Cluster::join(&url, options("a")).await?;
-    let b = Cluster::join(&url, options("b")).await?;
+    // Long enough for a to open its store and write before it expires.
+    let ttl = Duration::from_secs(3);
+    let a = Cluster::join(&url, options("a", ttl)).await?;
+    let b = Cluster::join(&url, options("b", ttl)).await?;
     assert_ne!(a.epoch(), b.epoch());
 
     let lease_a = a.try_lead().await?.expect("a free lease is taken");
@@ -121,8 +126,8 @@ async fn a_released_lease_is_taken_at_once() -> anyhow::Result<()> {
     let Some(url) = vow_tests::fresh_postgres_database()? else {
         return Ok(());
     };
-    let a = Cluster::join(&url, options("a")).await?;
-    let b = Cluster::join(&url, options("b")).await?;
+    let a = Cluster::join(&url, options("a", LONG)).await?;
+    let b = Cluster::join(&url, options("b", LONG)).await?;
     let lease = a.try_lead().await?.expect("a free lease is taken");
     let store = a.open_store(lease, PostgresOptions::default()).await?;
     let written = store.write(vec![component("in flight")]);
@@ -134,6 +139,7 @@ async fn a_released_lease_is_taken_at_once() -> anyhow::Result<()> {
     ));
     a.release(lease).await?;
     a.leave().await?;
+    // Long before the lease could have expired.
     assert!(
         b.try_lead().await?.is_some(),
         "the released lease was not free"
@@ -150,19 +156,19 @@ async fn a_live_node_id_a_lone_node_and_a_cluster_exclude_each_other() -> anyhow
     let Some(url) = vow_tests::fresh_postgres_database()? else {
         return Ok(());
     };
-    let a = Cluster::join(&url, options("a")).await?;
+    let a = Cluster::join(&url, options("a", SHORT)).await?;
     // Kept alive while a second "a" tries to join.
     let renewing = tokio::spawn(async move {
         loop {
             let _ = a.renew(None, None).await;
-            tokio::time::sleep(TTL / 4).await;
+            tokio::time::sleep(SHORT / 4).await;
         }
     });
     let again = Cluster::join(
         &url,
         ClusterOptions {
             connect_timeout: Duration::from_millis(200),
-            ..options("a")
+            ..options("a", SHORT)
         },
     )
     .await;
@@ -177,7 +183,7 @@ async fn a_live_node_id_a_lone_node_and_a_cluster_exclude_each_other() -> anyhow
     }
     // Once it stops renewing, a new run of "a" joins with a new epoch.
     renewing.abort();
-    let rejoined = Cluster::join(&url, options("a")).await?;
+    let rejoined = Cluster::join(&url, options("a", LONG)).await?;
     let lease = rejoined.try_lead().await?.expect("a free lease is taken");
 
     let lone = PostgresStorage::connect(
@@ -200,9 +206,21 @@ async fn a_live_node_id_a_lone_node_and_a_cluster_exclude_each_other() -> anyhow
     rejoined.release(lease).await?;
     rejoined.leave().await?;
 
-    // Now the database is free for a lone node, which keeps a cluster out.
+    // Now the database is free for a lone node, which keeps a cluster out:
+    // a node that joined before it cannot open the store with a lease.
+    let early = Cluster::join(&url, options("d", LONG)).await?;
     let lone = PostgresStorage::connect(&url, PostgresOptions::default()).await?;
-    match Cluster::join(&url, options("c")).await {
+    let lease = early.try_lead().await?.expect("a free lease is taken");
+    match early.open_store(lease, PostgresOptions::default()).await {
+        Err(Error::Open { reason, .. }) => {
+            assert!(
+                reason.contains("not in a cluster writes to this database"),
+                "{reason}"
+            );
+        }
+        other => anyhow::bail!("a cluster node opened a lone node's database: {other:?}"),
+    }
+    match Cluster::join(&url, options("c", LONG)).await {
         Err(Error::Open { reason, .. }) => {
             assert!(
                 reason.contains("not in a cluster writes to this database"),
@@ -212,5 +230,53 @@ async fn a_live_node_id_a_lone_node_and_a_cluster_exclude_each_other() -> anyhow
         other => anyhow::bail!("a node joined a lone node's database: {other:?}"),
     }
     drop(lone);
+    Ok(())
+}
+
+/// A takeover waits for the write transaction of the node that held the
+/// lease (which holds the lease row until it ends), so the new node reads
+/// everything the old one committed; the old node's renewals do not wait
+/// for its own writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takeover_waits_for_the_old_nodes_write_in_flight() -> anyhow::Result<()> {
+    let Some(url) = vow_tests::fresh_postgres_database()? else {
+        return Ok(());
+    };
+    let a = Cluster::join(&url, options("a", SHORT)).await?;
+    let b = Cluster::join(&url, options("b", SHORT)).await?;
+    let lease = a.try_lead().await?.expect("a free lease is taken");
+
+    // a's writer in the middle of a transaction, as the writer's fence
+    // check leaves it.
+    let (mut writer, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    let open = writer.transaction().await?;
+    let held = open
+        .execute(
+            "SELECT 1 FROM vow_lease WHERE id = 1 AND epoch = $1 AND expires_at > now() FOR KEY SHARE",
+            &[&lease.epoch],
+        )
+        .await?;
+    assert_eq!(held, 1);
+    let renewed = Instant::now();
+    assert_eq!(a.renew(Some(lease), None).await?, Renewal::Renewed);
+    assert!(
+        renewed.elapsed() < SHORT / 4,
+        "a renewal waited for the node's own write: {:?}",
+        renewed.elapsed()
+    );
+
+    tokio::time::sleep(SHORT + Duration::from_millis(200)).await;
+    // Expired, but the transaction still holds the row: b waits (and its
+    // lock_timeout gives up) rather than take it.
+    match b.try_lead().await {
+        Err(_) | Ok(None) => {}
+        Ok(Some(lease)) => anyhow::bail!("taken during the old node's write: {lease:?}"),
+    }
+    open.commit().await?;
+    assert!(
+        b.try_lead().await?.is_some(),
+        "not taken after the write ended"
+    );
     Ok(())
 }

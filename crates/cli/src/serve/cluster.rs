@@ -52,7 +52,7 @@ pub(super) async fn serve(
     let ttl = local::seconds("--lease-ttl", args.cluster.lease_ttl)?
         .filter(|ttl| *ttl >= MIN_LEASE)
         .context("--lease-ttl must be at least 0.5 seconds")?;
-    let advertise_url = advertise_url(args, &listener, public_url)?;
+    let advertise_url = advertise_url(args, &listener, base)?;
     let builder = super::builder(args, public_url)?;
     let cluster = Cluster::join(
         &url,
@@ -113,22 +113,20 @@ pub(super) async fn serve(
 }
 
 /// The URL other nodes reach this one at.
-fn advertise_url(
-    args: &ServeArgs,
-    listener: &TcpListener,
-    public_url: &str,
-) -> anyhow::Result<String> {
+fn advertise_url(args: &ServeArgs, listener: &TcpListener, base: &str) -> anyhow::Result<String> {
+    // Not --public-url: that may be a load balancer in front of every
+    // node, and standbys must reach this node itself.
     let url = match &args.cluster.advertise_url {
         Some(url) => url.clone(),
         None => {
             let addr = listener.local_addr()?;
-            if args.public_url.is_none() && addr.ip().is_unspecified() {
+            if addr.ip().is_unspecified() {
                 bail!(
                     "--node-id on {addr} needs --advertise-url URL: the address other nodes reach \
                      this one at (this node listens on every interface, so it cannot tell which)"
                 );
             }
-            public_url.to_owned()
+            base.to_owned()
         }
     };
     let parsed = reqwest::Url::parse(&url)
@@ -224,6 +222,20 @@ impl Node {
     /// Points the front at the node that holds the lease.
     async fn follow(&self, forwarding_to: &mut Option<String>) {
         let target = match bounded(self.cluster.lease_ttl() / 4, self.cluster.active()).await {
+            // Taken by an attempt this node gave up waiting for, which the
+            // database committed all the same: nobody runs the workers
+            // under it, so it is given back at once.
+            Ok(Some(active)) if active.node_id == self.id() => {
+                let lease = Lease {
+                    epoch: active.epoch,
+                };
+                if let Err(e) =
+                    bounded(self.cluster.lease_ttl() / 4, self.cluster.release(lease)).await
+                {
+                    tracing::warn!(error = %e, "cannot give back a lease this node did not know it took");
+                }
+                Target::Unavailable("no node is active now: retry".to_owned())
+            }
             Ok(Some(active)) => match active.advertise_url {
                 Some(url) => Target::Forward {
                     node_id: active.node_id,
@@ -254,7 +266,9 @@ impl Node {
     }
 
     /// Runs the workers under `lease` (taken at `taken`) until the node
-    /// drains or loses it.
+    /// drains or loses it. The lease is renewed from the moment it is
+    /// taken, by a task of its own, while the workers are recovered
+    /// (compiling stored components may take longer than a lease).
     async fn active(
         self,
         builder: ExecutorBuilder,
@@ -262,22 +276,41 @@ impl Node {
         taken: Instant,
         mut drain: watch::Receiver<bool>,
     ) -> Result<(), String> {
-        let ttl = self.cluster.lease_ttl();
         output::error_line(&format!(
             "node {} took the lease (epoch {}): recovering the workers",
             self.id(),
             lease.epoch
         ));
-        let opened = self.open(builder, lease).await;
+        self.unavailable(format!(
+            "node {:?} is taking over from the former active node: retry",
+            self.id()
+        ));
+        let (load_tx, load_rx) = watch::channel(None);
+        let mut renewing = tokio::spawn(renew(Arc::clone(&self.cluster), lease, taken, load_rx));
+        let opened = tokio::select! {
+            opened = self.open(builder, lease) => opened,
+            why = &mut renewing => {
+                self.unavailable(format!("node {:?} lost its lease", self.id()));
+                return Err(why.unwrap_or_else(|e| format!("its renewals stopped: {e}")));
+            }
+            _ = drain.changed() => {
+                renewing.abort();
+                self.give_up(lease).await;
+                self.leave().await;
+                return Ok(());
+            }
+        };
         let (store, executor) = match opened {
             Ok(opened) => opened,
             Err(e) => {
+                renewing.abort();
                 // Let another node try at once rather than after expiry.
-                let _ = self.cluster.release(lease).await;
+                self.give_up(lease).await;
                 self.unavailable(format!("node {:?} could not take over", self.id()));
                 return Err(format!("cannot run the workers: {e:#}"));
             }
         };
+        let _ = load_tx.send(Some(executor.clone()));
         let router = vow_server::router(executor.clone(), self.config.clone());
         self.target.send_replace(Target::Local(router));
         output::error_line(&format!(
@@ -287,68 +320,23 @@ impl Node {
             executor.workers(None).len(),
             taken.elapsed().as_millis()
         ));
-        let renew_every = ttl / 4;
-        let stop_after = ttl * 3 / 4;
-        let mut renewed = taken;
-        let mut first = true;
-        loop {
-            // Before the lease may expire (by this node's clock, counted
-            // from before the last renewal that worked was sent).
-            let deadline = tokio::time::Instant::from_std(renewed + stop_after);
-            // The first renewal at once: it reports the load.
-            let wait = if std::mem::take(&mut first) {
-                Duration::ZERO
-            } else {
-                renew_every
-            };
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = tokio::time::sleep_until(deadline) => {
-                    return Err(self.overdue(&store, renewed).await);
-                }
-                holder = store.taken_over() => {
-                    self.stop(&store).await;
-                    return Err(format!("its writes are refused: {holder}"));
-                }
-                _ = drain.changed() => {
-                    self.hand_over(&store, lease).await;
-                    return Ok(());
-                }
+        drop(executor);
+        tokio::select! {
+            why = &mut renewing => {
+                self.stop(&store).await;
+                Err(why.unwrap_or_else(|e| format!("its renewals stopped: {e}")))
             }
-            let sent = Instant::now();
-            let renewal = bounded(
-                renew_every,
-                self.cluster.renew(Some(lease), Some(load(&executor))),
-            );
-            tokio::select! {
-                renewal = renewal => match renewal {
-                    Ok(Renewal::Renewed) => renewed = sent,
-                    Ok(Renewal::Lost(why)) => {
-                        self.stop(&store).await;
-                        return Err(why);
-                    }
-                    Err(e) => tracing::warn!(error = %e, "cannot renew the lease"),
-                },
-                () = tokio::time::sleep_until(deadline) => {
-                    return Err(self.overdue(&store, renewed).await);
-                }
+            holder = store.taken_over() => {
+                renewing.abort();
+                self.stop(&store).await;
+                Err(format!("its writes are refused: {holder}"))
+            }
+            _ = drain.changed() => {
+                renewing.abort();
+                self.hand_over(&store, lease).await;
+                Ok(())
             }
         }
-    }
-
-    /// Stops because the lease could not be renewed in time: why.
-    async fn overdue(
-        &self,
-        store: &vow_store_postgres::PostgresStorage,
-        renewed: Instant,
-    ) -> String {
-        self.stop(store).await;
-        format!(
-            "it could not renew its lease for {:.1} s (the lease lasts {:.1} s), so it stops: \
-             another node takes over once the lease expires",
-            renewed.elapsed().as_secs_f64(),
-            self.cluster.lease_ttl().as_secs_f64()
-        )
     }
 
     /// The store fenced by `lease` and the executor over it, with the
@@ -401,7 +389,13 @@ impl Node {
                 self.id()
             ));
         }
-        match bounded(ttl, self.cluster.release(lease)).await {
+        self.give_up(lease).await;
+        self.leave().await;
+    }
+
+    /// Gives the lease up so that a standby takes over at once.
+    async fn give_up(&self, lease: Lease) {
+        match bounded(self.cluster.lease_ttl(), self.cluster.release(lease)).await {
             Ok(()) => output::error_line(&format!(
                 "node {} gave its lease up: a standby takes over",
                 self.id()
@@ -411,17 +405,58 @@ impl Node {
                 self.id()
             )),
         }
-        self.leave().await;
     }
 
     async fn leave(&self) {
-        if let Err(e) = self.cluster.leave().await {
+        if let Err(e) = bounded(self.cluster.lease_ttl(), self.cluster.leave()).await {
             tracing::warn!(error = %e, "cannot mark this node as gone");
         }
     }
 
     fn unavailable(&self, why: String) {
         self.target.send_replace(Target::Unavailable(why));
+    }
+}
+
+/// Renews `lease` (taken at `taken`) every quarter of the lease time, with
+/// the load of the executor once there is one, until it cannot: why. It
+/// gives up when the lease is lost, or when no renewal went through for
+/// 3/4 of the lease time (by this node's clock, counted from before the
+/// last renewal that worked was sent), before the lease may expire.
+async fn renew(
+    cluster: Arc<Cluster>,
+    lease: Lease,
+    taken: Instant,
+    executor: watch::Receiver<Option<Executor>>,
+) -> String {
+    let ttl = cluster.lease_ttl();
+    let every = ttl / 4;
+    let stop_after = ttl * 3 / 4;
+    let mut renewed = taken;
+    let overdue = |renewed: Instant| {
+        format!(
+            "it could not renew its lease for {:.1} s (the lease lasts {:.1} s), so it stops: \
+             another node takes over once the lease expires",
+            renewed.elapsed().as_secs_f64(),
+            ttl.as_secs_f64()
+        )
+    };
+    loop {
+        let deadline = tokio::time::Instant::from_std(renewed + stop_after);
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = tokio::time::sleep_until(deadline) => return overdue(renewed),
+        }
+        let load = executor.borrow().as_ref().map(load);
+        let sent = Instant::now();
+        tokio::select! {
+            renewal = bounded(every, cluster.renew(Some(lease), load)) => match renewal {
+                Ok(Renewal::Renewed) => renewed = sent,
+                Ok(Renewal::Lost(why)) => return why,
+                Err(e) => tracing::warn!(error = %e, "cannot renew the lease"),
+            },
+            () = tokio::time::sleep_until(deadline) => return overdue(renewed),
+        }
     }
 }
 
