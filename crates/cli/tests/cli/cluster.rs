@@ -764,3 +764,73 @@ fn an_active_node_cut_off_from_the_database_stops_and_a_standby_takes_over() -> 
     })?;
     Ok(())
 }
+
+/// With an API token, a standby asks for it itself before forwarding
+/// anything (and the active node checks it again): a request without it
+/// is refused by the standby, one with it is answered by the active node.
+#[test]
+fn a_standby_asks_for_the_api_token_before_it_forwards() -> anyhow::Result<()> {
+    let Some(url) = vow_tests::fresh_postgres_database()? else {
+        return Ok(());
+    };
+    let approval = vow_tests::guest("approval")?;
+    let with_token = |id: &str, components: &[&std::path::Path]| {
+        Server::start_on(
+            &Backend::Database(url.clone()),
+            components,
+            &[
+                "--node-id",
+                id,
+                "--lease-ttl",
+                TTL,
+                "--auth-token",
+                "s3cret",
+            ],
+        )
+    };
+    let a = with_token("a", &[&approval])?;
+    a.wait_stderr("node a is active")?;
+    let b = with_token("b", &[])?;
+    b.wait_stderr("requests go to the active node a")?;
+    runtime()?.block_on(async {
+        let http = reqwest::Client::new();
+        for path in ["/v1/components", "/v1/nodes"] {
+            let url = format!("{}{path}", b.url);
+            let refused = http.get(&url).send().await?;
+            assert_eq!(refused.status(), 401, "{path}");
+            let wrong = http.get(&url).bearer_auth("guess").send().await?;
+            assert_eq!(wrong.status(), 401, "{path}");
+            let answered = http.get(&url).bearer_auth("s3cret").send().await?;
+            assert_eq!(answered.status(), 200, "{path}");
+        }
+        let listed: Value = http
+            .get(format!("{}/v1/components", b.url))
+            .bearer_auth("s3cret")
+            .send()
+            .await?
+            .json()
+            .await?;
+        assert_eq!(listed["components"][0]["name"], "approval", "{listed}");
+        anyhow::Ok(())
+    })?;
+    // With the active node gone (and its lease not yet expired), the
+    // standby still answers 401 itself to a request without the token,
+    // and 503 to one with it, which it cannot forward.
+    a.kill()?;
+    runtime()?.block_on(async {
+        let http = reqwest::Client::new();
+        let url = format!("{}/v1/components", b.url);
+        assert_eq!(http.get(&url).send().await?.status(), 401);
+        let unforwarded = http.get(&url).bearer_auth("s3cret").send().await?;
+        assert_eq!(unforwarded.status(), 503);
+        assert_eq!(
+            unforwarded
+                .headers()
+                .get("retry-after")
+                .map(|v| v.as_bytes()),
+            Some(&b"1"[..])
+        );
+        anyhow::Ok(())
+    })?;
+    Ok(())
+}
