@@ -88,6 +88,14 @@ pub(crate) fn table(config: &ServerConfig) -> OpenApiRouter<AppState> {
 
 /// Answers requests that match no route.
 pub(crate) async fn not_found(method: Method, uri: Uri) -> ApiError {
+    if uri.path() == "/v1/nodes" {
+        // Served by the nodes of a cluster only (`crate::cluster`).
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "this server is not a node of a cluster: it runs alone (vow serve --node-id \
+             makes a node of one; see docs/cluster.md)",
+        );
+    }
     ApiError::new(
         StatusCode::NOT_FOUND,
         format!("no route for {method} {}", uri.path()),

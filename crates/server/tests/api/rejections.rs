@@ -135,6 +135,15 @@ async fn unknown_routes_and_methods_answer_json() -> Result<()> {
     let (status, body) = app.get("/v2/nothing").await?;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body, json!({ "error": "no route for GET /v2/nothing" }));
+    // A server that is not a node of a cluster says so.
+    let (status, body) = app.get("/v1/nodes").await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("this server is not a node of a cluster")),
+        "{body}"
+    );
 
     let response = tower::ServiceExt::oneshot(
         app.router.clone(),
