@@ -1065,8 +1065,8 @@ fn render(results: &Results, postgres: &str) -> String {
          \"left\" is what the lease had left at the kill, by the database's clock. \"takeover\": until b or c answers 200 on a worker route (each polled every 10 ms); \
          the other survivor answers 200 once it forwards to the new active node. \
          From the takeover on, {CONCURRENCY} workers at a time, each worker's promise is completed through one survivor and its invocation awaited through the other \
-         (`invoke-and-await` with the same key: it answers with the parked invocation's result). A 503 (the other survivor still forwarding to the dead node, \
-         until its next tick, up to 500 ms after the takeover: see \"the other survivor answers 200\") is retried after 20 ms, and counted; \
+         (`invoke-and-await` with the same key: it answers with the parked invocation's result). A 503 (the other survivor still forwarding to the dead node: it looks again \
+         as soon as a forward fails, at most every 50 ms, else at its next tick: see \"the other survivor answers 200\") is retried after 20 ms, and counted; \
          while it lags, the completions sent to it wait. b and c are started at random moments of a 500 ms tick, one after the other. \"completions accepted\": until the last completion answered `true`; \
          \"invocations answered\": until the last `invoke-and-await` answered with its own payload. \
          Target: all resumable within the lease time + 1 s. The lease expires between 3/4 of the lease time and the lease time after the kill \

@@ -149,17 +149,21 @@ struct Front {
     target: watch::Receiver<Target>,
     nodes: Arc<dyn Nodes>,
     client: reqwest::Client,
+    unreachable: Arc<tokio::sync::Notify>,
 }
 
 /// The routes of node `node_id` of a cluster: `GET /v1/nodes` from
 /// `nodes`, everything else to where `target` says. With an API token in
 /// `config`, every request needs it here too (the active node checks it
-/// again).
+/// again). `unreachable` is told each time the node forwarded to cannot be
+/// reached, so that whoever keeps `target` current looks again at once
+/// (it may have died, and another node taken over).
 pub fn front(
     node_id: &str,
     config: &ServerConfig,
     nodes: Arc<dyn Nodes>,
     target: watch::Receiver<Target>,
+    unreachable: Arc<tokio::sync::Notify>,
 ) -> Router {
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(2))
@@ -172,6 +176,7 @@ pub fn front(
         target,
         nodes,
         client,
+        unreachable,
     };
     let mut router = Router::new()
         .route("/v1/nodes", get(list_nodes))
@@ -255,6 +260,7 @@ async fn forward(front: &Front, node_id: &str, base: &str, request: Request) -> 
         Ok(answer) => answer,
         // Not sent: retrying is safe.
         Err(e) if e.is_connect() => {
+            front.unreachable.notify_one();
             tracing::warn!(node = %node_id, %url, error = %e, "cannot forward a request to the active node");
             return unavailable(format!(
                 "node {node_id:?} is active but cannot be reached from node {:?} ({}): retry; if it died, another node takes over once its lease expires",

@@ -5,8 +5,9 @@
 //! at once, and then:
 //!
 //! - as a **standby**, renews its row, tries to take the lease every
-//!   `min(ttl / 4, 500 ms)`, and forwards every request to the node that
-//!   holds it;
+//!   `min(ttl / 4, 500 ms)` (and sooner, at most every 50 ms, while the
+//!   node it forwards to cannot be reached), and forwards every request to
+//!   the node that holds it;
 //! - once it takes the lease, it becomes **active**: it opens the store
 //!   fenced by the lease's epoch, recovers every worker as after a restart,
 //!   answers requests itself and renews the lease every `ttl / 4` with its
@@ -36,6 +37,10 @@ const MIN_LEASE: Duration = Duration::from_millis(500);
 
 /// The longest a standby waits between two attempts to take the lease.
 const MAX_TICK: Duration = Duration::from_millis(500);
+
+/// The shortest: when forwarding fails, a standby looks again sooner than
+/// its tick, but not sooner than this.
+const MIN_TICK: Duration = Duration::from_millis(50);
 
 pub(super) async fn serve(
     args: &ServeArgs,
@@ -72,11 +77,13 @@ pub(super) async fn serve(
     let (target_tx, target_rx) = watch::channel(Target::Unavailable(format!(
         "node {node_id:?} has just joined the cluster and does not know the active node yet: retry"
     )));
+    let unreachable = Arc::new(tokio::sync::Notify::new());
     let front = vow_server::cluster::front(
         &node_id,
         &config,
         Arc::new(Directory(Arc::clone(&cluster))),
         target_rx,
+        Arc::clone(&unreachable),
     );
     output::line(&format!("listening on {base}"))?;
     let (drain_tx, drain_rx) = watch::channel(false);
@@ -85,6 +92,7 @@ pub(super) async fn serve(
         target: target_tx,
         config,
         components: args.components.clone(),
+        unreachable,
     };
     let run = tokio::spawn({
         let node_id = node_id.clone();
@@ -176,6 +184,9 @@ struct Node {
     target: watch::Sender<Target>,
     config: ServerConfig,
     components: Vec<std::path::PathBuf>,
+    /// Told when the active node cannot be reached: a standby then looks
+    /// again before its next tick.
+    unreachable: Arc<tokio::sync::Notify>,
 }
 
 impl Node {
@@ -212,9 +223,14 @@ impl Node {
                 Ok(None) => self.follow(&mut forwarding_to).await,
                 Err(e) => tracing::warn!(error = %e, "cannot read the lease"),
             }
+            let looked = Instant::now();
             tokio::select! {
                 () = tokio::time::sleep(tick) => {}
                 _ = drain.changed() => {}
+                () = self.unreachable.notified() => {
+                    // Not more often than this, however many requests fail.
+                    tokio::time::sleep(MIN_TICK.saturating_sub(looked.elapsed())).await;
+                }
             }
         }
     }

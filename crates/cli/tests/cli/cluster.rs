@@ -47,6 +47,9 @@ impl Client {
         }
     }
 
+    /// Sends a request as a client of a cluster should: a 503 (no node
+    /// active yet, or a standby still forwarding to the node that just
+    /// died) is retried after a while, for at most a minute.
     async fn send(
         &self,
         method: Method,
@@ -54,7 +57,21 @@ impl Client {
         body: Option<Value>,
         key: Option<&str>,
     ) -> anyhow::Result<Reply> {
-        request(&self.http, method, url, body.as_ref(), key)
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let reply = request(&self.http, method.clone(), url, body.as_ref(), key)
+                .await
+                .with_context(|| url.to_owned())?;
+            if reply.status != 503 || Instant::now() >= deadline {
+                return Ok(reply);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// One request, as it is answered (a 503 included).
+    async fn send_once(&self, method: Method, url: &str) -> anyhow::Result<Reply> {
+        request(&self.http, method, url, None, None)
             .await
             .with_context(|| url.to_owned())
     }
@@ -235,9 +252,7 @@ impl Client {
     async fn until_served(&self, node: &str, path: &str) -> anyhow::Result<Duration> {
         let started = Instant::now();
         loop {
-            let reply = self
-                .send(Method::GET, &format!("{node}{path}"), None, None)
-                .await;
+            let reply = self.send_once(Method::GET, &format!("{node}{path}")).await;
             match reply {
                 Ok(reply) if reply.status == 200 => return Ok(started.elapsed()),
                 Ok(reply) if reply.status == 503 => {}
