@@ -390,6 +390,17 @@ struct ClusterArgs {
         requires = "node_id"
     )]
     lease_ttl: f64,
+
+    /// Trust this CA certificate (PEM; several may be in the file) for
+    /// nodes served over HTTPS (--tls-cert), besides the usual roots: for
+    /// nodes with a private CA or self-signed certificates
+    #[arg(
+        long,
+        env = "VOW_CLUSTER_CA_CERT",
+        value_name = "FILE",
+        requires = "node_id"
+    )]
+    cluster_ca_cert: Option<PathBuf>,
 }
 
 /// Where `vow serve` exports spans (a build with the `otlp` feature).

@@ -157,20 +157,41 @@ struct Front {
 /// `config`, every request needs it here too (the active node checks it
 /// again). `unreachable` is told each time the node forwarded to cannot be
 /// reached, so that whoever keeps `target` current looks again at once
-/// (it may have died, and another node taken over).
+/// (it may have died, and another node taken over). Nodes served over
+/// HTTPS are trusted by the system's roots and, when given, the PEM
+/// certificates in `ca_cert` (a private CA, or the nodes' self-signed
+/// certificate).
 pub fn front(
     node_id: &str,
     config: &ServerConfig,
     nodes: Arc<dyn Nodes>,
     target: watch::Receiver<Target>,
     unreachable: Arc<tokio::sync::Notify>,
-) -> Router {
-    let client = reqwest::Client::builder()
+    ca_cert: Option<&std::path::Path>,
+) -> Result<Router, crate::TlsError> {
+    let mut client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(2))
         // Forwarding is to the advertised URL only, never elsewhere.
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap_or_default();
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(path) = ca_cert {
+        let pem_error = |reason: String| crate::TlsError::Pem {
+            path: path.display().to_string(),
+            reason,
+        };
+        let pem = std::fs::read(path).map_err(|e| pem_error(e.to_string()))?;
+        let certificates =
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| pem_error(e.to_string()))?;
+        if certificates.is_empty() {
+            return Err(pem_error("no certificate in it".to_owned()));
+        }
+        for certificate in certificates {
+            client = client.add_root_certificate(certificate);
+        }
+    }
+    let client = client.build().map_err(|e| crate::TlsError::Pem {
+        path: ca_cert.map(|p| p.display().to_string()).unwrap_or_default(),
+        reason: error_chain(&e),
+    })?;
     let front = Front {
         node_id: Arc::from(node_id),
         target,
@@ -187,7 +208,7 @@ pub fn front(
             crate::auth::require(token.clone(), request, next)
         }));
     }
-    router.layer(axum::middleware::map_response(crate::json_charset))
+    Ok(router.layer(axum::middleware::map_response(crate::json_charset)))
 }
 
 /// `GET /v1/nodes`: every node of the cluster.

@@ -84,7 +84,9 @@ pub(super) async fn serve(
         Arc::new(Directory(Arc::clone(&cluster))),
         target_rx,
         Arc::clone(&unreachable),
-    );
+        args.cluster.cluster_ca_cert.as_deref(),
+    )
+    .context("cannot read --cluster-ca-cert")?;
     output::line(&format!("listening on {base}"))?;
     let (drain_tx, drain_rx) = watch::channel(false);
     let node = Node {

@@ -849,3 +849,70 @@ fn a_standby_asks_for_the_api_token_before_it_forwards() -> anyhow::Result<()> {
     })?;
     Ok(())
 }
+
+/// Nodes served over HTTPS with a self-signed certificate: a standby given
+/// it with --cluster-ca-cert forwards to the active node; one without it
+/// does not trust the active node and says so (503), forwarding nothing.
+#[test]
+fn nodes_over_https_trust_the_certificate_they_are_given() -> anyhow::Result<()> {
+    let Some(url) = vow_tests::fresh_postgres_database()? else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])?;
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, made.cert.pem())?;
+    std::fs::write(&key, made.signing_key.serialize_pem())?;
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let approval = vow_tests::guest("approval")?;
+    let tls = |id: &str, components: &[&std::path::Path], trust: bool| {
+        let mut extra = vec![
+            "--node-id",
+            id,
+            "--lease-ttl",
+            TTL,
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ];
+        if trust {
+            extra.extend(["--cluster-ca-cert", &cert]);
+        }
+        Server::start_on(&Backend::Database(url.clone()), components, &extra)
+    };
+    let a = tls("a", &[&approval], true)?;
+    a.wait_stderr("node a is active")?;
+    let b = tls("b", &[], true)?;
+    let c = tls("c", &[], false)?;
+    b.wait_stderr("requests go to the active node a at https://")?;
+    c.wait_stderr("requests go to the active node a at https://")?;
+    runtime()?.block_on(async {
+        let http = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&cert)?)?)
+            .build()?;
+        let through_b: Value = http
+            .get(format!("{}/v1/components", b.url))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        assert_eq!(
+            through_b["components"][0]["name"], "approval",
+            "{through_b}"
+        );
+        let through_c = http.get(format!("{}/v1/components", c.url)).send().await?;
+        assert_eq!(through_c.status(), 503);
+        let body: Value = through_c.json().await?;
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("cannot be reached from node \"c\""),
+            "{body}"
+        );
+        assert!(error.to_lowercase().contains("certificate"), "{body}");
+        anyhow::Ok(())
+    })?;
+    Ok(())
+}

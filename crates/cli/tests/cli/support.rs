@@ -289,7 +289,7 @@ pub struct Server {
 impl Server {
     /// Starts `vow serve --addr 127.0.0.1:0` with these components on a
     /// fresh data directory and waits until it prints the address it
-    /// listens on.
+    /// listens on (http:// or, with --tls-cert, https://).
     pub fn start(components: &[&Path]) -> anyhow::Result<Self> {
         let data = tempfile::tempdir()?;
         let mut server = Self::start_in(data.path(), components, &[])?;
@@ -311,7 +311,7 @@ impl Server {
         let args = Self::args(backend, components, extra);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let process = Running::spawn(&args)?;
-        let stdout = process.wait_stdout("listening on http://", COMPILING)?;
+        let stdout = process.wait_stdout("listening on http", COMPILING)?;
         Self::listening(process, &stdout)
     }
 
@@ -326,7 +326,7 @@ impl Server {
         let args = Self::args(backend, components, extra);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut process = Running::spawn(&args)?;
-        match process.wait_stdout("listening on http://", COMPILING) {
+        match process.wait_stdout("listening on http", COMPILING) {
             Ok(stdout) => Ok(Ok(Self::listening(process, &stdout)?)),
             Err(_) => Ok(Err(process.finish(QUICK)?)),
         }
