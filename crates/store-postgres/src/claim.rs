@@ -93,6 +93,25 @@ pub(crate) async fn share(client: &Client) -> Result<(), Refused> {
     }
 }
 
+/// [`share`] for a node that joins or opens its store: a lone node that
+/// holds the lock is refused with who it is.
+pub(crate) async fn share_or_refuse(
+    client: &Client,
+    location: &str,
+) -> Result<(), vow_store::Error> {
+    match share(client).await {
+        Ok(()) => Ok(()),
+        Err(Refused::Failed(e)) => Err(crate::error::at_open(location, &e)),
+        Err(Refused::Held(holder)) => Err(vow_store::Error::Open {
+            location: location.to_owned(),
+            reason: format!(
+                "a Vow node that is not in a cluster writes to this database ({holder}): \
+                 stop it, then start every node with --node-id"
+            ),
+        }),
+    }
+}
+
 /// The session that holds the node lock, as far as this role may see it.
 #[derive(Default)]
 pub(crate) struct Holder {

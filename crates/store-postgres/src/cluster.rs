@@ -187,18 +187,7 @@ impl Cluster {
         schema::migrate(&mut client, &location).await?;
         // A node outside the cluster holds the node lock, exclusively,
         // while it runs (the active node of a cluster holds it shared).
-        if let Err(refused) = crate::claim::share(&client).await {
-            return Err(match refused {
-                crate::claim::Refused::Failed(e) => at_open(&location, &e),
-                crate::claim::Refused::Held(holder) => Error::Open {
-                    location,
-                    reason: format!(
-                        "a Vow node that is not in a cluster writes to this database ({holder}): \
-                         stop it, then start every node with --node-id"
-                    ),
-                },
-            });
-        }
+        crate::claim::share_or_refuse(&client, &location).await?;
         client
             .execute(
                 "SELECT pg_advisory_unlock_shared($1)",

@@ -193,19 +193,7 @@ impl PostgresStorage {
             .map_err(|e| at_open(&location, &e))?;
         schema::migrate(&mut client, &location).await?;
         if let Mode::Leased(..) = mode {
-            match claim::share(&client).await {
-                Ok(()) => {}
-                Err(claim::Refused::Failed(e)) => return Err(at_open(&location, &e)),
-                Err(claim::Refused::Held(holder)) => {
-                    return Err(Error::Open {
-                        location,
-                        reason: format!(
-                            "a Vow node that is not in a cluster writes to this database \
-                             ({holder}): stop it, then start every node with --node-id"
-                        ),
-                    });
-                }
-            }
+            claim::share_or_refuse(&client, &location).await?;
         }
         if mode == Mode::Single {
             match claim::take(&client, &name, options.connect_timeout).await {

@@ -21,11 +21,19 @@ const TTL: &str = "4";
 
 /// Starts node `id` on the database at `url`; it listens once this returns.
 fn node(url: &str, id: &str, components: &[&std::path::Path]) -> anyhow::Result<Server> {
-    Server::start_on(
-        &Backend::Database(url.to_owned()),
-        components,
-        &["--node-id", id, "--lease-ttl", TTL],
-    )
+    node_with(url, id, components, &[])
+}
+
+/// [`node`] with more flags.
+fn node_with(
+    url: &str,
+    id: &str,
+    components: &[&std::path::Path],
+    extra: &[&str],
+) -> anyhow::Result<Server> {
+    let mut flags = vec!["--node-id", id, "--lease-ttl", TTL];
+    flags.extend(extra);
+    Server::start_on(&Backend::Database(url.to_owned()), components, &flags)
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -264,12 +272,12 @@ impl Client {
         }
     }
 
-    /// `GET /v1/nodes` through `node`: node id → role.
+    /// `GET /v1/nodes` through `node`: node id → role, by id.
     async fn roles(&self, node: &str) -> anyhow::Result<Vec<(String, String)>> {
         let listed = self
             .ok(Method::GET, &format!("{node}/v1/nodes"), None, None)
             .await?;
-        Ok(listed["nodes"]
+        let mut roles: Vec<(String, String)> = listed["nodes"]
             .as_array()
             .into_iter()
             .flatten()
@@ -279,7 +287,9 @@ impl Client {
                     n["role"].as_str().unwrap_or_default().to_owned(),
                 )
             })
-            .collect())
+            .collect();
+        roles.sort();
+        Ok(roles)
     }
 }
 
@@ -383,8 +393,7 @@ fn three_nodes_answer_for_each_other_and_complete_each_promise_once() -> anyhow:
             assert_eq!(result, json!(format!("\"job{i}\": ok-{i}")), "{name}");
             assert_eq!(client.invocations(&c.url, &path).await?, (1, 1), "{name}");
         }
-        let mut roles = client.roles(&c.url).await?;
-        roles.sort();
+        let roles = client.roles(&c.url).await?;
         assert_eq!(
             roles,
             [("a", "active"), ("b", "standby"), ("c", "standby")]
@@ -452,8 +461,7 @@ fn three_nodes_answer_for_each_other_and_complete_each_promise_once() -> anyhow:
             )
             .await?;
         assert_eq!(result, json!("\"job0\": ok-0"));
-        let mut roles = client.roles(&survivor.url).await?;
-        roles.sort();
+        let roles = client.roles(&survivor.url).await?;
         assert_eq!(roles[0], ("a".to_owned(), "gone".to_owned()));
         anyhow::Ok(())
     })?;
@@ -769,8 +777,7 @@ fn an_active_node_cut_off_from_the_database_stops_and_a_standby_takes_over() -> 
             .await?;
         assert_eq!(result, json!("\"cut\": ok"));
         assert_eq!(client.invocations(&b.url, &path).await?, (1, 1));
-        let mut roles = client.roles(&b.url).await?;
-        roles.sort();
+        let roles = client.roles(&b.url).await?;
         assert_eq!(
             roles,
             [("a", "gone"), ("b", "active")].map(|(n, r)| (n.to_owned(), r.to_owned()))
@@ -790,18 +797,7 @@ fn a_standby_asks_for_the_api_token_before_it_forwards() -> anyhow::Result<()> {
     };
     let approval = vow_tests::guest("approval")?;
     let with_token = |id: &str, components: &[&std::path::Path]| {
-        Server::start_on(
-            &Backend::Database(url.clone()),
-            components,
-            &[
-                "--node-id",
-                id,
-                "--lease-ttl",
-                TTL,
-                "--auth-token",
-                "s3cret",
-            ],
-        )
+        node_with(&url, id, components, &["--auth-token", "s3cret"])
     };
     let a = with_token("a", &[&approval])?;
     a.wait_stderr("node a is active")?;
@@ -867,20 +863,11 @@ fn nodes_over_https_trust_the_certificate_they_are_given() -> anyhow::Result<()>
     let (cert, key) = (cert.display().to_string(), key.display().to_string());
     let approval = vow_tests::guest("approval")?;
     let tls = |id: &str, components: &[&std::path::Path], trust: bool| {
-        let mut extra = vec![
-            "--node-id",
-            id,
-            "--lease-ttl",
-            TTL,
-            "--tls-cert",
-            &cert,
-            "--tls-key",
-            &key,
-        ];
+        let mut extra = vec!["--tls-cert", &cert, "--tls-key", &key];
         if trust {
             extra.extend(["--cluster-ca-cert", &cert]);
         }
-        Server::start_on(&Backend::Database(url.clone()), components, &extra)
+        node_with(&url, id, components, &extra)
     };
     let a = tls("a", &[&approval], true)?;
     a.wait_stderr("node a is active")?;
