@@ -120,9 +120,10 @@ use futures::FutureExt as _;
 use futures::future::{BoxFuture, ready};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
+use uuid::Uuid;
 use vow_store::{
-    ComponentRecord, Error, InvocationRecord, OplogRecord, Outcome, PromiseRecord, ReactionRecord,
-    Result, SnapshotRecord, Storage, WorkerKey, WorkerRecord, Write,
+    ComponentRecord, Error, InvocationRecord, OplogRecord, Outcome, PromiseKey, PromiseRecord,
+    ReactionRecord, Result, SnapshotRecord, Storage, WorkerKey, WorkerRecord, Write,
 };
 
 use crate::read::Readers;
@@ -307,6 +308,28 @@ impl Storage for SqliteStorage {
 
     fn reactions(&self) -> BoxFuture<'_, Result<Vec<ReactionRecord>>> {
         self.read(read::reactions)
+    }
+
+    fn component(&self, id: Uuid) -> BoxFuture<'_, Result<Option<ComponentRecord>>> {
+        self.read(move |conn, location| read::component(conn, location, id))
+    }
+
+    fn worker<'a>(&'a self, key: &'a WorkerKey) -> BoxFuture<'a, Result<Option<WorkerRecord>>> {
+        let key = key.clone();
+        self.read(move |conn, location| read::worker(conn, location, &key))
+    }
+
+    fn promise<'a>(&'a self, key: &'a PromiseKey) -> BoxFuture<'a, Result<Option<PromiseRecord>>> {
+        let key = key.clone();
+        self.read(move |conn, location| read::promise(conn, location, &key))
+    }
+
+    fn reaction<'a>(
+        &'a self,
+        target: &'a PromiseKey,
+    ) -> BoxFuture<'a, Result<Option<ReactionRecord>>> {
+        let target = target.clone();
+        self.read(move |conn, location| read::reaction(conn, location, &target))
     }
 
     fn unfinished_invocations<'a>(

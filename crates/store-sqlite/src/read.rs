@@ -178,22 +178,75 @@ fn bytes(row: &Row<'_>, index: usize, location: &str) -> Result<Bytes> {
     get::<Vec<u8>>(row, index, location).map(Bytes::from)
 }
 
+/// Converts a row of `SELECT id, name, sha256, bytes, created_at FROM
+/// components`.
+fn component_row(row: &Row<'_>, loc: &str) -> Result<ComponentRecord> {
+    Ok(ComponentRecord {
+        id: uuid(row, 0, loc)?,
+        name: get(row, 1, loc)?,
+        sha256: get(row, 2, loc)?,
+        bytes: bytes(row, 3, loc)?,
+        created_at: unsigned(row, 4, loc)?,
+    })
+}
+
 pub(crate) fn components(conn: &Connection, location: &str) -> Result<Vec<ComponentRecord>> {
     query(
         conn,
         location,
         "SELECT id, name, sha256, bytes, created_at FROM components ORDER BY id",
         [],
-        |row, loc| {
-            Ok(ComponentRecord {
-                id: uuid(row, 0, loc)?,
-                name: get(row, 1, loc)?,
-                sha256: get(row, 2, loc)?,
-                bytes: bytes(row, 3, loc)?,
-                created_at: unsigned(row, 4, loc)?,
-            })
-        },
+        component_row,
     )
+}
+
+pub(crate) fn component(
+    conn: &Connection,
+    location: &str,
+    id: Uuid,
+) -> Result<Option<ComponentRecord>> {
+    let found = query(
+        conn,
+        location,
+        "SELECT id, name, sha256, bytes, created_at FROM components WHERE id = ?1",
+        params![id.as_bytes()],
+        component_row,
+    )?;
+    Ok(found.into_iter().next())
+}
+
+/// Converts a row of `SELECT component, name, args, env, created_at,
+/// status, last_error, awaiting_component, awaiting_name, awaiting_index
+/// FROM workers`.
+fn worker_row(row: &Row<'_>, loc: &str) -> Result<WorkerRecord> {
+    let key = WorkerKey {
+        component: uuid(row, 0, loc)?,
+        name: get(row, 1, loc)?,
+    };
+    let args: Vec<u8> = get(row, 2, loc)?;
+    let env: Vec<u8> = get(row, 3, loc)?;
+    let malformed = |what| corrupt(loc, format!("malformed {what} of worker {key}"));
+    let awaiting = match get::<Option<[u8; 16]>>(row, 7, loc)? {
+        None => None,
+        Some(component) => Some(PromiseKey {
+            worker: WorkerKey {
+                component: Uuid::from_bytes(component),
+                name: get(row, 8, loc)?,
+            },
+            index: unsigned(row, 9, loc)?,
+        }),
+    };
+    Ok(WorkerRecord {
+        args: decode_strings(&args).ok_or_else(|| malformed("arguments"))?,
+        env: decode_env(&env).ok_or_else(|| malformed("environment"))?,
+        created_at: unsigned(row, 4, loc)?,
+        state: WorkerState {
+            status: get(row, 5, loc)?,
+            last_error: get(row, 6, loc)?,
+            awaiting,
+        },
+        key,
+    })
 }
 
 pub(crate) fn workers(conn: &Connection, location: &str) -> Result<Vec<WorkerRecord>> {
@@ -204,37 +257,25 @@ pub(crate) fn workers(conn: &Connection, location: &str) -> Result<Vec<WorkerRec
                 awaiting_component, awaiting_name, awaiting_index
          FROM workers ORDER BY component, name",
         [],
-        |row, loc| {
-            let key = WorkerKey {
-                component: uuid(row, 0, loc)?,
-                name: get(row, 1, loc)?,
-            };
-            let args: Vec<u8> = get(row, 2, loc)?;
-            let env: Vec<u8> = get(row, 3, loc)?;
-            let malformed = |what| corrupt(loc, format!("malformed {what} of worker {key}"));
-            let awaiting = match get::<Option<[u8; 16]>>(row, 7, loc)? {
-                None => None,
-                Some(component) => Some(PromiseKey {
-                    worker: WorkerKey {
-                        component: Uuid::from_bytes(component),
-                        name: get(row, 8, loc)?,
-                    },
-                    index: unsigned(row, 9, loc)?,
-                }),
-            };
-            Ok(WorkerRecord {
-                args: decode_strings(&args).ok_or_else(|| malformed("arguments"))?,
-                env: decode_env(&env).ok_or_else(|| malformed("environment"))?,
-                created_at: unsigned(row, 4, loc)?,
-                state: WorkerState {
-                    status: get(row, 5, loc)?,
-                    last_error: get(row, 6, loc)?,
-                    awaiting,
-                },
-                key,
-            })
-        },
+        worker_row,
     )
+}
+
+pub(crate) fn worker(
+    conn: &Connection,
+    location: &str,
+    key: &WorkerKey,
+) -> Result<Option<WorkerRecord>> {
+    let found = query(
+        conn,
+        location,
+        "SELECT component, name, args, env, created_at, status, last_error,
+                awaiting_component, awaiting_name, awaiting_index
+         FROM workers WHERE component = ?1 AND name = ?2",
+        params![key.component.as_bytes(), key.name],
+        worker_row,
+    )?;
+    Ok(found.into_iter().next())
 }
 
 pub(crate) fn oplog(
@@ -265,6 +306,47 @@ pub(crate) fn oplog(
     )
 }
 
+/// Converts a row of `SELECT component, name, idx, created_at, data,
+/// completed_at, rejected, deadline, retention, options FROM promises`.
+fn promise_row(row: &Row<'_>, loc: &str) -> Result<PromiseRecord> {
+    let state = match get::<Option<i64>>(row, 5, loc)? {
+        None => PromiseState::Pending,
+        Some(_) if get::<bool>(row, 6, loc)? => PromiseState::Rejected {
+            error: bytes(row, 4, loc)?,
+            at: unsigned(row, 5, loc)?,
+        },
+        Some(_) => PromiseState::Completed {
+            data: bytes(row, 4, loc)?,
+            at: unsigned(row, 5, loc)?,
+        },
+    };
+    let optional = |i: usize| -> Result<Option<u64>> {
+        match get::<Option<i64>>(row, i, loc)? {
+            None => Ok(None),
+            Some(_) => unsigned(row, i, loc).map(Some),
+        }
+    };
+    Ok(PromiseRecord {
+        key: PromiseKey {
+            worker: WorkerKey {
+                component: uuid(row, 0, loc)?,
+                name: get(row, 1, loc)?,
+            },
+            index: unsigned(row, 2, loc)?,
+        },
+        created_at: unsigned(row, 3, loc)?,
+        state,
+        spec: PromiseSpec {
+            deadline: optional(7)?,
+            retention: optional(8)?,
+            options: match get::<Option<Vec<u8>>>(row, 9, loc)? {
+                Some(options) => options.into(),
+                None => Bytes::new(),
+            },
+        },
+    })
+}
+
 pub(crate) fn promises(conn: &Connection, location: &str) -> Result<Vec<PromiseRecord>> {
     query(
         conn,
@@ -273,45 +355,48 @@ pub(crate) fn promises(conn: &Connection, location: &str) -> Result<Vec<PromiseR
                 deadline, retention, options
          FROM promises ORDER BY component, name, idx",
         [],
-        |row, loc| {
-            let state = match get::<Option<i64>>(row, 5, loc)? {
-                None => PromiseState::Pending,
-                Some(_) if get::<bool>(row, 6, loc)? => PromiseState::Rejected {
-                    error: bytes(row, 4, loc)?,
-                    at: unsigned(row, 5, loc)?,
-                },
-                Some(_) => PromiseState::Completed {
-                    data: bytes(row, 4, loc)?,
-                    at: unsigned(row, 5, loc)?,
-                },
-            };
-            let optional = |i: usize| -> Result<Option<u64>> {
-                match get::<Option<i64>>(row, i, loc)? {
-                    None => Ok(None),
-                    Some(_) => unsigned(row, i, loc).map(Some),
-                }
-            };
-            Ok(PromiseRecord {
-                key: PromiseKey {
-                    worker: WorkerKey {
-                        component: uuid(row, 0, loc)?,
-                        name: get(row, 1, loc)?,
-                    },
-                    index: unsigned(row, 2, loc)?,
-                },
-                created_at: unsigned(row, 3, loc)?,
-                state,
-                spec: PromiseSpec {
-                    deadline: optional(7)?,
-                    retention: optional(8)?,
-                    options: match get::<Option<Vec<u8>>>(row, 9, loc)? {
-                        Some(options) => options.into(),
-                        None => Bytes::new(),
-                    },
-                },
-            })
-        },
+        promise_row,
     )
+}
+
+pub(crate) fn promise(
+    conn: &Connection,
+    location: &str,
+    key: &PromiseKey,
+) -> Result<Option<PromiseRecord>> {
+    // An index past the largest storable one names no promise.
+    let Ok(index) = i64::try_from(key.index) else {
+        return Ok(None);
+    };
+    let found = query(
+        conn,
+        location,
+        "SELECT component, name, idx, created_at, data, completed_at, rejected,
+                deadline, retention, options
+         FROM promises WHERE component = ?1 AND name = ?2 AND idx = ?3",
+        params![key.worker.component.as_bytes(), key.worker.name, index],
+        promise_row,
+    )?;
+    Ok(found.into_iter().next())
+}
+
+/// Converts a row of `SELECT component, name, idx, sources, spec,
+/// created_at FROM reactions`.
+fn reaction_row(row: &Row<'_>, loc: &str) -> Result<ReactionRecord> {
+    let sources: Vec<u8> = get(row, 3, loc)?;
+    Ok(ReactionRecord {
+        target: PromiseKey {
+            worker: WorkerKey {
+                component: uuid(row, 0, loc)?,
+                name: get(row, 1, loc)?,
+            },
+            index: unsigned(row, 2, loc)?,
+        },
+        sources: vow_store::decode_promise_keys(&sources)
+            .ok_or_else(|| corrupt(loc, "a reaction's sources cannot be read".to_owned()))?,
+        spec: bytes(row, 4, loc)?,
+        created_at: unsigned(row, 5, loc)?,
+    })
 }
 
 pub(crate) fn reactions(conn: &Connection, location: &str) -> Result<Vec<ReactionRecord>> {
@@ -321,27 +406,32 @@ pub(crate) fn reactions(conn: &Connection, location: &str) -> Result<Vec<Reactio
         "SELECT component, name, idx, sources, spec, created_at
          FROM reactions ORDER BY component, name, idx",
         [],
-        |row, loc| {
-            let sources: Vec<u8> = get(row, 3, loc)?;
-            Ok(ReactionRecord {
-                target: PromiseKey {
-                    worker: WorkerKey {
-                        component: uuid(row, 0, loc)?,
-                        name: get(row, 1, loc)?,
-                    },
-                    index: unsigned(row, 2, loc)?,
-                },
-                sources: vow_store::decode_promise_keys(&sources).ok_or_else(|| {
-                    Error::Corrupt {
-                        location: loc.to_owned(),
-                        reason: "a reaction's sources cannot be read".to_owned(),
-                    }
-                })?,
-                spec: bytes(row, 4, loc)?,
-                created_at: unsigned(row, 5, loc)?,
-            })
-        },
+        reaction_row,
     )
+}
+
+pub(crate) fn reaction(
+    conn: &Connection,
+    location: &str,
+    target: &PromiseKey,
+) -> Result<Option<ReactionRecord>> {
+    // An index past the largest storable one names no promise.
+    let Ok(index) = i64::try_from(target.index) else {
+        return Ok(None);
+    };
+    let found = query(
+        conn,
+        location,
+        "SELECT component, name, idx, sources, spec, created_at
+         FROM reactions WHERE component = ?1 AND name = ?2 AND idx = ?3",
+        params![
+            target.worker.component.as_bytes(),
+            target.worker.name,
+            index
+        ],
+        reaction_row,
+    )?;
+    Ok(found.into_iter().next())
 }
 
 /// Converts a row of `SELECT seq, idempotency_key, request, state, result,

@@ -25,6 +25,7 @@
 
 mod batches;
 mod invocations;
+mod lookups;
 mod oplog;
 mod promises;
 mod records;
@@ -35,6 +36,7 @@ pub use batches::{
     write_order,
 };
 pub use invocations::{all_unfinished, delete_worker, invocations};
+pub use lookups::lookups;
 pub use oplog::{oplog_append_and_page, oplog_truncate};
 pub use promises::{promise_settlement, promises, reactions};
 pub use records::{components, workers};
@@ -58,6 +60,7 @@ pub async fn run_all(store: &dyn Storage) {
     promises(store).await;
     promise_settlement(store).await;
     reactions(store).await;
+    lookups(store).await;
     invocations(store).await;
     all_unfinished(store).await;
     snapshots(store).await;

@@ -37,6 +37,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use uuid::Uuid;
 
@@ -452,6 +453,44 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// Every reaction, ordered by target.
     fn reactions(&self) -> BoxFuture<'_, Result<Vec<ReactionRecord>>>;
 
+    /// One component, if it exists. Lets a node of a cluster re-read what
+    /// another node changed; this default reads every component, so
+    /// backends override it with an indexed read.
+    fn component(&self, id: Uuid) -> BoxFuture<'_, Result<Option<ComponentRecord>>> {
+        async move { Ok(self.components().await?.into_iter().find(|c| c.id == id)) }.boxed()
+    }
+
+    /// One worker's record, if it exists. Lets a node of a cluster re-read
+    /// what another node changed; this default reads every worker, so
+    /// backends override it with an indexed read.
+    fn worker<'a>(&'a self, key: &'a WorkerKey) -> BoxFuture<'a, Result<Option<WorkerRecord>>> {
+        async move { Ok(self.workers().await?.into_iter().find(|w| w.key == *key)) }.boxed()
+    }
+
+    /// One promise, if it exists. Lets a node of a cluster re-read what
+    /// another node changed; this default reads every promise, so backends
+    /// override it with an indexed read.
+    fn promise<'a>(&'a self, key: &'a PromiseKey) -> BoxFuture<'a, Result<Option<PromiseRecord>>> {
+        async move { Ok(self.promises().await?.into_iter().find(|p| p.key == *key)) }.boxed()
+    }
+
+    /// The reaction that settles `target`, if there is one. Lets a node of
+    /// a cluster re-read what another node changed; this default reads
+    /// every reaction, so backends override it with an indexed read.
+    fn reaction<'a>(
+        &'a self,
+        target: &'a PromiseKey,
+    ) -> BoxFuture<'a, Result<Option<ReactionRecord>>> {
+        async move {
+            Ok(self
+                .reactions()
+                .await?
+                .into_iter()
+                .find(|r| r.target == *target))
+        }
+        .boxed()
+    }
+
     /// A worker's invocations that have not finished, in queue order.
     fn unfinished_invocations<'a>(
         &'a self,
@@ -498,6 +537,32 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     fn observe_commits(&self, observer: Arc<dyn CommitObserver>) {
         drop(observer);
     }
+
+    /// What other writers of the same store change, as they commit it: a
+    /// backend that several nodes of a cluster share hands out this stream
+    /// (to the first caller; later calls get `None`), and each node re-reads
+    /// the records it names. `None` (this default) when nobody else writes.
+    fn remote_changes(&self) -> Option<futures::stream::BoxStream<'static, Change>> {
+        None
+    }
+}
+
+/// A record another writer changed (created, updated or deleted), from
+/// [`Storage::remote_changes`]. The reader re-reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Change {
+    /// A component was added.
+    Component(Uuid),
+    /// A worker was created, changed state, or was deleted.
+    Worker(WorkerKey),
+    /// A promise was created, settled or deleted.
+    Promise(PromiseKey),
+    /// The reaction that settles this promise was made or removed.
+    Reaction(PromiseKey),
+    /// Changes may have been missed (the backend lost its connection for
+    /// a while): read everything again.
+    Resync,
 }
 
 /// Encodes a list of promise keys as one byte string, for backends that

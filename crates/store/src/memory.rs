@@ -418,6 +418,29 @@ impl Storage for MemoryStorage {
         ready(Ok(out)).boxed()
     }
 
+    fn component(&self, id: uuid::Uuid) -> BoxFuture<'_, Result<Option<ComponentRecord>>> {
+        let out = self.state().components.get(&id).cloned();
+        ready(Ok(out)).boxed()
+    }
+
+    fn worker<'a>(&'a self, key: &'a WorkerKey) -> BoxFuture<'a, Result<Option<WorkerRecord>>> {
+        let out = self.state().workers.get(key).cloned();
+        ready(Ok(out)).boxed()
+    }
+
+    fn promise<'a>(&'a self, key: &'a PromiseKey) -> BoxFuture<'a, Result<Option<PromiseRecord>>> {
+        let out = self.state().promises.get(key).cloned();
+        ready(Ok(out)).boxed()
+    }
+
+    fn reaction<'a>(
+        &'a self,
+        target: &'a PromiseKey,
+    ) -> BoxFuture<'a, Result<Option<ReactionRecord>>> {
+        let out = self.state().reactions.get(target).cloned();
+        ready(Ok(out)).boxed()
+    }
+
     fn unfinished_invocations<'a>(
         &'a self,
         worker: &'a WorkerKey,
