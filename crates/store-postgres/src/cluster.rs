@@ -1,23 +1,24 @@
 //! Several nodes on one database: who is in the cluster, and which node
-//! runs the workers.
+//! runs each worker.
 //!
 //! Each node has a row in `vow_nodes`, renewed every few seconds: its id,
 //! the epoch of this run (a new one at every join), the address other
-//! nodes reach it at, until when it counts as alive, and its load. One
-//! row of `vow_lease` says which node is **active**: it alone opens the
-//! store ([`Cluster::open_store`]) and runs workers; the others are
-//! standbys that forward requests to it and take the lease over when it
-//! expires.
+//! nodes reach it at, until when it counts as alive, and its load. Each
+//! worker has an owner in `vow_owners`: the node, and the epoch of the run,
+//! that runs it. A node owns the workers it creates; a worker whose
+//! owner's run is over (it expired, left, or was replaced by a newer run
+//! of the same node id), or that has no owner, is **free**, and the first
+//! node that needs it takes it ([`Cluster::claim`], [`Cluster::sweep`]).
 //!
 //! # Fencing
 //!
-//! Taking the lease gives it a new epoch. The active node's writer checks,
-//! in every transaction, that the lease still has that epoch and has not
-//! expired, by the database's clock, and holds the row (`FOR KEY SHARE`)
-//! until it commits. So a node that lost its lease (a pause, a partition, a
-//! slow disk) can never write again: its next transaction finds another
-//! epoch or an expired lease and fails with [`Error::Fenced`]. A takeover
-//! waits for a transaction that holds the row, so the new node reads
+//! A node's writer checks, in every transaction, that its run is still the
+//! current one and has not expired, by the database's clock, and holds the
+//! node's row (`FOR KEY SHARE`) until it commits. So a node whose run is
+//! over (a pause, a partition, a slow disk) can never write again: its
+//! next transaction fails with [`Error::Fenced`]. Taking a worker from a
+//! node whose run is over first locks that node's row (`FOR UPDATE`),
+//! which waits for its transaction in flight: the new owner reads
 //! everything the old one committed.
 //!
 //! Times are the database's (`now()`): the nodes' clocks may disagree.
@@ -26,7 +27,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
-use vow_store::{Error, Result};
+use vow_store::{Error, Result, WorkerKey};
 
 use crate::error::{at_open, message};
 use crate::{PostgresOptions, PostgresStorage, location_of, schema};
@@ -36,11 +37,12 @@ use crate::{PostgresOptions, PostgresStorage, location_of, schema};
 pub struct ClusterOptions {
     /// This node's id, unique in the cluster (`vow serve --node-id`).
     pub node_id: String,
-    /// The base URL other nodes forward requests to
+    /// The base URL other nodes forward requests for its workers to
     /// (`vow serve --advertise-url`).
     pub advertise_url: String,
-    /// How long a lease or a membership lasts without renewal (default
-    /// 10 s): a node that dies is replaced after at most this long.
+    /// How long a run of the node lasts without renewal (default 10 s):
+    /// the workers of a node that dies are taken over after at most this
+    /// long.
     pub lease_ttl: Duration,
     /// Longest wait for a connection, and for a former run of this node id
     /// to expire at join (default 10 s, plus the lease time).
@@ -63,26 +65,7 @@ impl ClusterOptions {
 /// The lease time when none is given.
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
 
-/// The lease of the active node, from [`Cluster::try_lead`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Lease {
-    /// Its epoch: every write of the store opened with it is checked
-    /// against it.
-    pub epoch: i64,
-}
-
-/// The node that holds the lease, from [`Cluster::active`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ActiveNode {
-    /// Its id.
-    pub node_id: String,
-    /// Where it is reached (`None` if its membership row is gone).
-    pub advertise_url: Option<String>,
-    /// The lease's epoch.
-    pub epoch: i64,
-}
-
-/// A node as `vow_nodes` and `vow_lease` show it, from [`Cluster::nodes`].
+/// A node as `vow_nodes` shows it, from [`Cluster::nodes`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct NodeRecord {
@@ -98,15 +81,33 @@ pub struct NodeRecord {
     pub expires_at: i64,
     /// Whether it renewed in time (by the database's clock).
     pub alive: bool,
-    /// The lease, when this node holds it and it has not expired: its
-    /// epoch and expiry (milliseconds).
-    pub lease: Option<(i64, i64)>,
-    /// Workers in the store, in memory, and running, as the active node
-    /// last reported them (`None` for standbys).
+    /// Workers this run owns, as `vow_owners` says now.
+    pub owned: u64,
+    /// Workers in memory and running, as the node last reported them
+    /// (`None` before its first report, and once it left).
     pub load: Option<NodeLoad>,
 }
 
-/// What an active node reports with each renewal.
+/// Who runs a worker, from [`Cluster::owner`] and [`Cluster::claim`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// No such worker in the store.
+    Missing,
+    /// This run of this node.
+    Me,
+    /// Another live node, reached at this address.
+    Node {
+        /// Its id.
+        node_id: String,
+        /// Its `advertise_url`.
+        url: String,
+    },
+    /// Nobody: the worker is free (only from [`Cluster::owner`]; a claim
+    /// takes it).
+    Free,
+}
+
+/// What a node reports with each renewal.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NodeLoad {
     /// Workers it holds, in memory or not.
@@ -122,8 +123,9 @@ pub struct NodeLoad {
 pub enum Renewal {
     /// Renewed.
     Renewed,
-    /// The lease (or this run's membership) is no longer this node's:
-    /// why, for people. The node must stop: its writes are refused.
+    /// This run of the node is over (it expired, or a newer run of the
+    /// same node id replaced it): why, for people. The node must stop:
+    /// its writes are refused, and its workers are free.
     Lost(String),
 }
 
@@ -131,9 +133,9 @@ pub enum Renewal {
 pub struct Cluster {
     url: String,
     location: String,
-    /// For the lease and the membership: never queued behind reads.
+    /// For the membership: never queued behind the rest.
     pool: Pool,
-    /// For `GET /v1/nodes` and a standby's look at the active node.
+    /// For claims, owners and `GET /v1/nodes`.
     reads: Pool,
     node_id: String,
     epoch: i64,
@@ -158,6 +160,19 @@ fn millis(d: Duration) -> f64 {
 /// `$n * interval '1 millisecond'`, in a statement.
 const TTL: &str = "($2::float8 * interval '1 millisecond')";
 
+/// Makes node `$3` (run `$4`) the owner of the workers `($1[i], $2[i])`
+/// that are free now, if that run is current: a worker another node took
+/// first (its owner is alive by the time the row is locked) is left alone.
+const TAKE: &str = "INSERT INTO vow_owners (component, name, node_id, epoch)
+     SELECT k.component, k.name, $3, $4 FROM unnest($1::uuid[], $2::text[]) AS k (component, name)
+     WHERE EXISTS (SELECT 1 FROM vow_nodes WHERE node_id = $3 AND epoch = $4 AND expires_at > now())
+     ON CONFLICT (component, name) DO UPDATE SET node_id = excluded.node_id, epoch = excluded.epoch
+     WHERE NOT EXISTS (SELECT 1 FROM vow_nodes n WHERE n.node_id = vow_owners.node_id
+                           AND n.epoch = vow_owners.epoch AND n.expires_at > now())";
+
+/// The advisory lock of [`Cluster::one_at_a_time`] ("VowC" in ASCII).
+const COMPONENTS_LOCK: i64 = 0x566F_7743;
+
 /// How often a node whose id is still held by its former run looks again.
 const JOIN_RETRY: Duration = Duration::from_millis(200);
 
@@ -168,10 +183,18 @@ impl Cluster {
     /// former run of the same node id that has not expired yet (a quick
     /// restart) is waited for; a live node with the same id is refused.
     pub async fn join(url: &str, options: ClusterOptions) -> Result<Self> {
-        if options.node_id.is_empty() || options.node_id.len() > 63 {
+        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+        if options.node_id.is_empty()
+            || options.node_id.len() > 63
+            || !options.node_id.chars().all(allowed)
+        {
             return Err(Error::Open {
                 location: "postgres".to_owned(),
-                reason: "a node id is 1 to 63 characters".to_owned(),
+                reason: format!(
+                    "invalid node id {:?}: a node id is 1 to 63 ASCII letters, digits, '.', '_' \
+                     or '-'",
+                    options.node_id
+                ),
             });
         }
         let mut config: tokio_postgres::Config = url.parse().map_err(|e| Error::Open {
@@ -186,7 +209,7 @@ impl Cluster {
             .map_err(|e| at_open(&location, &e))?;
         schema::migrate(&mut client, &location).await?;
         // A node outside the cluster holds the node lock, exclusively,
-        // while it runs (the active node of a cluster holds it shared).
+        // while it runs (the nodes of a cluster hold it shared).
         crate::claim::share_or_refuse(&client, &location).await?;
         client
             .execute(
@@ -196,10 +219,10 @@ impl Cluster {
             .await
             .map_err(|e| at_open(&location, &e))?;
         drop(client);
-        // The lease's statements are bounded on the server too: taking it
-        // waits for the active node's transaction that holds it, and a
-        // frozen one must not hold a standby's tick up; nor may a
-        // statement the node gave up on commit much later.
+        // The cluster's statements are bounded on the server too: taking a
+        // worker waits for its former owner's transaction, and a frozen
+        // one must not hold this node's tick up; nor may a statement the
+        // node gave up on commit much later.
         let bound = (options.lease_ttl / 4).as_millis().max(1);
         crate::add_option(&mut config, &format!("lock_timeout={bound}"));
         crate::add_option(&mut config, &format!("statement_timeout={bound}"));
@@ -325,154 +348,64 @@ impl Cluster {
         crate::error::runtime(&self.location, e)
     }
 
-    /// Takes the lease if nobody holds it or its holder's has expired: the
-    /// lease, with a new epoch, or `None` when another node holds it.
-    pub async fn try_lead(&self) -> Result<Option<Lease>> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(|e| self.failed(&e))?;
-        // FOR UPDATE waits for the active node's write transaction, which
-        // holds the row FOR KEY SHARE (see `writer::FENCE`): a takeover
-        // reads everything the old node committed. Its renewals, which
-        // update no key, do not wait for its writes.
-        let free = tx
-            .query_opt(
-                "SELECT 1 FROM vow_lease WHERE id = 1 AND expires_at <= now() FOR UPDATE",
-                &[],
-            )
-            .await
-            .map_err(|e| self.failed(&e))?;
-        if free.is_none() {
-            return Ok(None);
-        }
-        let row = tx
-            .query_opt(
-                &format!(
-                    "UPDATE vow_lease SET node_id = $1, epoch = nextval('vow_epochs'),
-                         acquired_at = now(), expires_at = now() + {TTL}
-                     WHERE id = 1 AND expires_at <= now()
-                     RETURNING epoch"
-                ),
-                &[&self.node_id, &millis(self.ttl)],
-            )
-            .await
-            .map_err(|e| self.failed(&e))?;
-        tx.commit().await.map_err(|e| self.failed(&e))?;
-        Ok(row.map(|row| Lease { epoch: row.get(0) }))
-    }
-
-    /// The node that holds an unexpired lease, if one does.
-    pub async fn active(&self) -> Result<Option<ActiveNode>> {
-        let client = self.reader().await?;
-        let row = client
-            .query_opt(
-                "SELECT l.node_id, n.advertise_url, l.epoch
-                 FROM vow_lease l LEFT JOIN vow_nodes n ON n.node_id = l.node_id
-                 WHERE l.id = 1 AND l.expires_at > now()",
-                &[],
-            )
-            .await
-            .map_err(|e| self.failed(&e))?;
-        Ok(row.map(|row| ActiveNode {
-            node_id: row.get(0),
-            advertise_url: row.get(1),
-            epoch: row.get(2),
-        }))
-    }
-
-    /// Renews this run's membership (with `load`, for an active node) and,
-    /// with `lease`, the lease: both must still be this node's and the
-    /// lease unexpired.
-    pub async fn renew(&self, lease: Option<Lease>, load: Option<NodeLoad>) -> Result<Renewal> {
+    /// Renews this run's membership, with its load.
+    pub async fn renew(&self, load: NodeLoad) -> Result<Renewal> {
         let client = self.client().await?;
         let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        let (workers, resident, running) = match load {
-            Some(l) => (
-                Some(as_i64(l.workers)),
-                Some(as_i64(l.resident)),
-                Some(as_i64(l.running)),
-            ),
-            None => (None, None, None),
-        };
-        let member = client
+        let renewed = client
             .execute(
                 &format!(
                     "UPDATE vow_nodes SET expires_at = now() + {TTL},
                          workers = $4, resident = $5, running = $6
-                     WHERE node_id = $1 AND epoch = $3"
+                     WHERE node_id = $1 AND epoch = $3 AND expires_at > now()"
                 ),
                 &[
                     &self.node_id,
                     &millis(self.ttl),
                     &self.epoch,
-                    &workers,
-                    &resident,
-                    &running,
+                    &as_i64(load.workers),
+                    &as_i64(load.resident),
+                    &as_i64(load.running),
                 ],
             )
             .await
             .map_err(|e| self.failed(&e))?;
-        if member == 0 {
-            return Ok(Renewal::Lost(format!(
-                "this run of node {:?} (epoch {}) was replaced by a newer one",
-                self.node_id, self.epoch
-            )));
-        }
-        if let Some(lease) = lease {
-            let renewed = client
-                .execute(
-                    &format!(
-                        "UPDATE vow_lease SET expires_at = now() + {TTL}
-                         WHERE id = 1 AND node_id = $1 AND epoch = $3 AND expires_at > now()"
-                    ),
-                    &[&self.node_id, &millis(self.ttl), &lease.epoch],
+        if renewed == 0 {
+            let epoch: Option<i64> = client
+                .query_opt(
+                    "SELECT epoch FROM vow_nodes WHERE node_id = $1",
+                    &[&self.node_id],
                 )
                 .await
-                .map_err(|e| self.failed(&e))?;
-            if renewed == 0 {
-                let holder = match self.active().await {
-                    Ok(Some(active)) => {
-                        format!(
-                            "node {:?} holds it (epoch {})",
-                            active.node_id, active.epoch
-                        )
-                    }
-                    Ok(None) => "nobody holds it".to_owned(),
-                    Err(e) => e.to_string(),
-                };
-                return Ok(Renewal::Lost(format!(
-                    "the lease of epoch {} expired before this node renewed it; {holder}",
-                    lease.epoch
-                )));
-            }
-            // Rows of nodes gone for an hour are of no more use.
-            let _ = client
-                .execute(
-                    "DELETE FROM vow_nodes WHERE expires_at < now() - interval '1 hour'",
-                    &[],
-                )
-                .await;
+                .map_err(|e| self.failed(&e))?
+                .map(|row| row.get(0));
+            return Ok(Renewal::Lost(match epoch {
+                Some(epoch) if epoch != self.epoch => format!(
+                    "this run of node {:?} (epoch {}) was replaced by a newer one (epoch {epoch})",
+                    self.node_id, self.epoch
+                ),
+                _ => format!(
+                    "this run of node {:?} (epoch {}) expired before it renewed: the other \
+                     nodes take its workers over",
+                    self.node_id, self.epoch
+                ),
+            }));
         }
+        // Rows of nodes gone for an hour are of no more use.
+        let _ = client
+            .execute(
+                "DELETE FROM vow_nodes WHERE expires_at < now() - interval '1 hour'",
+                &[],
+            )
+            .await;
         Ok(Renewal::Renewed)
     }
 
-    /// Gives the lease up at once (a drain), so that a standby takes over
-    /// without waiting for it to expire. Call it after the store opened
-    /// with it was closed ([`PostgresStorage::close`]).
-    pub async fn release(&self, lease: Lease) -> Result<()> {
-        let client = self.client().await?;
-        client
-            .execute(
-                "UPDATE vow_lease SET expires_at = now() - interval '1 millisecond'
-                 WHERE id = 1 AND epoch = $1",
-                &[&lease.epoch],
-            )
-            .await
-            .map_err(|e| self.failed(&e))?;
-        Ok(())
-    }
-
     /// Leaves the cluster: this run's row is marked expired now (it stays
-    /// listed, as gone, for an hour).
+    /// listed, as gone, for an hour), so its workers are free at once (a
+    /// drain). Call it after the store was closed
+    /// ([`PostgresStorage::close`]), so that nothing it wrote is still in
+    /// flight when another node takes its workers.
     pub async fn leave(&self) -> Result<()> {
         let client = self.client().await?;
         client
@@ -487,6 +420,158 @@ impl Cluster {
         Ok(())
     }
 
+    /// Who runs `worker` now.
+    pub async fn owner(&self, worker: &WorkerKey) -> Result<Owner> {
+        let client = self.reader().await?;
+        self.look(&client, worker).await
+    }
+
+    async fn look(
+        &self,
+        client: &impl deadpool_postgres::GenericClient,
+        worker: &WorkerKey,
+    ) -> Result<Owner> {
+        let row = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM workers WHERE component = $1 AND name = $2),
+                        o.node_id, o.epoch, n.advertise_url,
+                        coalesce(n.epoch = o.epoch AND n.expires_at > now(), false)
+                 FROM (VALUES (1)) AS one (x)
+                 LEFT JOIN vow_owners o ON o.component = $1 AND o.name = $2
+                 LEFT JOIN vow_nodes n ON n.node_id = o.node_id",
+                &[&worker.component, &worker.name],
+            )
+            .await
+            .map_err(|e| self.failed(&e))?;
+        if !row.get::<_, bool>(0) {
+            return Ok(Owner::Missing);
+        }
+        let node: Option<String> = row.get(1);
+        let epoch: Option<i64> = row.get(2);
+        let url: Option<String> = row.get(3);
+        Ok(match (node, row.get::<_, bool>(4)) {
+            (Some(node), true) if node == self.node_id && epoch == Some(self.epoch) => Owner::Me,
+            (Some(node_id), true) => Owner::Node {
+                node_id,
+                url: url.unwrap_or_default(),
+            },
+            _ => Owner::Free,
+        })
+    }
+
+    /// Takes `worker` if it is free: [`Owner::Me`] if this node runs it
+    /// now (the caller loads it), the live node that runs it otherwise, or
+    /// [`Owner::Missing`]. Taking it from a node whose run is over waits
+    /// for that node's write in flight.
+    pub async fn claim(&self, worker: &WorkerKey) -> Result<Owner> {
+        let mut client = self.reader().await?;
+        let tx = client.transaction().await.map_err(|e| self.failed(&e))?;
+        let owner = self.look(&tx, worker).await?;
+        if owner != Owner::Free {
+            return Ok(owner);
+        }
+        // Its former owner's last transaction, if one is in flight.
+        tx.execute(
+            "SELECT 1 FROM vow_nodes n JOIN vow_owners o ON o.node_id = n.node_id
+             WHERE o.component = $1 AND o.name = $2 FOR UPDATE OF n",
+            &[&worker.component, &worker.name],
+        )
+        .await
+        .map_err(|e| self.failed(&e))?;
+        let taken = tx
+            .execute(
+                TAKE,
+                &[
+                    &vec![worker.component],
+                    &vec![worker.name.as_str()],
+                    &self.node_id,
+                    &self.epoch,
+                ],
+            )
+            .await
+            .map_err(|e| self.failed(&e))?;
+        let owner = if taken > 0 {
+            Owner::Me
+        } else {
+            // Taken by another node meanwhile, or this run is over.
+            match self.look(&tx, worker).await? {
+                Owner::Free => {
+                    return Err(Error::Fenced {
+                        location: self.location.clone(),
+                        holder: format!(
+                            "the other nodes: this run of node {:?} (epoch {}) expired",
+                            self.node_id, self.epoch
+                        ),
+                    });
+                }
+                owner => owner,
+            }
+        };
+        tx.commit().await.map_err(|e| self.failed(&e))?;
+        Ok(owner)
+    }
+
+    /// Takes up to `limit` free workers (those of nodes whose run is over,
+    /// and those nobody owns), skipping any another node is taking at the
+    /// same moment; the ones taken, which the caller loads. Waits for the
+    /// former owners' writes in flight.
+    pub async fn sweep(&self, limit: usize) -> Result<Vec<WorkerKey>> {
+        let mut client = self.reader().await?;
+        let tx = client.transaction().await.map_err(|e| self.failed(&e))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = tx
+            .query(
+                "SELECT w.component, w.name, o.node_id FROM workers w
+                 LEFT JOIN vow_owners o ON o.component = w.component AND o.name = w.name
+                 LEFT JOIN vow_nodes n ON n.node_id = o.node_id AND n.epoch = o.epoch
+                      AND n.expires_at > now()
+                 WHERE n.node_id IS NULL
+                 ORDER BY w.component, w.name
+                 LIMIT $1
+                 FOR UPDATE OF w SKIP LOCKED",
+                &[&limit],
+            )
+            .await
+            .map_err(|e| self.failed(&e))?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut components = Vec::with_capacity(rows.len());
+        let mut names = Vec::with_capacity(rows.len());
+        let mut former: Vec<String> = Vec::new();
+        for row in &rows {
+            components.push(row.get::<_, uuid::Uuid>(0));
+            names.push(row.get::<_, String>(1));
+            if let Some(node) = row.get::<_, Option<String>>(2)
+                && !former.contains(&node)
+            {
+                former.push(node);
+            }
+        }
+        tx.execute(
+            "SELECT 1 FROM vow_nodes WHERE node_id = ANY($1) FOR UPDATE",
+            &[&former],
+        )
+        .await
+        .map_err(|e| self.failed(&e))?;
+        let names_ref: Vec<&str> = names.iter().map(String::as_str).collect();
+        let taken = tx
+            .query(
+                &format!("{TAKE} RETURNING component, name"),
+                &[&components, &names_ref, &self.node_id, &self.epoch],
+            )
+            .await
+            .map_err(|e| self.failed(&e))?;
+        tx.commit().await.map_err(|e| self.failed(&e))?;
+        Ok(taken
+            .iter()
+            .map(|row| WorkerKey {
+                component: row.get(0),
+                name: row.get(1),
+            })
+            .collect())
+    }
+
     /// Every node with a row, by id.
     pub async fn nodes(&self) -> Result<Vec<NodeRecord>> {
         let client = self.reader().await?;
@@ -496,12 +581,10 @@ impl Cluster {
                         (extract(epoch FROM n.started_at) * 1000)::bigint,
                         (extract(epoch FROM n.expires_at) * 1000)::bigint,
                         n.expires_at > now(),
-                        CASE WHEN l.node_id = n.node_id AND l.expires_at > now()
-                             THEN l.epoch END,
-                        CASE WHEN isfinite(l.expires_at)
-                             THEN (extract(epoch FROM l.expires_at) * 1000)::bigint END,
+                        (SELECT count(*) FROM vow_owners o
+                         WHERE o.node_id = n.node_id AND o.epoch = n.epoch),
                         n.workers, n.resident, n.running
-                 FROM vow_nodes n LEFT JOIN vow_lease l ON l.id = 1
+                 FROM vow_nodes n
                  ORDER BY n.node_id",
                 &[],
             )
@@ -511,40 +594,60 @@ impl Cluster {
         Ok(rows
             .iter()
             .map(|row| {
-                let lease_epoch: Option<i64> = row.get(6);
-                let lease_expiry: Option<i64> = row.get(7);
-                let workers: Option<i64> = row.get(8);
+                let alive: bool = row.get(5);
+                let workers: Option<i64> = row.get(7);
                 NodeRecord {
                     node_id: row.get(0),
                     epoch: row.get(1),
                     advertise_url: row.get(2),
                     started_at: row.get(3),
                     expires_at: row.get(4),
-                    alive: row.get(5),
-                    lease: lease_epoch.zip(lease_expiry),
+                    alive,
+                    owned: if alive { count(row.get(6)) } else { 0 },
                     load: workers.map(|w| NodeLoad {
                         workers: count(Some(w)),
-                        resident: count(row.get(9)),
-                        running: count(row.get(10)),
+                        resident: count(row.get(8)),
+                        running: count(row.get(9)),
                     }),
                 }
             })
             .collect())
     }
 
-    /// Opens the store for the active node: every write is checked against
-    /// `lease` in its own transaction, and fails with [`Error::Fenced`]
-    /// once the lease is no longer this node's (see the module docs).
-    pub async fn open_store(
-        &self,
-        lease: Lease,
-        options: PostgresOptions,
-    ) -> Result<PostgresStorage> {
-        PostgresStorage::open(
-            &self.url,
-            options,
-            crate::Mode::Leased(lease.epoch, self.ttl),
-        )
-        .await
+    /// Runs `work` while this node holds the cluster's lock for adding
+    /// components, so that nodes started together with the same component
+    /// files add each of them once (the first adds it; the others find it).
+    pub async fn one_at_a_time<T>(&self, work: impl std::future::Future<Output = T>) -> Result<T> {
+        let config: tokio_postgres::Config = self.url.parse().map_err(|e| Error::Open {
+            location: self.location.clone(),
+            reason: format!("invalid database URL: {}", message(&e)),
+        })?;
+        // A connection of its own: the lock is held for as long as the
+        // work takes (compiling, perhaps), and goes with the connection.
+        let client = crate::writer::connect(&config, &self.location)
+            .await
+            .map_err(|e| self.failed(&e))?;
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&COMPONENTS_LOCK])
+            .await
+            .map_err(|e| self.failed(&e))?;
+        let done = work.await;
+        let _ = client
+            .execute("SELECT pg_advisory_unlock($1)", &[&COMPONENTS_LOCK])
+            .await;
+        Ok(done)
+    }
+
+    /// Opens this node's store: every write is checked against this run
+    /// of the node, and fails with [`Error::Fenced`] once the run is over
+    /// (see the module docs); the workers it creates are recorded as its
+    /// own; and what the other nodes change comes in on
+    /// [`Storage::remote_changes`](vow_store::Storage::remote_changes).
+    pub async fn open_store(&self, options: PostgresOptions) -> Result<PostgresStorage> {
+        let member = crate::writer::Member {
+            node_id: self.node_id.clone(),
+            epoch: self.epoch,
+        };
+        PostgresStorage::open(&self.url, options, crate::Mode::Member(member, self.ttl)).await
     }
 }

@@ -43,6 +43,7 @@ mod claim;
 pub mod cluster;
 mod coalesce;
 mod error;
+mod listen;
 mod read;
 mod schema;
 mod writer;
@@ -54,6 +55,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures::FutureExt as _;
+use futures::StreamExt as _;
 use futures::future::{BoxFuture, ready};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::NoTls;
@@ -103,13 +105,14 @@ pub struct WriterStats {
 }
 
 /// How the writer keeps other nodes out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Mode {
     /// One node alone: the node lock (`claim`).
     Single,
-    /// The active node of a cluster: every transaction checks the lease of
-    /// this epoch (`cluster`), which lasts this long.
-    Leased(i64, Duration),
+    /// A node of a cluster: every transaction checks that this run of the
+    /// node is still current (`cluster`); a run lasts this long without
+    /// renewal.
+    Member(writer::Member, Duration),
 }
 
 /// A Vow store in a PostgreSQL database.
@@ -118,6 +121,8 @@ pub struct PostgresStorage {
     pool: Pool,
     writer: mpsc::UnboundedSender<Job>,
     counters: Arc<writer::Counters>,
+    /// A cluster node's: what the other nodes change, until taken.
+    changes: std::sync::Mutex<Option<futures::stream::BoxStream<'static, vow_store::Change>>>,
 }
 
 impl fmt::Debug for PostgresStorage {
@@ -176,9 +181,9 @@ impl PostgresStorage {
         let mut writer_config = config.clone();
         let name = claim::application_name();
         writer_config.application_name(&name);
-        if let Mode::Leased(_, ttl) = mode {
+        if let Mode::Member(_, ttl) = &mode {
             // A writer frozen inside a transaction (a stopped process)
-            // holds the lease row, which a takeover waits for: the
+            // holds the node's row, which a takeover waits for: the
             // server ends such a session after a lease time.
             add_option(
                 &mut writer_config,
@@ -192,10 +197,29 @@ impl PostgresStorage {
             .await
             .map_err(|e| at_open(&location, &e))?;
         schema::migrate(&mut client, &location).await?;
-        if let Mode::Leased(..) = mode {
+        if let Mode::Member(..) = mode {
             claim::share_or_refuse(&client, &location).await?;
         }
         if mode == Mode::Single {
+            // A cluster's nodes are named first: the node lock they share
+            // would only say that someone holds it.
+            let active: Option<String> = client
+                .query_opt(
+                    "SELECT node_id FROM vow_nodes WHERE expires_at > now() LIMIT 1",
+                    &[],
+                )
+                .await
+                .map_err(|e| at_open(&location, &e))?
+                .map(|row| row.get(0));
+            if let Some(node) = active {
+                return Err(Error::Open {
+                    location,
+                    reason: format!(
+                        "a Vow cluster runs on this database (node {node:?} is in it): \
+                         start this node with --node-id to join it"
+                    ),
+                });
+            }
             match claim::take(&client, &name, options.connect_timeout).await {
                 Ok(()) => {}
                 Err(claim::Refused::Failed(e)) => return Err(at_open(&location, &e)),
@@ -211,28 +235,11 @@ impl PostgresStorage {
                     });
                 }
             }
-            let active: Option<String> = client
-                .query_opt(
-                    "SELECT node_id FROM vow_lease WHERE id = 1 AND expires_at > now()",
-                    &[],
-                )
-                .await
-                .map_err(|e| at_open(&location, &e))?
-                .map(|row| row.get(0));
-            if let Some(node) = active {
-                return Err(Error::Open {
-                    location,
-                    reason: format!(
-                        "a Vow cluster runs on this database (node {node:?} is active): \
-                         start this node with --node-id to join it"
-                    ),
-                });
-            }
         }
         let counters = Arc::new(writer::Counters::default());
-        let fence = match mode {
+        let fence = match &mode {
             Mode::Single => None,
-            Mode::Leased(epoch, _) => Some(epoch),
+            Mode::Member(member, _) => Some(member.clone()),
         };
         let writer = Writer::new(client, &location, Arc::clone(&counters), fence)
             .await
@@ -251,6 +258,16 @@ impl PostgresStorage {
                 location: location.clone(),
                 reason: e.to_string(),
             })?;
+        // Listening starts before anything is read, so that nothing
+        // changed between the reads and the first notification is missed.
+        let changes = match &mode {
+            Mode::Single => None,
+            Mode::Member(member, _) => Some(
+                listen::start(config.clone(), location.clone(), member.tag())
+                    .await?
+                    .boxed(),
+            ),
+        };
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(writer.run(writer_config, rx));
         tracing::debug!(store = %location, version = SCHEMA_VERSION, "opened the store");
@@ -259,6 +276,7 @@ impl PostgresStorage {
             pool,
             writer: tx,
             counters,
+            changes: std::sync::Mutex::new(changes),
         })
     }
 
@@ -542,11 +560,88 @@ impl Storage for PostgresStorage {
         .boxed()
     }
 
+    fn component(&self, id: uuid::Uuid) -> BoxFuture<'_, Result<Option<ComponentRecord>>> {
+        self.query(
+            "SELECT id, name, sha256, bytes, created_at FROM components WHERE id = $1",
+            vec![Box::new(id)],
+            read::component,
+        )
+        .map(|rows| rows.map(|r| r.into_iter().next()))
+        .boxed()
+    }
+
+    fn worker<'a>(&'a self, key: &'a WorkerKey) -> BoxFuture<'a, Result<Option<WorkerRecord>>> {
+        let params: Vec<Param<'a>> = vec![Box::new(key.component), Box::new(key.name.clone())];
+        self.query(
+            "SELECT component, name, args, env, created_at, status, last_error,
+                awaiting_component, awaiting_name, awaiting_index
+             FROM workers WHERE component = $1 AND name = $2",
+            params,
+            read::worker,
+        )
+        .map(|rows| rows.map(|r| r.into_iter().next()))
+        .boxed()
+    }
+
+    fn promise<'a>(
+        &'a self,
+        key: &'a vow_store::PromiseKey,
+    ) -> BoxFuture<'a, Result<Option<PromiseRecord>>> {
+        // An index past i64::MAX cannot exist in the table.
+        let Ok(index) = i64::try_from(key.index) else {
+            return ready(Ok(None)).boxed();
+        };
+        let params: Vec<Param<'a>> = vec![
+            Box::new(key.worker.component),
+            Box::new(key.worker.name.clone()),
+            Box::new(index),
+        ];
+        self.query(
+            "SELECT component, name, idx, created_at, data, completed_at, rejected, deadline,
+                    retention, options
+             FROM promises WHERE component = $1 AND name = $2 AND idx = $3",
+            params,
+            read::promise,
+        )
+        .map(|rows| rows.map(|r| r.into_iter().next()))
+        .boxed()
+    }
+
+    fn reaction<'a>(
+        &'a self,
+        target: &'a vow_store::PromiseKey,
+    ) -> BoxFuture<'a, Result<Option<ReactionRecord>>> {
+        // An index past i64::MAX cannot exist in the table.
+        let Ok(index) = i64::try_from(target.index) else {
+            return ready(Ok(None)).boxed();
+        };
+        let params: Vec<Param<'a>> = vec![
+            Box::new(target.worker.component),
+            Box::new(target.worker.name.clone()),
+            Box::new(index),
+        ];
+        self.query(
+            "SELECT component, name, idx, sources, spec, created_at FROM reactions
+             WHERE component = $1 AND name = $2 AND idx = $3",
+            params,
+            read::reaction,
+        )
+        .map(|rows| rows.map(|r| r.into_iter().next()))
+        .boxed()
+    }
+
     fn location(&self) -> String {
         self.location.clone()
     }
 
     fn observe_commits(&self, observer: Arc<dyn vow_store::CommitObserver>) {
         self.counters.hook.set(observer);
+    }
+
+    fn remote_changes(&self) -> Option<futures::stream::BoxStream<'static, vow_store::Change>> {
+        self.changes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
     }
 }

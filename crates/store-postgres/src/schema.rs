@@ -12,7 +12,7 @@ use vow_store::{Error, Result};
 use crate::error::at_open;
 
 /// The migrations, oldest first.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The schema version this build writes and understands.
 pub(crate) const LATEST: u32 = MIGRATIONS.len() as u32;
@@ -149,6 +149,89 @@ CREATE TABLE vow_lease (
 );
 -- Held by nobody until a node takes it.
 INSERT INTO vow_lease VALUES (1, '', 0, now(), '-infinity');
+";
+
+/// Version 4: workers spread over the nodes of a cluster. Each worker has
+/// an owner (a node, under the epoch of that node's run); the writer of a
+/// cluster node names itself in its session (`vow.node`, "id epoch"), and
+/// triggers then record it as the owner of the workers it creates and tell
+/// the other nodes (`NOTIFY vow_changes`) what it changed, so that each
+/// keeps its copy of the promises and the worker directory current.
+/// Outside a cluster `vow.node` is unset and the triggers do nothing.
+const V4: &str = r"
+-- Which node runs each worker, under which run (epoch) of that node.
+-- A worker whose owner's run is over (expired, or replaced by a newer
+-- run of the same node id) or that has no row is free: the first node
+-- that needs it takes it.
+CREATE TABLE vow_owners (
+    component uuid   NOT NULL,
+    name      text   NOT NULL,
+    node_id   text   NOT NULL,
+    epoch     bigint NOT NULL,
+    PRIMARY KEY (component, name)
+);
+CREATE INDEX vow_owners_by_node ON vow_owners (node_id, epoch);
+
+-- 'origin kind component index name', tab-separated: origin is the
+-- writer's vow.node, kind c (component), w (worker), p (promise) or r
+-- (reaction); the name is last, since it may hold any character.
+CREATE FUNCTION vow_notify(kind text, component uuid, idx bigint, name text)
+RETURNS void LANGUAGE sql AS $$
+    SELECT pg_notify('vow_changes', concat_ws(E'\t',
+        current_setting('vow.node', true), kind, component::text, idx::text, name))
+$$;
+
+CREATE FUNCTION vow_key_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        PERFORM vow_notify(TG_ARGV[0], OLD.component, OLD.idx, OLD.name);
+    ELSE
+        PERFORM vow_notify(TG_ARGV[0], NEW.component, NEW.idx, NEW.name);
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION vow_worker_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        DELETE FROM vow_owners WHERE component = OLD.component AND name = OLD.name;
+        PERFORM vow_notify('w', OLD.component, 0, OLD.name);
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO vow_owners (component, name, node_id, epoch)
+        VALUES (NEW.component, NEW.name,
+                split_part(current_setting('vow.node'), ' ', 1),
+                split_part(current_setting('vow.node'), ' ', 2)::bigint)
+        ON CONFLICT (component, name) DO UPDATE
+            SET node_id = excluded.node_id, epoch = excluded.epoch;
+    END IF;
+    PERFORM vow_notify('w', NEW.component, 0, NEW.name);
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION vow_component_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM vow_notify('c', NEW.id, 0, '');
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER vow_promises_changed AFTER INSERT OR UPDATE OR DELETE ON promises
+    FOR EACH ROW WHEN (current_setting('vow.node', true) <> '')
+    EXECUTE FUNCTION vow_key_changed('p');
+CREATE TRIGGER vow_reactions_changed AFTER INSERT OR UPDATE OR DELETE ON reactions
+    FOR EACH ROW WHEN (current_setting('vow.node', true) <> '')
+    EXECUTE FUNCTION vow_key_changed('r');
+CREATE TRIGGER vow_workers_changed AFTER INSERT OR UPDATE OR DELETE ON workers
+    FOR EACH ROW WHEN (current_setting('vow.node', true) <> '')
+    EXECUTE FUNCTION vow_worker_changed();
+CREATE TRIGGER vow_components_changed AFTER INSERT ON components
+    FOR EACH ROW WHEN (current_setting('vow.node', true) <> '')
+    EXECUTE FUNCTION vow_component_changed();
+
+-- One lease for the whole store is gone: every node runs the workers it
+-- owns, and its writes are fenced by its own row in vow_nodes.
+DROP TABLE vow_lease;
 ";
 
 /// Brings the schema to [`LATEST`], or refuses a newer one.

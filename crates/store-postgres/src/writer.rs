@@ -59,19 +59,37 @@ pub(crate) struct Writer {
     statements: Statements,
     location: String,
     counters: Arc<Counters>,
-    /// In a cluster: the lease epoch every transaction checks, and the
-    /// statement that checks it.
-    fence: Option<(i64, Statement)>,
+    /// In a cluster: the run of the node every transaction checks, and
+    /// the statement that checks it.
+    fence: Option<(Member, Statement)>,
 }
 
-/// Holds the lease row until the transaction ends, if it is still the
-/// writer's and unexpired: one row, or none when this node lost it.
+/// A run of a cluster node, as its writer checks it (see [`FENCE`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Member {
+    /// The node's id.
+    pub(crate) node_id: String,
+    /// The epoch of this run.
+    pub(crate) epoch: i64,
+}
+
+impl Member {
+    /// What the writer's session says in `vow.node`, which the triggers
+    /// of schema version 4 read: "id epoch".
+    pub(crate) fn tag(&self) -> String {
+        format!("{} {}", self.node_id, self.epoch)
+    }
+}
+
+/// Holds the node's row until the transaction ends, if this run still
+/// has it and it has not expired: one row, or none when this run of the
+/// node is over.
 ///
 /// `FOR KEY SHARE`: the node's own renewals (which update no key) do not
-/// wait for its writes, while a takeover (`SELECT ... FOR UPDATE` in
-/// `cluster::Cluster::try_lead`) waits for the transaction to end.
-pub(crate) const FENCE: &str =
-    "SELECT 1 FROM vow_lease WHERE id = 1 AND epoch = $1 AND expires_at > now() FOR KEY SHARE";
+/// wait for its writes, while a takeover of its workers (`SELECT ... FOR
+/// UPDATE` in `cluster`) waits for the transaction to end.
+pub(crate) const FENCE: &str = "SELECT 1 FROM vow_nodes
+     WHERE node_id = $1 AND epoch = $2 AND expires_at > now() FOR KEY SHARE";
 
 /// The longest wait between two attempts to reconnect the writer.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -116,7 +134,7 @@ impl Writer {
         client: Client,
         location: &str,
         counters: Arc<Counters>,
-        fence: Option<i64>,
+        fence: Option<Member>,
     ) -> std::result::Result<Self, tokio_postgres::Error> {
         // The writer's statements run thousands of times with the same
         // shape: plan each once, not at every execution. And TCP
@@ -134,7 +152,15 @@ impl Writer {
             .await?;
         let statements = Statements::prepare(&client).await?;
         let fence = match fence {
-            Some(epoch) => Some((epoch, client.prepare(FENCE).await?)),
+            Some(member) => {
+                // Read by the triggers that record owners and notify the
+                // other nodes (schema version 4).
+                client
+                    .execute("SELECT set_config('vow.node', $1, false)", &[&member.tag()])
+                    .await?;
+                let statement = client.prepare(FENCE).await?;
+                Some((member, statement))
+            }
             None => None,
         };
         Ok(Self {
@@ -164,7 +190,7 @@ impl Writer {
         // written again.
         let mut fenced: Option<String> = None;
         let mut closed = false;
-        let epoch = self.fence.as_ref().map(|(epoch, _)| *epoch);
+        let member = self.fence.as_ref().map(|(member, _)| member.clone());
         while let Some(first) = rx.recv().await {
             let mut jobs = vec![first];
             while let Ok(job) = rx.try_recv() {
@@ -180,7 +206,9 @@ impl Writer {
                 after_close.splice(0..0, jobs.drain(..));
             }
             if !jobs.is_empty() {
-                self = self.apply(jobs, &config, epoch, &mut fenced).await;
+                self = self
+                    .apply(jobs, &config, member.as_ref(), &mut fenced)
+                    .await;
             }
             for (n, job) in after_close.into_iter().enumerate() {
                 let answer = if n == 0 && job.close && !closed {
@@ -200,11 +228,12 @@ impl Writer {
         mut self,
         jobs: Vec<Job>,
         config: &tokio_postgres::Config,
-        epoch: Option<i64>,
+        member: Option<&Member>,
         fenced: &mut Option<String>,
     ) -> Self {
         if fenced.is_none() && self.client.is_closed() {
-            match Self::reconnect(config, &self.location, Arc::clone(&self.counters), epoch).await {
+            let counters = Arc::clone(&self.counters);
+            match Self::reconnect(config, &self.location, counters, member.cloned()).await {
                 Ok(writer) => self = writer,
                 Err(holder) => {
                     tracing::error!(
@@ -245,7 +274,7 @@ impl Writer {
             _ => None,
         });
         if let Some(holder) = lost {
-            tracing::error!(store = %self.location, %holder, "this node's lease is lost: it writes nothing more");
+            tracing::error!(store = %self.location, %holder, "this run of the node is over: it writes nothing more");
             self.counters.taken_over.send_replace(Some(holder.clone()));
             *fenced = Some(holder);
         }
@@ -262,15 +291,18 @@ impl Writer {
         config: &tokio_postgres::Config,
         location: &str,
         counters: Arc<Counters>,
-        fence: Option<i64>,
+        fence: Option<Member>,
     ) -> std::result::Result<Self, String> {
         let mut wait = Duration::from_millis(50);
         loop {
             let writer = match connect(config, location).await {
-                // In a cluster, the lease checked in every transaction
-                // fences; the node lock, shared, keeps lone nodes out.
+                // In a cluster, the node's row checked in every
+                // transaction fences; the node lock, shared, keeps lone
+                // nodes out.
                 Ok(client) if fence.is_some() => match claim::share(&client).await {
-                    Ok(()) => Self::new(client, location, Arc::clone(&counters), fence).await,
+                    Ok(()) => {
+                        Self::new(client, location, Arc::clone(&counters), fence.clone()).await
+                    }
                     Err(claim::Refused::Held(holder)) => {
                         return Err(format!("a Vow node that is not in a cluster: {holder}"));
                     }
@@ -322,8 +354,8 @@ impl Writer {
         self.send_fenced(lead, false, ops).await
     }
 
-    /// [`Writer::send`], with the lease check right after `lead` when
-    /// `fenced` (and this writer has a lease): its failure is the lead's.
+    /// [`Writer::send`], with the fence right after `lead` when `fenced`
+    /// (and this writer is a cluster node's): its failure is the lead's.
     async fn send_fenced<'a>(
         &'a self,
         lead: &'a Statement,
@@ -351,33 +383,36 @@ impl Writer {
     /// transaction that the lease is still this writer's, and holds it
     /// until the transaction ends; [`Error::Fenced`] when it is not.
     async fn check_fence(&self, wanted: bool) -> Result<()> {
-        let Some((epoch, statement)) = self.fence.as_ref().filter(|_| wanted) else {
+        let Some((member, statement)) = self.fence.as_ref().filter(|_| wanted) else {
             return Ok(());
         };
         let held = self
             .client
-            .execute(statement, &[epoch])
+            .execute(statement, &[&member.node_id, &member.epoch])
             .await
             .map_err(|e| runtime(&self.location, &e))?;
         if held > 0 {
             return Ok(());
         }
+        let epoch = member.epoch;
         let holder = match self
             .client
             .query_opt(
-                "SELECT node_id, epoch, expires_at > now() FROM vow_lease WHERE id = 1",
-                &[],
+                "SELECT epoch FROM vow_nodes WHERE node_id = $1",
+                &[&member.node_id],
             )
             .await
         {
-            Ok(Some(row)) if row.get::<_, i64>(1) != *epoch => format!(
-                "node {:?} holds the lease now (epoch {}; this node had epoch {epoch})",
-                row.get::<_, String>(0),
-                row.get::<_, i64>(1)
+            Ok(Some(row)) if row.get::<_, i64>(0) != epoch => format!(
+                "a newer run of node {:?} (epoch {}; this one had epoch {epoch})",
+                member.node_id,
+                row.get::<_, i64>(0)
             ),
-            Ok(_) => format!("nobody: this node's lease (epoch {epoch}) expired"),
+            Ok(_) => format!(
+                "the other nodes: this run of the node (epoch {epoch}) expired before it renewed"
+            ),
             Err(e) => format!(
-                "unknown ({}): this node's lease (epoch {epoch}) is lost",
+                "unknown ({}): this run of the node (epoch {epoch}) cannot be checked",
                 message(&e)
             ),
         };

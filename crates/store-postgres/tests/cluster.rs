@@ -1,17 +1,22 @@
-//! Nodes of a cluster on one database: the lease, its fencing of writes,
-//! membership, and what keeps a cluster and a lone node apart.
+//! Nodes of a cluster on one database: membership, owners of workers, the
+//! fencing of a node whose run is over, the news of other nodes' changes,
+//! and what keeps a cluster and a lone node apart.
 //!
 //! Needs `VOW_TEST_DATABASE_URL`, as `postgres.rs` does.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use vow_store::{ComponentRecord, Error, Storage as _, Write};
-use vow_store_postgres::cluster::{Cluster, ClusterOptions, NodeLoad, Renewal};
+use futures::StreamExt as _;
+use vow_store::{
+    Change, ComponentRecord, Error, PromiseKey, Storage as _, WorkerKey, WorkerRecord, Write,
+};
+use vow_store_postgres::cluster::{Cluster, ClusterOptions, NodeLoad, Owner, Renewal};
 use vow_store_postgres::{PostgresOptions, PostgresStorage};
 
-/// A lease that expires while a test waits.
+/// A run that expires while a test waits.
 const SHORT: Duration = Duration::from_secs(1);
-/// A lease that does not expire during a test, however slow the machine.
+/// A run that does not expire during a test, however slow the machine.
 const LONG: Duration = Duration::from_secs(120);
 
 fn options(node: &str, lease_ttl: Duration) -> ClusterOptions {
@@ -32,58 +37,65 @@ fn component(name: &str) -> Write {
     })
 }
 
-/// Waits until `node` takes the lease (it has to expire first).
-async fn lead(node: &Cluster) -> anyhow::Result<vow_store_postgres::cluster::Lease> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(lease) = node.try_lead().await? {
-            return Ok(lease);
-        }
-        anyhow::ensure!(Instant::now() < deadline, "the lease was never free");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+fn key(name: &str) -> WorkerKey {
+    WorkerKey {
+        component: uuid::Uuid::nil(),
+        name: name.to_owned(),
     }
 }
 
-/// The lease goes to one node at a time; once it expires another takes
-/// it with a new epoch, and from then on every write of the first node's
-/// store is refused as fenced (and says who holds the lease), while the
-/// new holder's writes go through.
+fn worker(name: &str) -> Write {
+    Write::CreateWorker(WorkerRecord {
+        key: key(name),
+        args: Vec::new(),
+        env: Vec::new(),
+        created_at: 1,
+        state: Default::default(),
+    })
+}
+
+fn me(owner: &Owner) -> bool {
+    *owner == Owner::Me
+}
+
+/// A node owns the workers it creates; once its run expires, every write
+/// of its store is refused as fenced, its renewals say so, and another
+/// node takes its workers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_that_lost_its_lease_can_never_write_again() -> anyhow::Result<()> {
+async fn a_node_whose_run_expired_can_never_write_again() -> anyhow::Result<()> {
     let Some(url) = vow_tests::fresh_postgres_database()? else {
         return Ok(());
     };
     // Long enough for a to open its store and write before it expires.
     let ttl = Duration::from_secs(3);
     let a = Cluster::join(&url, options("a", ttl)).await?;
-    let b = Cluster::join(&url, options("b", ttl)).await?;
+    let b = Cluster::join(&url, options("b", LONG)).await?;
     assert_ne!(a.epoch(), b.epoch());
 
-    let lease_a = a.try_lead().await?.expect("a free lease is taken");
-    assert_eq!(b.try_lead().await?, None, "a held lease is not taken");
-    let active = b.active().await?.expect("a node is active");
-    assert_eq!(active.node_id, "a");
+    let store_a = a.open_store(PostgresOptions::default()).await?;
+    store_a
+        .write(vec![component("before"), worker("w")])
+        .await?;
+    assert_eq!(a.renew(NodeLoad::default()).await?, Renewal::Renewed);
+    assert_eq!(a.owner(&key("w")).await?, Owner::Me);
     assert_eq!(
-        active.advertise_url.as_deref(),
-        Some("http://a.example:9881")
+        b.owner(&key("w")).await?,
+        Owner::Node {
+            node_id: "a".to_owned(),
+            url: "http://a.example:9881".to_owned()
+        }
     );
+    // Taken by nobody else while a lives.
+    assert!(!me(&b.claim(&key("w")).await?));
+    assert_eq!(b.claim(&key("none")).await?, Owner::Missing);
 
-    let store_a = a.open_store(lease_a, PostgresOptions::default()).await?;
-    store_a.write(vec![component("before")]).await?;
-    assert_eq!(
-        a.renew(Some(lease_a), Some(NodeLoad::default())).await?,
-        Renewal::Renewed
-    );
-
-    // a stops renewing (a pause, a partition): its lease expires and b
-    // takes it.
-    let lease_b = lead(&b).await?;
-    assert!(lease_b.epoch > lease_a.epoch);
+    // a stops renewing (a pause, a partition): its run expires.
+    tokio::time::sleep(ttl + Duration::from_millis(300)).await;
     match store_a.write(vec![component("after")]).await {
         Err(Error::Fenced { holder, .. }) => {
-            assert!(holder.contains("node \"b\" holds the lease"), "{holder}");
+            assert!(holder.contains("expired before it renewed"), "{holder}");
         }
-        other => anyhow::bail!("a write under a lost lease was not fenced: {other:?}"),
+        other => anyhow::bail!("a write of an expired run was not fenced: {other:?}"),
     }
     // Once fenced, always fenced, and the server is told.
     assert!(matches!(
@@ -91,59 +103,91 @@ async fn a_node_that_lost_its_lease_can_never_write_again() -> anyhow::Result<()
         Err(Error::Fenced { .. })
     ));
     tokio::time::timeout(Duration::from_secs(5), store_a.taken_over()).await?;
-    match a.renew(Some(lease_a), None).await? {
+    match a.renew(NodeLoad::default()).await? {
         Renewal::Lost(why) => assert!(why.contains("expired"), "{why}"),
-        Renewal::Renewed => anyhow::bail!("a lost lease was renewed"),
+        Renewal::Renewed => anyhow::bail!("an expired run was renewed"),
     }
 
-    let store_b = b.open_store(lease_b, PostgresOptions::default()).await?;
+    // b keeps itself alive and takes a's worker.
+    assert_eq!(b.renew(NodeLoad::default()).await?, Renewal::Renewed);
+    assert_eq!(b.owner(&key("w")).await?, Owner::Free);
+    assert_eq!(b.claim(&key("w")).await?, Owner::Me);
+    let store_b = b.open_store(PostgresOptions::default()).await?;
     store_b.write(vec![component("by b")]).await?;
-    let names: Vec<String> = store_b
+    let mut names: Vec<String> = store_b
         .components()
         .await?
         .into_iter()
         .map(|c| c.name)
         .collect();
-    let mut sorted = names.clone();
-    sorted.sort();
-    assert_eq!(sorted, ["before", "by b"], "{names:?}");
+    names.sort();
+    assert_eq!(names, ["before", "by b"]);
 
-    // b lists both nodes, itself active.
     let nodes = b.nodes().await?;
-    let ids: Vec<(&str, bool)> = nodes
+    let seen: Vec<(&str, bool, u64)> = nodes
         .iter()
-        .map(|n| (n.node_id.as_str(), n.lease.is_some()))
+        .map(|n| (n.node_id.as_str(), n.alive, n.owned))
         .collect();
-    assert_eq!(ids, [("a", false), ("b", true)]);
+    assert_eq!(seen, [("a", false, 0), ("b", true, 1)]);
     Ok(())
 }
 
 /// A drain: the store is closed (what was sent before is written, what
-/// comes after is refused) and the lease given up, so that another node
-/// takes it at once rather than after it expires.
+/// comes after is refused) and the node leaves, so that its workers are
+/// free at once rather than after its run expires; sweeps by two nodes at
+/// the same moment share them out, each taken once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_released_lease_is_taken_at_once() -> anyhow::Result<()> {
+async fn a_node_that_left_frees_its_workers_at_once() -> anyhow::Result<()> {
     let Some(url) = vow_tests::fresh_postgres_database()? else {
         return Ok(());
     };
     let a = Cluster::join(&url, options("a", LONG)).await?;
     let b = Cluster::join(&url, options("b", LONG)).await?;
-    let lease = a.try_lead().await?.expect("a free lease is taken");
-    let store = a.open_store(lease, PostgresOptions::default()).await?;
-    let written = store.write(vec![component("in flight")]);
+    let c = Cluster::join(&url, options("c", LONG)).await?;
+    let store = a.open_store(PostgresOptions::default()).await?;
+    let names: Vec<String> = (0..300).map(|i| format!("w{i:03}")).collect();
+    let written = store.write(names.iter().map(|n| worker(n)).collect());
     store.close().await;
     written.await?;
     assert!(matches!(
         store.write(vec![component("after close")]).await,
         Err(Error::Closed)
     ));
-    a.release(lease).await?;
-    a.leave().await?;
-    // Long before the lease could have expired.
     assert!(
-        b.try_lead().await?.is_some(),
-        "the released lease was not free"
+        b.sweep(10).await?.is_empty(),
+        "a live node's workers were taken"
     );
+    a.leave().await?;
+    // Long before a's run could have expired.
+    let (by_b, by_c) = tokio::join!(
+        async {
+            let mut all = Vec::new();
+            loop {
+                let batch = b.sweep(50).await?;
+                if batch.is_empty() {
+                    return anyhow::Ok(all);
+                }
+                all.extend(batch);
+            }
+        },
+        async {
+            let mut all = Vec::new();
+            loop {
+                let batch = c.sweep(50).await?;
+                if batch.is_empty() {
+                    return anyhow::Ok(all);
+                }
+                all.extend(batch);
+            }
+        }
+    );
+    let (by_b, by_c) = (by_b?, by_c?);
+    let b_set: BTreeSet<String> = by_b.iter().map(|k| k.name.clone()).collect();
+    let c_set: BTreeSet<String> = by_c.iter().map(|k| k.name.clone()).collect();
+    assert_eq!(b_set.len() + c_set.len(), names.len(), "taken twice");
+    assert!(b_set.is_disjoint(&c_set));
+    let all: BTreeSet<String> = b_set.union(&c_set).cloned().collect();
+    assert_eq!(all, names.iter().cloned().collect::<BTreeSet<_>>());
     let gone = b.nodes().await?;
     assert!(!gone[0].alive, "a left but is listed alive: {gone:?}");
     Ok(())
@@ -160,7 +204,7 @@ async fn a_live_node_id_a_lone_node_and_a_cluster_exclude_each_other() -> anyhow
     // Kept alive while a second "a" tries to join.
     let renewing = tokio::spawn(async move {
         loop {
-            let _ = a.renew(None, None).await;
+            let _ = a.renew(NodeLoad::default()).await;
             tokio::time::sleep(SHORT / 4).await;
         }
     });
@@ -181,10 +225,16 @@ async fn a_live_node_id_a_lone_node_and_a_cluster_exclude_each_other() -> anyhow
         }
         other => anyhow::bail!("a second live node a joined: {other:?}"),
     }
+    match Cluster::join(&url, options("a b", LONG)).await {
+        Err(Error::Open { reason, .. }) => {
+            assert!(reason.contains("invalid node id \"a b\""), "{reason}");
+        }
+        other => anyhow::bail!("a node id with a space was taken: {other:?}"),
+    }
     // Once it stops renewing, a new run of "a" joins with a new epoch.
     renewing.abort();
     let rejoined = Cluster::join(&url, options("a", LONG)).await?;
-    let lease = rejoined.try_lead().await?.expect("a free lease is taken");
+    let store = rejoined.open_store(PostgresOptions::default()).await?;
 
     let lone = PostgresStorage::connect(
         &url,
@@ -203,23 +253,12 @@ async fn a_live_node_id_a_lone_node_and_a_cluster_exclude_each_other() -> anyhow
         }
         other => anyhow::bail!("a lone node opened a cluster's database: {other:?}"),
     }
-    rejoined.release(lease).await?;
+    store.close().await;
+    drop(store);
     rejoined.leave().await?;
 
-    // Now the database is free for a lone node, which keeps a cluster out:
-    // a node that joined before it cannot open the store with a lease.
-    let early = Cluster::join(&url, options("d", LONG)).await?;
+    // Now the database is free for a lone node, which keeps a cluster out.
     let lone = PostgresStorage::connect(&url, PostgresOptions::default()).await?;
-    let lease = early.try_lead().await?.expect("a free lease is taken");
-    match early.open_store(lease, PostgresOptions::default()).await {
-        Err(Error::Open { reason, .. }) => {
-            assert!(
-                reason.contains("not in a cluster writes to this database"),
-                "{reason}"
-            );
-        }
-        other => anyhow::bail!("a cluster node opened a lone node's database: {other:?}"),
-    }
     match Cluster::join(&url, options("c", LONG)).await {
         Err(Error::Open { reason, .. }) => {
             assert!(
@@ -233,18 +272,19 @@ async fn a_live_node_id_a_lone_node_and_a_cluster_exclude_each_other() -> anyhow
     Ok(())
 }
 
-/// A takeover waits for the write transaction of the node that held the
-/// lease (which holds the lease row until it ends), so the new node reads
-/// everything the old one committed; the old node's renewals do not wait
-/// for its own writes.
+/// Taking a worker from a node whose run expired waits for that node's
+/// write transaction (which holds the node's row until it ends), so the
+/// new owner reads everything the old one committed; the old node's
+/// renewals do not wait for its own writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_takeover_waits_for_the_old_nodes_write_in_flight() -> anyhow::Result<()> {
     let Some(url) = vow_tests::fresh_postgres_database()? else {
         return Ok(());
     };
     let a = Cluster::join(&url, options("a", SHORT)).await?;
-    let b = Cluster::join(&url, options("b", SHORT)).await?;
-    let lease = a.try_lead().await?.expect("a free lease is taken");
+    let b = Cluster::join(&url, options("b", LONG)).await?;
+    let store = a.open_store(PostgresOptions::default()).await?;
+    store.write(vec![worker("w")]).await?;
 
     // a's writer in the middle of a transaction, as the writer's fence
     // check leaves it.
@@ -253,13 +293,14 @@ async fn a_takeover_waits_for_the_old_nodes_write_in_flight() -> anyhow::Result<
     let open = writer.transaction().await?;
     let held = open
         .execute(
-            "SELECT 1 FROM vow_lease WHERE id = 1 AND epoch = $1 AND expires_at > now() FOR KEY SHARE",
-            &[&lease.epoch],
+            "SELECT 1 FROM vow_nodes WHERE node_id = $1 AND epoch = $2 AND expires_at > now()
+             FOR KEY SHARE",
+            &[&"a", &a.epoch()],
         )
         .await?;
     assert_eq!(held, 1);
     let renewed = Instant::now();
-    assert_eq!(a.renew(Some(lease), None).await?, Renewal::Renewed);
+    assert_eq!(a.renew(NodeLoad::default()).await?, Renewal::Renewed);
     assert!(
         renewed.elapsed() < SHORT / 4,
         "a renewal waited for the node's own write: {:?}",
@@ -268,15 +309,88 @@ async fn a_takeover_waits_for_the_old_nodes_write_in_flight() -> anyhow::Result<
 
     tokio::time::sleep(SHORT + Duration::from_millis(200)).await;
     // Expired, but the transaction still holds the row: b waits (and its
-    // lock_timeout gives up) rather than take it.
-    match b.try_lead().await {
-        Err(_) | Ok(None) => {}
-        Ok(Some(lease)) => anyhow::bail!("taken during the old node's write: {lease:?}"),
+    // lock_timeout gives up) rather than take the worker.
+    match b.claim(&key("w")).await {
+        Err(_) => {}
+        Ok(owner) => anyhow::bail!("taken during the old node's write: {owner:?}"),
     }
     open.commit().await?;
-    assert!(
-        b.try_lead().await?.is_some(),
-        "not taken after the write ended"
+    assert_eq!(b.claim(&key("w")).await?, Owner::Me);
+    Ok(())
+}
+
+/// Next change on `stream`, or `None` after a second.
+async fn next(stream: &mut futures::stream::BoxStream<'static, Change>) -> Option<Change> {
+    tokio::time::timeout(Duration::from_secs(1), stream.next())
+        .await
+        .ok()
+        .flatten()
+}
+
+/// What a node's writer commits reaches the other nodes as news, in
+/// commit order; a node does not hear of its own writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_node_hears_what_the_others_commit() -> anyhow::Result<()> {
+    let Some(url) = vow_tests::fresh_postgres_database()? else {
+        return Ok(());
+    };
+    let a = Cluster::join(&url, options("a", LONG)).await?;
+    let b = Cluster::join(&url, options("b", LONG)).await?;
+    let store_a = a.open_store(PostgresOptions::default()).await?;
+    let store_b = b.open_store(PostgresOptions::default()).await?;
+    let mut news_a = store_a.remote_changes().expect("a cluster store reports");
+    let mut news_b = store_b.remote_changes().expect("a cluster store reports");
+    assert!(store_b.remote_changes().is_none(), "handed out twice");
+
+    let promise = PromiseKey {
+        worker: key("w"),
+        index: 3,
+    };
+    let put = component("c");
+    let Write::PutComponent(record) = &put else {
+        unreachable!()
+    };
+    let id = record.id;
+    store_a
+        .write(vec![
+            put.clone(),
+            worker("w"),
+            Write::CreatePromise {
+                key: promise.clone(),
+                at: 1,
+                spec: Default::default(),
+            },
+        ])
+        .await?;
+    store_a
+        .write(vec![Write::CompletePromise {
+            key: promise.clone(),
+            data: bytes::Bytes::from_static(b"ok"),
+            at: 2,
+        }])
+        .await?;
+    assert_eq!(next(&mut news_b).await, Some(Change::Component(id)));
+    assert_eq!(next(&mut news_b).await, Some(Change::Worker(key("w"))));
+    assert_eq!(
+        next(&mut news_b).await,
+        Some(Change::Promise(promise.clone()))
     );
+    assert_eq!(
+        next(&mut news_b).await,
+        Some(Change::Promise(promise.clone()))
+    );
+    // A settlement that loses changes nothing, and tells nobody.
+    store_b
+        .write(vec![Write::CompletePromise {
+            key: promise.clone(),
+            data: bytes::Bytes::from_static(b"late"),
+            at: 3,
+        }])
+        .await?;
+    store_b
+        .write(vec![Write::DeletePromise(promise.clone())])
+        .await?;
+    assert_eq!(next(&mut news_a).await, Some(Change::Promise(promise)));
+    assert_eq!(next(&mut news_b).await, None, "b heard of its own write");
     Ok(())
 }

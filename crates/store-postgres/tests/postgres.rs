@@ -76,13 +76,18 @@ async fn a_version_1_store_is_migrated_and_keeps_its_promises() -> anyhow::Resul
             ])
             .await?;
     }
-    // Back to schema 1, as version 1 of this crate left it (without the
-    // tables of versions 2 and 3).
+    // Back to schema 1, as version 1 of this crate left it (without what
+    // versions 2 to 4 added).
     let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
     client
         .batch_execute(
-            "DROP TABLE reactions, vow_nodes, vow_lease;
+            "DROP TRIGGER vow_promises_changed ON promises;
+             DROP TRIGGER vow_workers_changed ON workers;
+             DROP TRIGGER vow_components_changed ON components;
+             DROP TABLE reactions, vow_nodes, vow_owners;
+             DROP FUNCTION vow_key_changed(), vow_worker_changed(), vow_component_changed(),
+                 vow_notify(text, uuid, bigint, text);
              DROP SEQUENCE vow_epochs;
              ALTER TABLE promises DROP COLUMN rejected, DROP COLUMN deadline,
                  DROP COLUMN retention, DROP COLUMN options;
