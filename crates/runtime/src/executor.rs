@@ -54,6 +54,9 @@ struct Settings {
     max_run_time: Option<Duration>,
     /// Whether the executor keeps metrics (see [`crate::metrics`]).
     metrics: bool,
+    /// Whether other executors write the same store (see
+    /// [`ExecutorBuilder::shared_store`]).
+    shared_store: bool,
 }
 
 /// How worker instances get their memory.
@@ -157,6 +160,7 @@ impl Default for ExecutorBuilder {
                 max_payload: crate::limits::DEFAULT_MAX_PAYLOAD,
                 max_run_time: Some(crate::limits::DEFAULT_MAX_RUN_TIME),
                 metrics: true,
+                shared_store: false,
             },
         }
     }
@@ -392,18 +396,36 @@ impl ExecutorBuilder {
         self
     }
 
+    /// The store (given with [`storage`](Self::storage)) is shared with
+    /// other executors: this one is a node of a cluster (default: no, it
+    /// is the store's only writer). [`open`](Self::open) then loads the
+    /// components, promises and reactions, but runs no worker: each worker
+    /// runs on the node that owns it, which the embedder decides, and
+    /// this node runs those it hands to [`Executor::adopt`] and those it
+    /// starts itself. Promises are the whole cluster's: any node's guests
+    /// and callers may await, settle and compose any of them, and the
+    /// store decides which of two settlements wins. Listings cover every
+    /// node's workers (another node's as last stored). Needs a backend
+    /// that reports the other writers' changes
+    /// ([`Storage::remote_changes`](vow_store::Storage::remote_changes)):
+    /// the PostgreSQL store of a cluster node.
+    pub fn shared_store(mut self, on: bool) -> Self {
+        self.settings.shared_store = on;
+        self
+    }
+
     /// Builds an executor that keeps its state in memory (the default): a
     /// restart loses every worker. Must be called inside a tokio runtime,
     /// which runs the promise dispatcher and the workers. An executor with a
     /// data directory or a store is opened with [`open`](Self::open).
     pub fn build(self) -> Result<Executor> {
-        if !matches!(self.settings.storage, StorageChoice::Memory) {
+        if !matches!(self.settings.storage, StorageChoice::Memory) || self.settings.shared_store {
             return Err(Error::Config(
                 "an executor with a data directory or a store must be opened with ExecutorBuilder::open().await".into(),
             ));
         }
         let storage: SharedStorage = Arc::new(vow_store::MemoryStorage::new());
-        let (executor, ready) = self.assemble(storage, Vec::new(), Vec::new())?;
+        let (executor, ready) = self.assemble(storage, Vec::new(), Vec::new(), None)?;
         let _ = ready.send(());
         Ok(executor)
     }
@@ -437,10 +459,34 @@ impl ExecutorBuilder {
                 .map_err(|e| Error::Config(format!("reading the link keys failed: {e}")))??;
             this.settings.link_keys = Some(keys);
         }
+        // A node of a cluster hears of the other nodes' changes from before
+        // it reads anything, so that it misses none.
+        let follow = match this.settings.shared_store {
+            false => None,
+            true => {
+                let changes = storage.remote_changes().ok_or_else(|| {
+                    Error::Config(format!(
+                        "the store at {} does not report other nodes' changes, so it cannot be shared: \
+                         a cluster node opens its PostgreSQL store with vow_store_postgres::cluster",
+                        storage.location()
+                    ))
+                })?;
+                Some((changes, tokio::sync::mpsc::unbounded_channel()))
+            }
+        };
         let promises = storage.promises().await?;
         let reactions = storage.reactions().await?;
-        let (executor, ready) = this.assemble(Arc::clone(&storage), promises, reactions)?;
-        crate::recovery::recover(&executor).await?;
+        let refresh = follow.as_ref().map(|(_, (tx, _))| tx.clone());
+        let (executor, ready) =
+            this.assemble(Arc::clone(&storage), promises, reactions, refresh)?;
+        match follow {
+            None => crate::recovery::recover(&executor).await?,
+            Some((changes, (_, refresh))) => {
+                crate::recovery::recover_components(&executor).await?;
+                crate::member::load_directory(&executor).await?;
+                crate::member::follow(&executor, changes, refresh);
+            }
+        }
         // Workers that reactions start now find their components.
         let _ = ready.send(());
         Ok(executor)
@@ -451,6 +497,7 @@ impl ExecutorBuilder {
         storage: SharedStorage,
         promises: Vec<vow_store::PromiseRecord>,
         reactions: Vec<vow_store::ReactionRecord>,
+        refresh: Option<tokio::sync::mpsc::UnboundedSender<crate::ids::PromiseId>>,
     ) -> Result<(Executor, tokio::sync::oneshot::Sender<()>)> {
         tokio::runtime::Handle::try_current().map_err(|_| {
             Error::Config("Executor::build must be called inside a tokio runtime".into())
@@ -485,20 +532,35 @@ impl ExecutorBuilder {
         let meter = crate::metrics::Meter::new(recorder.clone());
         let changes = crate::changes::Changes::default();
         let (spawner, spawned) = Spawner::new();
-        let (promises, dispatcher) = Promises::spawn(
-            Arc::clone(&storage),
-            promises,
-            reactions,
-            spawner.clone(),
-            settings.max_payload,
-            meter.clone(),
-            changes.clone(),
-        );
-        let ticker = Ticker::start(engine.clone(), settings.epoch_interval);
         let registry = Arc::new(
             Registry::new(settings.max_resident)
                 .with_worker_limits(settings.max_workers, settings.max_workers_per_component),
         );
+        let member = refresh.map(|refresh| {
+            let registry = Arc::downgrade(&registry);
+            crate::promise::Member {
+                mine: Arc::new(move |worker: &WorkerId| {
+                    registry
+                        .upgrade()
+                        .is_some_and(|registry| registry.get(worker).is_some())
+                }),
+                refresh,
+            }
+        });
+        let directory = member.as_ref().map(|_| crate::member::Directory::default());
+        let (promises, dispatcher) = Promises::spawn(
+            Arc::clone(&storage),
+            crate::promise::Stored {
+                promises,
+                reactions,
+            },
+            spawner.clone(),
+            settings.max_payload,
+            meter.clone(),
+            changes.clone(),
+            member,
+        );
+        let ticker = Ticker::start(engine.clone(), settings.epoch_interval);
         let metrics = recorder
             .map(|recorder| crate::metrics::Metrics::new(recorder, Arc::downgrade(&registry)));
         let components: Components = Arc::default();
@@ -532,6 +594,7 @@ impl ExecutorBuilder {
             meter,
             metrics,
             changes,
+            directory,
         });
         let (ready, started) = tokio::sync::oneshot::channel();
         tokio::spawn(activate(Arc::downgrade(&inner), started, spawned));
@@ -704,7 +767,7 @@ impl Drop for Ticker {
     }
 }
 
-struct Inner {
+pub(crate) struct Inner {
     engine: Engine,
     linker: Linker<WorkerState>,
     settings: Settings,
@@ -725,6 +788,8 @@ struct Inner {
     metrics: Option<crate::metrics::Metrics>,
     /// Told of every observable change, for [`Executor::changes`].
     changes: crate::changes::Changes,
+    /// A cluster node's view of the other nodes' workers.
+    directory: Option<crate::member::Directory>,
 }
 
 impl Drop for Inner {
@@ -950,6 +1015,10 @@ impl Executor {
     pub async fn ensure_component_file(&self, path: impl AsRef<Path>) -> Result<ComponentId> {
         let (name, bytes) = read_component_file(path.as_ref()).await?;
         let sha256 = component::sha256_of(&bytes);
+        // Another node may have added it a moment ago.
+        if self.directory().is_some() {
+            crate::recovery::recover_components(self).await?;
+        }
         let existing = self
             .components()
             .into_iter()
@@ -1053,6 +1122,28 @@ impl Executor {
         &self.inner.registry
     }
 
+    /// A cluster node's directory of the other nodes' workers.
+    pub(crate) fn directory(&self) -> Option<&crate::member::Directory> {
+        self.inner.directory.as_ref()
+    }
+
+    pub(crate) fn downgrade(&self) -> std::sync::Weak<Inner> {
+        Arc::downgrade(&self.inner)
+    }
+
+    pub(crate) fn upgrade(inner: &std::sync::Weak<Inner>) -> Option<Self> {
+        inner.upgrade().map(|inner| Self { inner })
+    }
+
+    pub(crate) fn changes_bump(&self) {
+        self.inner.changes.bump();
+    }
+
+    /// Hands the promise table news from the cluster.
+    pub(crate) fn promises_news(&self, command: crate::promise::Command) -> Result<()> {
+        self.inner.promises.member_news(command)
+    }
+
     pub(crate) fn storage(&self) -> &SharedStorage {
         &self.inner.storage
     }
@@ -1072,7 +1163,9 @@ impl Executor {
         validate_worker_name(name)?;
         let loaded = self.loaded(component)?;
         let id = WorkerId::new(component, name);
-        if self.inner.registry.get(&id).is_some() {
+        if self.inner.registry.get(&id).is_some()
+            || self.directory().is_some_and(|d| d.get(&id).is_some())
+        {
             return Err(Error::WorkerExists(id));
         }
         // Refused before instantiating; checked again as it is inserted.
@@ -1307,7 +1400,23 @@ impl Executor {
 
     /// Promises matching the filter, ordered by worker and index.
     pub async fn promises(&self, filter: PromiseFilter) -> Result<Vec<PromiseInfo>> {
-        self.inner.promises.list(filter).await
+        let mut listed = self.inner.promises.list(filter).await?;
+        for info in &mut listed {
+            self.awaited_elsewhere(info);
+        }
+        Ok(listed)
+    }
+
+    /// On a cluster node, whether another node's worker is parked on the
+    /// promise, as that node last stored it (this node's table knows only
+    /// its own waiters).
+    fn awaited_elsewhere(&self, info: &mut PromiseInfo) {
+        if let Some(directory) = self.directory()
+            && !info.awaited
+            && self.inner.registry.get(&info.id.worker_id).is_none()
+        {
+            info.awaited = directory.awaits(&info.id.worker_id, &info.id);
+        }
     }
 
     /// Runs `function` of `component` with `input` in a new worker and
@@ -1433,11 +1542,16 @@ impl Executor {
 
     /// One promise, with its settlement once it has one.
     pub async fn promise(&self, id: &PromiseId) -> Result<(PromiseInfo, Option<Settlement>)> {
-        self.inner
+        let (mut info, settlement) = self
+            .inner
             .promises
             .get(id.clone())
             .await?
-            .ok_or_else(|| Error::PromiseNotFound(id.clone()))
+            .ok_or_else(|| Error::PromiseNotFound(id.clone()))?;
+        if settlement.is_none() {
+            self.awaited_elsewhere(&mut info);
+        }
+        Ok((info, settlement))
     }
 
     /// A feed of changes to what this executor shows (workers, their
@@ -1478,18 +1592,41 @@ impl Executor {
         self.worker(id).map(|w| w.status())
     }
 
-    /// A worker's metadata.
+    /// A worker's metadata (on a cluster node, another node's worker's as
+    /// last stored).
     pub fn worker_metadata(&self, id: &WorkerId) -> Result<WorkerMetadata> {
-        self.worker(id).map(|w| w.metadata())
+        match self.worker(id) {
+            Ok(worker) => Ok(worker.metadata()),
+            Err(error) => self.directory().and_then(|d| d.get(id)).ok_or(error),
+        }
     }
 
-    /// Metadata of every worker, or of one component's workers, by id.
+    /// Metadata of every worker, or of one component's workers, by id (on
+    /// a cluster node, with the other nodes' workers as last stored).
     pub fn workers(&self, component: Option<ComponentId>) -> Vec<WorkerMetadata> {
         let workers = match component {
             Some(c) => self.inner.registry.of_component(c),
             None => self.inner.registry.all(),
         };
-        workers.iter().map(|w| w.metadata()).collect()
+        let mut all: Vec<WorkerMetadata> = workers.iter().map(|w| w.metadata()).collect();
+        if let Some(directory) = self.directory() {
+            let here: std::collections::HashSet<WorkerId> =
+                all.iter().map(|w| w.id.clone()).collect();
+            all.extend(
+                directory
+                    .list(component)
+                    .into_iter()
+                    .filter(|w| !here.contains(&w.id)),
+            );
+            all.sort_by(|a, b| a.id.cmp(&b.id));
+        }
+        all
+    }
+
+    /// Whether this executor runs the worker (on a cluster node: whether
+    /// this node owns it and has taken it over).
+    pub fn runs_worker(&self, id: &WorkerId) -> bool {
+        self.inner.registry.get(id).is_some()
     }
 
     /// What a worker has written to stdout and stderr (the newest bytes up to

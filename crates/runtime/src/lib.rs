@@ -80,6 +80,7 @@ mod ids;
 mod journal;
 mod limits;
 pub mod links;
+mod member;
 pub mod metrics;
 mod oplog;
 mod output;

@@ -23,17 +23,8 @@ use crate::worker::{UNKNOWN_SEQ, WorkerConfig, WorkerEntry, WorkerStatus};
 
 /// Loads every component and worker the executor's store holds.
 pub(crate) async fn recover(executor: &Executor) -> Result<()> {
+    recover_components(executor).await?;
     let storage = Arc::clone(executor.storage());
-    for component in storage.components().await? {
-        let id = ComponentId(component.id);
-        if let Err(error) = executor
-            .install_component(id, &component.name, component.bytes, component.sha256)
-            .await
-        {
-            // Its workers cannot run, but everything else can.
-            tracing::error!(component = %id, %error, "stored component cannot be loaded");
-        }
-    }
     let workers = storage.workers().await?;
     let with_work: HashSet<WorkerKey> = storage
         .workers_with_unfinished_invocations()
@@ -50,6 +41,25 @@ pub(crate) async fn recover(executor: &Executor) -> Result<()> {
     }
     if count > 0 {
         tracing::info!(workers = count, woken, "workers recovered from the store");
+    }
+    Ok(())
+}
+
+/// Compiles every component the executor's store holds that it does not
+/// have yet (from the compile cache when there is one).
+pub(crate) async fn recover_components(executor: &Executor) -> Result<()> {
+    for component in executor.storage().components().await? {
+        let id = ComponentId(component.id);
+        if executor.component(id).is_ok() {
+            continue;
+        }
+        if let Err(error) = executor
+            .install_component(id, &component.name, component.bytes, component.sha256)
+            .await
+        {
+            // Its workers cannot run, but everything else can.
+            tracing::error!(component = %id, %error, "stored component cannot be loaded");
+        }
     }
     Ok(())
 }

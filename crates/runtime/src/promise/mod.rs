@@ -359,6 +359,49 @@ pub(crate) enum Command {
         sources: Vec<PromiseId>,
         spec: ReactionSpec,
     },
+    /// In a cluster: what the store holds for `id` now (`None`: nothing),
+    /// read because another node changed it or the table asked.
+    Refreshed {
+        id: PromiseId,
+        record: Option<PromiseRecord>,
+    },
+    /// In a cluster: the reaction the store holds for `target` now.
+    ReactionRefreshed {
+        target: PromiseId,
+        record: Option<ReactionRecord>,
+    },
+    /// In a cluster: everything the store holds, after news from other
+    /// nodes may have been missed.
+    Resync {
+        promises: Vec<PromiseRecord>,
+        reactions: Vec<ReactionRecord>,
+    },
+    /// In a cluster: this node took these workers over.
+    Adopted {
+        workers: Vec<WorkerId>,
+    },
+}
+
+/// What the table of a cluster node needs besides the store: which
+/// workers the node runs (only their timers and reactions fire here; the
+/// table holds every promise of the cluster, kept current from the other
+/// nodes' changes), and where to ask for a promise to be read again.
+#[derive(Clone)]
+pub(crate) struct Member {
+    /// Whether this node runs the worker.
+    pub(crate) mine: std::sync::Arc<dyn Fn(&WorkerId) -> bool + Send + Sync>,
+    /// Read the promise from the store, and answer with
+    /// [`Command::Refreshed`].
+    pub(crate) refresh: mpsc::UnboundedSender<PromiseId>,
+}
+
+/// What the store holds when the dispatcher starts.
+#[derive(Default)]
+pub(crate) struct Stored {
+    /// Every promise.
+    pub(crate) promises: Vec<PromiseRecord>,
+    /// Every reaction.
+    pub(crate) reactions: Vec<ReactionRecord>,
 }
 
 /// Cheap handle for sending commands to the dispatcher.
@@ -377,12 +420,15 @@ impl Promises {
     /// hears of them.
     pub(crate) fn spawn(
         storage: SharedStorage,
-        stored: Vec<PromiseRecord>,
-        reactions: Vec<ReactionRecord>,
+        Stored {
+            promises: stored,
+            reactions,
+        }: Stored,
         spawner: Spawner,
         max_payload: usize,
         metrics: Meter,
         changes: crate::changes::Changes,
+        member: Option<Member>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut table = Table::new(
@@ -393,7 +439,8 @@ impl Promises {
             max_payload,
             metrics.clone(),
             changes,
-        );
+        )
+        .member(member);
         for record in stored {
             table.load(record);
         }
@@ -563,6 +610,12 @@ impl Promises {
             sources,
             spec,
         })
+    }
+
+    /// Hands the table a command from a cluster's follower (see
+    /// [`crate::member`]).
+    pub(crate) fn member_news(&self, command: Command) -> Result<()> {
+        self.send(command)
     }
 
     /// One promise with its settlement, if it exists.

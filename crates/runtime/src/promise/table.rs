@@ -111,6 +111,16 @@ pub(super) struct Table {
     metrics: Meter,
     /// Told when a promise appears, is awaited, settles or goes.
     pub(super) changes: crate::changes::Changes,
+    /// In a cluster: which workers this node runs, and how to have a
+    /// promise read again from the store (see [`super::Member`]).
+    member: Option<super::Member>,
+    /// In a cluster: promises being read from the store because a command
+    /// named one this table did not have, with the commands that wait for
+    /// the answer.
+    fetching: HashMap<PromiseId, Vec<Command>>,
+    /// The promise whose read is being answered: a command for it that
+    /// still finds nothing is answered as a miss, not read again.
+    fetched: Option<PromiseId>,
 }
 
 fn time_of(millis: Millis) -> SystemTime {
@@ -164,6 +174,9 @@ impl Table {
             max_payload,
             metrics,
             changes,
+            member: None,
+            fetching: HashMap::new(),
+            fetched: None,
             entries: HashMap::with_capacity(capacity),
             reactions: HashMap::new(),
             waiting_on: HashMap::new(),
@@ -173,6 +186,12 @@ impl Table {
             storage,
             tx,
         }
+    }
+
+    /// Makes this the table of a cluster node (see [`super::Member`]).
+    pub(super) fn member(mut self, member: Option<super::Member>) -> Self {
+        self.member = member;
+        self
     }
 
     pub(super) fn load(&mut self, record: PromiseRecord) {
@@ -268,8 +287,60 @@ impl Table {
         }
     }
 
+    /// Whether this node runs `worker` (always, outside a cluster): only
+    /// the node that runs a worker fires the timers and reactions of its
+    /// promises.
+    fn mine(&self, worker: &crate::ids::WorkerId) -> bool {
+        self.member.as_ref().is_none_or(|m| (m.mine)(worker))
+    }
+
+    /// In a cluster, when this table does not have `id` (another node made
+    /// it a moment ago, and the news has not come yet): asks for it to be
+    /// read from the store, and `true` (the caller waits for
+    /// [`Command::Refreshed`]). `false` outside a cluster, when the table
+    /// has it, or when it was just read and is missing.
+    fn fetch(&mut self, id: &PromiseId) -> bool {
+        let Some(member) = &self.member else {
+            return false;
+        };
+        if self.entries.contains_key(id) || self.fetched.as_ref() == Some(id) {
+            return false;
+        }
+        if !self.fetching.contains_key(id) {
+            let _ = member.refresh.send(id.clone());
+            self.fetching.insert(id.clone(), Vec::new());
+        }
+        true
+    }
+
     /// Fires the reaction that settles `target` if its sources decide it.
     fn evaluate(&mut self, target: PromiseId) {
+        if !self.mine(&target.worker_id) {
+            return;
+        }
+        let Some(reaction) = self.reactions.get(&target) else {
+            return;
+        };
+        // A source another node made may not have reached this table yet.
+        let unknown: Vec<PromiseId> = reaction
+            .sources
+            .iter()
+            .filter(|s| !self.entries.contains_key(*s))
+            .cloned()
+            .collect();
+        let mut waits = false;
+        for source in unknown {
+            if self.fetch(&source) {
+                self.waiting_on
+                    .entry(source)
+                    .or_default()
+                    .push(target.clone());
+                waits = true;
+            }
+        }
+        if waits {
+            return;
+        }
         let Some(reaction) = self.reactions.get(&target) else {
             return;
         };
@@ -393,6 +464,11 @@ impl Table {
             let Some(entry) = self.entries.get(&id).filter(|e| e.deadline == Some(at)) else {
                 continue;
             };
+            // Another node's: it fires it (or this one, once it takes the
+            // worker over: see `adopted`).
+            if !self.mine(&id.worker_id) {
+                continue;
+            }
             if matches!(entry.state, State::Settled { .. }) {
                 continue;
             }
@@ -420,7 +496,7 @@ impl Table {
                 }
                 _ => None,
             });
-            if due != Some(at) {
+            if due != Some(at) || !self.mine(&id.worker_id) {
                 continue;
             }
             if let Some(entry) = self.entries.remove(&id) {
@@ -442,6 +518,18 @@ impl Table {
     pub(super) fn apply(&mut self, command: Command) {
         if !matches!(command, Command::List { .. } | Command::Get { .. }) {
             self.changes.bump();
+        }
+        let named = match &command {
+            Command::Await { id, .. } | Command::Settle { id, .. } | Command::Get { id, .. } => {
+                Some(id.clone())
+            }
+            _ => None,
+        };
+        if let Some(id) = named
+            && self.fetch(&id)
+        {
+            self.fetching.entry(id).or_default().push(command);
+            return;
         }
         match command {
             Command::Create {
@@ -537,6 +625,161 @@ impl Table {
                 });
                 let _ = reply.send(found);
             }
+            Command::Refreshed { id, record } => self.refreshed(id, record),
+            Command::ReactionRefreshed { target, record } => match record {
+                Some(record) => {
+                    if !self.reactions.contains_key(&target) {
+                        self.load_reactions(vec![record]);
+                    }
+                }
+                None => {
+                    self.reactions.remove(&target);
+                }
+            },
+            Command::Resync {
+                promises,
+                reactions,
+            } => self.resync(promises, reactions),
+            Command::Adopted { workers } => self.adopted(&workers),
+        }
+    }
+
+    /// Applies what the store holds for `id` now (another node changed
+    /// it, or this table asked), then answers the commands that waited
+    /// for it.
+    fn refreshed(&mut self, id: PromiseId, record: Option<PromiseRecord>) {
+        match (self.entries.get_mut(&id), record) {
+            (None, None) => {}
+            (None, Some(record)) => self.load(record),
+            (Some(_), None) => self.apply(Command::Delete { id: id.clone() }),
+            (Some(entry), Some(record)) => {
+                let settlement = match record.state {
+                    PromiseState::Pending => None,
+                    PromiseState::Completed { data, at } => Some((Ok(data), at)),
+                    PromiseState::Rejected { error, at } => Some((
+                        Err(
+                            persist::decode(&error, "a promise's error").unwrap_or_else(|e| {
+                                PromiseError {
+                                    kind: ErrorKind::Failed,
+                                    message: e.to_string(),
+                                    data: Vec::new(),
+                                }
+                            }),
+                        ),
+                        at,
+                    )),
+                };
+                // Settled here already, or being written here (the write's
+                // answer says who won): nothing to apply.
+                if let (Some((settlement, at)), State::Pending(waiters)) =
+                    (settlement, &mut entry.state)
+                {
+                    let waiters = std::mem::take(waiters);
+                    for waiter in waiters {
+                        waiter.settled(settlement.clone());
+                    }
+                    self.metrics.promises(PromiseStatus::Pending, -1);
+                    release(&mut entry.owner);
+                    entry.state = State::Settled { settlement, at };
+                    self.metrics.promises(entry.state.status(), 1);
+                    if let Some(retention) = entry.retention {
+                        self.expiries
+                            .insert((at.saturating_add(retention), id.clone()));
+                    }
+                    // The node that settled it removed its reaction.
+                    self.reactions.remove(&id);
+                    self.source_changed(&id);
+                }
+            }
+        }
+        let waiting = self.fetching.remove(&id);
+        let pending = self
+            .entries
+            .get(&id)
+            .is_some_and(|e| !matches!(e.state, State::Settled { .. }));
+        self.fetched = Some(id.clone());
+        for command in waiting.into_iter().flatten() {
+            self.apply(command);
+        }
+        // Reactions that waited to learn of it: a pending source keeps
+        // them waiting on it.
+        if pending {
+            if let Some(targets) = self.waiting_on.get(&id).cloned() {
+                for target in targets {
+                    self.evaluate(target);
+                }
+            }
+        } else {
+            self.source_changed(&id);
+        }
+        self.fetched = None;
+    }
+
+    /// Brings the table in line with everything the store holds, after
+    /// news from other nodes may have been missed.
+    fn resync(&mut self, promises: Vec<PromiseRecord>, reactions: Vec<ReactionRecord>) {
+        let stored: std::collections::HashSet<PromiseId> = promises
+            .iter()
+            .map(|record| persist::promise_id(&record.key))
+            .collect();
+        let gone: Vec<PromiseId> = self
+            .entries
+            .keys()
+            .filter(|id| !stored.contains(*id))
+            .cloned()
+            .collect();
+        for id in gone {
+            self.refreshed(id, None);
+        }
+        for record in promises {
+            self.refreshed(persist::promise_id(&record.key), Some(record));
+        }
+        let targets: std::collections::HashSet<PromiseId> = reactions
+            .iter()
+            .map(|record| persist::promise_id(&record.target))
+            .collect();
+        self.reactions.retain(|target, _| targets.contains(target));
+        let new: Vec<ReactionRecord> = reactions
+            .into_iter()
+            .filter(|r| !self.reactions.contains_key(&persist::promise_id(&r.target)))
+            .collect();
+        self.load_reactions(new);
+    }
+
+    /// This node took `workers` over: the timers of their promises are
+    /// its to fire now, and the reactions that settle them its to run.
+    fn adopted(&mut self, workers: &[crate::ids::WorkerId]) {
+        let workers: std::collections::HashSet<&crate::ids::WorkerId> = workers.iter().collect();
+        let mut timers = Vec::new();
+        for (id, entry) in &self.entries {
+            if !workers.contains(&id.worker_id) {
+                continue;
+            }
+            match (&entry.state, entry.deadline, entry.retention) {
+                (State::Pending(_) | State::Writing(_), Some(deadline), _) => {
+                    timers.push((true, deadline, id.clone()));
+                }
+                (State::Settled { at, .. }, _, Some(retention)) => {
+                    timers.push((false, at.saturating_add(retention), id.clone()));
+                }
+                _ => {}
+            }
+        }
+        for (deadline, at, id) in timers {
+            if deadline {
+                self.deadlines.insert((at, id));
+            } else {
+                self.expiries.insert((at, id));
+            }
+        }
+        let targets: Vec<PromiseId> = self
+            .reactions
+            .keys()
+            .filter(|target| workers.contains(&target.worker_id))
+            .cloned()
+            .collect();
+        for target in targets {
+            self.evaluate(target);
         }
     }
 
@@ -653,7 +896,13 @@ impl Table {
             failed => {
                 // Nothing was settled: the waiters keep waiting and the next
                 // queued settlement gets its chance.
-                if let Ok(false) = failed {
+                if let Ok(false) | Err(Error::PromiseNotFound(_)) = failed
+                    && let Some(member) = &self.member
+                {
+                    // Another node settled (or deleted) it first: what it
+                    // stored is read, and applied, here too.
+                    let _ = member.refresh.send(id.clone());
+                } else if let Ok(false) = failed {
                     tracing::error!(promise = %id, "the store had this promise settled already; the table did not");
                 } else {
                     tracing::warn!(promise = %id, ?failed, "settlement not stored");

@@ -11,12 +11,15 @@ const LIMIT: usize = 64;
 fn spawn_on(storage: SharedStorage) -> Promises {
     let (promises, _task) = Promises::spawn(
         storage,
-        Vec::new(),
-        Vec::new(),
+        Stored {
+            promises: Vec::new(),
+            reactions: Vec::new(),
+        },
         Spawner::new().0,
         LIMIT,
         Meter::default(),
         Default::default(),
+        None,
     );
     promises
 }
@@ -96,12 +99,15 @@ async fn a_rejection_settles_like_a_completion_and_is_stored() -> anyhow::Result
     let stored = storage.promises().await?;
     let (again, _task) = Promises::spawn(
         storage.clone(),
-        stored,
-        Vec::new(),
+        Stored {
+            promises: stored,
+            reactions: Vec::new(),
+        },
         Spawner::new().0,
         LIMIT,
         Meter::default(),
         Default::default(),
+        None,
     );
     assert_eq!(again.subscribe(id("a", 1))?.await?, Ok(Err(error)));
     Ok(())
@@ -238,12 +244,15 @@ async fn a_deadline_that_passed_while_down_fires_at_start() -> anyhow::Result<()
         .await?;
     let (promises, _task) = Promises::spawn(
         storage.clone(),
-        storage.promises().await?,
-        Vec::new(),
+        Stored {
+            promises: storage.promises().await?,
+            reactions: Vec::new(),
+        },
         Spawner::new().0,
         LIMIT,
         Meter::default(),
         Default::default(),
+        None,
     );
     let answer = promises.subscribe(id("a", 1))?.await?;
     assert!(
@@ -346,12 +355,15 @@ async fn the_table_counts_promises_by_status_and_settlements_by_outcome() -> any
     let recorder = std::sync::Arc::new(crate::metrics::Recorder::new());
     let (promises, _task) = Promises::spawn(
         storage.clone(),
-        Vec::new(),
-        Vec::new(),
+        Stored {
+            promises: Vec::new(),
+            reactions: Vec::new(),
+        },
         Spawner::new().0,
         LIMIT,
         Meter::new(Some(recorder.clone())),
         Default::default(),
+        None,
     );
     for idx in 1..=4 {
         create(&promises, &storage, id("a", idx)).await?;
