@@ -356,9 +356,9 @@ struct ServeArgs {
 #[derive(Debug, Args)]
 struct ClusterArgs {
     /// Run as node ID of a cluster: several nodes on one --database-url,
-    /// one of them active (it runs the workers), the others standing by
-    /// and forwarding requests to it; a standby takes over when the active
-    /// node stops or dies
+    /// each running the workers it owns and forwarding requests about the
+    /// others' workers to their owners; the workers of a node that stops
+    /// or dies are taken over by the others
     #[arg(
         long,
         env = "VOW_NODE_ID",
@@ -379,10 +379,10 @@ struct ClusterArgs {
     )]
     advertise_url: Option<String>,
 
-    /// Seconds a node's lease lasts without renewal: when the active node
-    /// dies, another takes over after at most this long (a node renews
-    /// every quarter of it, and stops by itself when it could not for
-    /// three quarters of it)
+    /// Seconds a node's membership lasts without renewal: when a node dies,
+    /// the others take its workers over after at most this long (a node
+    /// renews every quarter of it, at most every 0.5 s, and stops by itself
+    /// when it could not for three quarters of it)
     #[arg(
         long,
         value_name = "SECONDS",

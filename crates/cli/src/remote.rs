@@ -188,8 +188,7 @@ struct Node {
     epoch: i64,
     advertise_url: String,
     expires_at: String,
-    #[serde(default)]
-    lease_expires_at: Option<String>,
+    owned: u64,
     #[serde(default)]
     load: Option<NodeLoad>,
 }
@@ -222,23 +221,31 @@ pub(crate) async fn node(server: &crate::ServerArgs, command: NodeCommand) -> an
                     }
                     let load = n.load.as_ref().map_or_else(String::new, |l| {
                         format!(
-                            "{} workers, {} in memory, {} running",
+                            "{} loaded, {} in memory, {} running",
                             l.workers, l.resident, l.running
                         )
                     });
-                    let until = n.lease_expires_at.as_ref().unwrap_or(&n.expires_at);
                     vec![
                         id,
                         n.role.clone(),
                         n.epoch.to_string(),
                         n.advertise_url.clone(),
-                        until.clone(),
+                        n.expires_at.clone(),
+                        n.owned.to_string(),
                         load,
                     ]
                 })
                 .collect();
             output::line(&output::table(
-                &["NODE", "ROLE", "EPOCH", "ADDRESS", "RENEWED UNTIL", "LOAD"],
+                &[
+                    "NODE",
+                    "ROLE",
+                    "EPOCH",
+                    "ADDRESS",
+                    "RENEWED UNTIL",
+                    "WORKERS",
+                    "LOAD",
+                ],
                 &rows,
             ))?;
             output::line("(* the node that answered)")?;

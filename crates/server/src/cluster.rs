@@ -1,17 +1,21 @@
 //! A node of a cluster: any node answers any request.
 //!
-//! Several `vow serve` processes share one PostgreSQL database; one of
-//! them is **active** and runs the workers, the others are **standbys**
-//! (`docs/cluster.md`). Every node serves [`front`]: while it is active,
-//! requests go to its own routes ([`router`](crate::router)); while it is
-//! a standby, they are forwarded to the active node's advertised URL,
-//! streamed both ways, and its answer is passed back as it is. So a client
-//! may send anything to any node: a completion sent to a standby settles
-//! the promise on the active node and answers with its `true` or `false`.
+//! Several `vow serve` processes share one PostgreSQL database, and each
+//! worker runs on one of them, its owner (`docs/cluster.md`). Every node
+//! serves [`front`]: a request about one worker
+//! (`/v1/components/{cid}/workers/{name}/...`) goes to that worker's owner:
+//! to this node's own routes ([`router`](crate::router)) when it is this
+//! node (a free worker is taken over first), or forwarded to the owner's
+//! advertised URL, streamed both ways, with its answer passed back as it
+//! is. Everything else (listings, promises, links, components) is
+//! answered here: every node knows every promise and lists every worker.
+//! So a client may send anything to any node: a completion sent to a node
+//! that does not own the worker settles the promise on its owner and
+//! answers with its `true` or `false`.
 //!
 //! `GET /v1/nodes` is answered by every node itself, from the database.
-//! While no node is active (between a node's death and its successor's
-//! takeover), requests are answered 503 with `Retry-After`.
+//! While a node starts, drains or has stopped, it answers 503 with
+//! `Retry-After`.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -19,7 +23,7 @@ use std::time::{Duration, SystemTime};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::future::BoxFuture;
@@ -30,20 +34,41 @@ use tower::ServiceExt as _;
 use crate::ServerConfig;
 use crate::error::ApiError;
 
-/// Where a node sends the requests it gets.
+/// Whether a node takes requests.
 #[derive(Clone, Debug)]
 pub enum Target {
-    /// This node is active: its own routes answer.
+    /// It does: its own routes answer (and the workers it owns).
     Local(Router),
-    /// Another node is active: requests are forwarded to it.
-    Forward {
+    /// It does not (it is starting, draining or stopped): why, for the
+    /// 503's message.
+    Unavailable(String),
+}
+
+/// Where a worker runs, from [`Placement::locate`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Located {
+    /// On this node (or nowhere: this node's routes answer that it does
+    /// not exist).
+    Here,
+    /// On another node, reached at `url`.
+    There {
         /// Its id.
         node_id: String,
         /// Its advertised base URL.
         url: String,
     },
-    /// No node can take requests now: why, for the 503's message.
+    /// Cannot be told now: why, for the 503's message.
     Unavailable(String),
+}
+
+/// What [`Placement::locate`] returns.
+pub type LocateFuture<'a> = BoxFuture<'a, Located>;
+
+/// Which node runs a worker, for the requests about it.
+pub trait Placement: Send + Sync + 'static {
+    /// Where worker `name` of component `component` runs; a free worker is
+    /// taken over by this node (and then [`Located::Here`]).
+    fn locate<'a>(&'a self, component: uuid::Uuid, name: &'a str) -> LocateFuture<'a>;
 }
 
 /// What [`Nodes::list`] returns.
@@ -55,16 +80,14 @@ pub trait Nodes: Send + Sync + 'static {
     fn list(&self) -> NodesFuture<'_>;
 }
 
-/// What a node is doing.
+/// Whether a node is in the cluster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum NodeRole {
-    /// It holds the lease and runs the workers.
-    Active,
-    /// It is alive and forwards requests to the active node.
-    Standby,
+    /// It renews its membership and runs the workers it owns.
+    Alive,
     /// It stopped renewing (it left, died or was cut off): listed for an
-    /// hour after.
+    /// hour after. Its workers are free, and taken over by the others.
     Gone,
 }
 
@@ -74,32 +97,29 @@ pub enum NodeRole {
 pub struct NodeInfo {
     /// Its id (`vow serve --node-id`).
     pub node_id: String,
-    /// Active, standby or gone.
+    /// Alive or gone.
     pub role: NodeRole,
     /// The epoch of this run of the node: a new one at each start.
     pub epoch: i64,
-    /// Where other nodes forward requests to (`--advertise-url`).
+    /// Where other nodes forward requests for its workers to
+    /// (`--advertise-url`).
     pub advertise_url: String,
     /// When this run joined (RFC 3339).
     pub started_at: String,
     /// Until when it counts as alive unless it renews (RFC 3339).
     pub expires_at: String,
-    /// The lease's epoch, for the active node.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub lease_epoch: Option<i64>,
-    /// Until when the active node's lease runs unless renewed (RFC 3339).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub lease_expires_at: Option<String>,
-    /// The active node's load at its last renewal.
+    /// How many workers it owns now.
+    pub owned: u64,
+    /// Its load at its last renewal.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub load: Option<NodeLoadInfo>,
 }
 
-/// An active node's load.
+/// A node's load.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeLoadInfo {
-    /// Workers it holds, in memory or not.
+    /// Workers it runs, in memory or not.
     pub workers: u64,
     /// Workers in memory.
     pub resident: u64,
@@ -128,7 +148,7 @@ pub fn millis_rfc3339(millis: i64) -> String {
 }
 
 /// Marks a request a node forwarded, so that it is never forwarded again
-/// (two nodes that briefly disagree on who is active cannot bounce it).
+/// (two nodes that briefly disagree on who owns a worker cannot bounce it).
 const FORWARDED_BY: HeaderName = HeaderName::from_static("x-vow-forwarded-by");
 
 /// Headers of one hop, not passed on (RFC 9110, 7.6.1).
@@ -148,23 +168,25 @@ struct Front {
     node_id: Arc<str>,
     target: watch::Receiver<Target>,
     nodes: Arc<dyn Nodes>,
+    placement: Arc<dyn Placement>,
     client: reqwest::Client,
     unreachable: Arc<tokio::sync::Notify>,
 }
 
 /// The routes of node `node_id` of a cluster: `GET /v1/nodes` from
-/// `nodes`, everything else to where `target` says. With an API token in
-/// `config`, every request needs it here too (the active node checks it
-/// again). `unreachable` is told each time the node forwarded to cannot be
-/// reached, so that whoever keeps `target` current looks again at once
-/// (it may have died, and another node taken over). Nodes served over
-/// HTTPS are trusted by the system's roots and, when given, the PEM
-/// certificates in `ca_cert` (a private CA, or the nodes' self-signed
-/// certificate).
+/// `nodes`, a request about one worker to the node `placement` says runs
+/// it, everything else to `target`. With an API token in `config`, every
+/// request needs it here too (the owner checks it again). `unreachable` is
+/// told each time an owner cannot be reached, so that whoever keeps the
+/// membership current looks again at once (it may have died, and its
+/// workers be free). Nodes served over HTTPS are trusted by the system's
+/// roots and, when given, the PEM certificates in `ca_cert` (a private
+/// CA, or the nodes' self-signed certificate).
 pub fn front(
     node_id: &str,
     config: &ServerConfig,
     nodes: Arc<dyn Nodes>,
+    placement: Arc<dyn Placement>,
     target: watch::Receiver<Target>,
     unreachable: Arc<tokio::sync::Notify>,
     ca_cert: Option<&std::path::Path>,
@@ -196,12 +218,13 @@ pub fn front(
         node_id: Arc::from(node_id),
         target,
         nodes,
+        placement,
         client,
         unreachable,
     };
     let mut router = Router::new()
         .route("/v1/nodes", get(list_nodes))
-        .fallback(dispatch)
+        .fallback(about_worker)
         .with_state(front);
     if let Some(token) = config.auth_token.as_deref().map(crate::auth::Token::new) {
         router = router.layer(axum::middleware::from_fn(move |request, next| {
@@ -232,28 +255,64 @@ fn unavailable(message: String) -> Response {
     response
 }
 
+/// Anything not about one worker: this node's routes answer.
 async fn dispatch(State(front): State<Front>, request: Request) -> Response {
-    let target = front.target.borrow().clone();
-    match target {
-        Target::Local(router) => match router.oneshot(request).await {
-            Ok(response) => response,
-            Err(never) => match never {},
-        },
-        // A standby keeps no metrics of workers: an empty scrape, so that
-        // scraping every node counts the active node's once.
-        Target::Forward { .. } | Target::Unavailable(_) if request.uri().path() == "/metrics" => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            "# this node is a standby: it runs no workers\n",
-        )
-            .into_response(),
-        Target::Unavailable(why) => unavailable(why),
-        Target::Forward { node_id, .. } if request.headers().contains_key(&FORWARDED_BY) => {
+    let router = match front.target.borrow().clone() {
+        Target::Local(router) => router,
+        Target::Unavailable(why) => return unavailable(why),
+    };
+    match router.oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+}
+
+/// A request about one worker (`/v1/components/{cid}/workers/{name}` and
+/// the paths under it) goes to the worker's owner.
+async fn about_worker(State(front): State<Front>, request: Request) -> Response {
+    let Some((component, name)) = worker_of(request.uri().path(), request.method()) else {
+        return dispatch(State(front), request).await;
+    };
+    if let Target::Unavailable(why) = &*front.target.borrow() {
+        return unavailable(why.clone());
+    }
+    match front.placement.locate(component, &name).await {
+        Located::Here => dispatch(State(front), request).await,
+        Located::Unavailable(why) => unavailable(why),
+        // Forwarded here by a node that took this one for the owner:
+        // ownership moved meanwhile, and the client retries.
+        Located::There { node_id, .. } if request.headers().contains_key(&FORWARDED_BY) => {
             unavailable(format!(
-                "this node is not active and the request was forwarded here already; node {node_id:?} is active as far as this node knows: retry"
+                "worker {name:?} moved to node {node_id:?} while this request was forwarded to \
+                 node {:?}: retry",
+                front.node_id
             ))
         }
-        Target::Forward { node_id, url } => forward(&front, &node_id, &url, request).await,
+        Located::There { node_id, url } => forward(&front, &node_id, &url, request).await,
     }
+}
+
+/// The worker a request is about: `/v1/components/{cid}/workers/{name}`
+/// and the paths under it, except the listing `POST .../workers/find`.
+/// `None` for anything else, and for a malformed path (this node's routes
+/// say what is wrong with it).
+fn worker_of(path: &str, method: &Method) -> Option<(uuid::Uuid, String)> {
+    let rest = path.strip_prefix("/v1/components/")?;
+    let (component, rest) = rest.split_once('/')?;
+    let rest = rest.strip_prefix("workers/")?;
+    let (name, deeper) = match rest.split_once('/') {
+        Some((name, _)) => (name, true),
+        None => (rest, false),
+    };
+    if name.is_empty() || (name == "find" && !deeper && method == Method::POST) {
+        return None;
+    }
+    let component = uuid::Uuid::parse_str(component).ok()?;
+    let name = percent_encoding::percent_decode_str(name)
+        .decode_utf8()
+        .ok()?
+        .into_owned();
+    Some((component, name))
 }
 
 /// Sends `request` to the node at `base` and streams its answer back.
@@ -282,9 +341,9 @@ async fn forward(front: &Front, node_id: &str, base: &str, request: Request) -> 
         // Not sent: retrying is safe.
         Err(e) if e.is_connect() => {
             front.unreachable.notify_one();
-            tracing::warn!(node = %node_id, %url, error = %e, "cannot forward a request to the active node");
+            tracing::warn!(node = %node_id, %url, error = %e, "cannot forward a request to the worker's owner");
             return unavailable(format!(
-                "node {node_id:?} is active but cannot be reached from node {:?} ({}): retry; if it died, another node takes over once its lease expires",
+                "node {node_id:?} runs this worker but cannot be reached from node {:?} ({}): retry; if it died, another node takes its workers over once its lease expires",
                 front.node_id,
                 error_chain(&e)
             ));
@@ -296,7 +355,7 @@ async fn forward(front: &Front, node_id: &str, base: &str, request: Request) -> 
             return ApiError::new(
                 StatusCode::BAD_GATEWAY,
                 format!(
-                    "node {node_id:?}, the active node, did not answer a request forwarded by node {:?} ({}): it may have been carried out; retry with the same Idempotency-Key",
+                    "node {node_id:?}, which runs this worker, did not answer a request forwarded by node {:?} ({}): it may have been carried out; retry with the same Idempotency-Key",
                     front.node_id,
                     error_chain(&e)
                 ),
@@ -339,4 +398,49 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_about_one_worker_are_told_apart() {
+        let id = "67e55044-10b1-426f-9247-bb680e5fe0c8";
+        let uuid = uuid::Uuid::parse_str(id).expect("a valid UUID");
+        let about = |path: &str, method: Method| worker_of(path, &method);
+        assert_eq!(
+            about(
+                &format!("/v1/components/{id}/workers/w%201/complete"),
+                Method::POST
+            ),
+            Some((uuid, "w 1".to_owned()))
+        );
+        assert_eq!(
+            about(&format!("/v1/components/{id}/workers/w1"), Method::DELETE),
+            Some((uuid, "w1".to_owned()))
+        );
+        // The worker named `find`, and the listing that is not about one.
+        assert_eq!(
+            about(&format!("/v1/components/{id}/workers/find"), Method::GET),
+            Some((uuid, "find".to_owned()))
+        );
+        assert_eq!(
+            about(&format!("/v1/components/{id}/workers/find"), Method::POST),
+            None
+        );
+        assert_eq!(
+            about(&format!("/v1/components/{id}/workers"), Method::GET),
+            None
+        );
+        assert_eq!(
+            about(&format!("/v1/components/{id}/invoke"), Method::POST),
+            None
+        );
+        assert_eq!(
+            about("/v1/components/not-a-uuid/workers/w1", Method::GET),
+            None
+        );
+        assert_eq!(about("/v1/promises", Method::GET), None);
+    }
 }

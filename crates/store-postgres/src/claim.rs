@@ -16,9 +16,9 @@
 //! node has been replaced (its workers may already run there) and it never
 //! writes again.
 //!
-//! Several nodes sharing one database by leases and owners is the
-//! clustering design (`docs/design/cluster.md`); until then, this is what
-//! keeps a second `vow serve` on the same database from doing harm.
+//! Several nodes share one database only as a cluster (`crate::cluster`),
+//! whose nodes hold this lock shared; this is what keeps a second lone
+//! `vow serve` on the same database from doing harm.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -76,11 +76,11 @@ pub(crate) async fn take(client: &Client, own: &str, patience: Duration) -> Resu
     }
 }
 
-/// Takes the node lock in shared mode on `client`'s session: the active
-/// node of a cluster does, so that a lone node (which takes it exclusively)
-/// can never write alongside it, nor it alongside a lone node. Several
-/// cluster sessions may hold it at once (a former active node's session
-/// that the server has not yet seen die, for one): the lease orders them.
+/// Takes the node lock in shared mode on `client`'s session: every node of
+/// a cluster does, so that a lone node (which takes it exclusively) can
+/// never write alongside them, nor they alongside a lone node. Cluster
+/// sessions hold it together; each node's run, checked in every
+/// transaction, keeps them from writing the same workers.
 pub(crate) async fn share(client: &Client) -> Result<(), Refused> {
     let row = client
         .query_one("SELECT pg_try_advisory_lock_shared($1)", &[&NODE_LOCK])

@@ -170,7 +170,7 @@ mod tests {
     #[test]
     fn notifications_read_as_changes() {
         let id = "67e55044-10b1-426f-9247-bb680e5fe0c8";
-        let component = Uuid::parse_str(id).unwrap();
+        let component = Uuid::parse_str(id).expect("a valid UUID");
         let key = |name: &str| WorkerKey {
             component,
             name: name.to_owned(),

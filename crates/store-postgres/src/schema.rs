@@ -119,7 +119,8 @@ CREATE TABLE reactions (
 ";
 
 /// Version 3: several nodes on one database (`crate::cluster`): who is
-/// in the cluster, and the lease of the node that runs the workers.
+/// in the cluster, and the lease of the node that ran the workers (one
+/// node at a time; version 4 drops it for owners per worker).
 const V3: &str = "
 -- Epochs: a new one each time a node joins and each time a node takes
 -- the lease, so that no two runs ever share one.

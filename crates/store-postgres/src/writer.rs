@@ -380,8 +380,9 @@ impl Writer {
     }
 
     /// In a cluster (and when `wanted`), checks inside the open
-    /// transaction that the lease is still this writer's, and holds it
-    /// until the transaction ends; [`Error::Fenced`] when it is not.
+    /// transaction that this run of the node is still current and
+    /// unexpired, and holds its row until the transaction ends;
+    /// [`Error::Fenced`] when it is not.
     async fn check_fence(&self, wanted: bool) -> Result<()> {
         let Some((member, statement)) = self.fence.as_ref().filter(|_| wanted) else {
             return Ok(());

@@ -1,46 +1,61 @@
 //! `vow serve --node-id ID`: one node of a cluster on a shared PostgreSQL
 //! database (`docs/cluster.md`).
 //!
-//! The node joins (a row in `vow_nodes` with a new epoch), starts serving
-//! at once, and then:
+//! The node joins (a row in `vow_nodes` with a new epoch), opens its store
+//! (every write fenced by this run of the node) and an executor over it
+//! that knows every promise of the cluster but runs only the workers this
+//! node owns, and serves. Then, every `min(ttl / 4, 500 ms)`:
 //!
-//! - as a **standby**, renews its row, tries to take the lease every
-//!   `min(ttl / 4, 500 ms)` (and sooner, at most every 50 ms, while the
-//!   node it forwards to cannot be reached), and forwards every request to
-//!   the node that holds it;
-//! - once it takes the lease, it becomes **active**: it opens the store
-//!   fenced by the lease's epoch, recovers every worker as after a restart,
-//!   answers requests itself and renews the lease every `ttl / 4` with its
-//!   load. When it cannot renew for `3 * ttl / 4`, or finds the lease
-//!   taken, it stops serving and exits 1 before (or as soon as) another
-//!   node may take over; its writes are refused by the database anyway.
+//! - a task of its own renews the node's row, with its load. When it could
+//!   not renew for `3 * ttl / 4`, or finds this run replaced, the node
+//!   stops serving and exits 1 before (or as soon as) the other nodes may
+//!   take its workers; its writes are refused by the database anyway;
+//! - the node looks at the membership, and when it changed (a node died,
+//!   left or joined) or every few seconds, takes **free** workers over
+//!   (those of nodes whose run is over, and those nobody owns), as after a
+//!   restart: parked ones stay parked, running invocations run again by
+//!   replay, queued ones run.
 //!
-//! The first SIGINT/SIGTERM drains: the active node stops taking requests
-//! (503 with `Retry-After`), finishes writing what it has, and gives the
-//! lease up, so that a standby takes over within one of its ticks.
+//! A request about a worker goes to its owner (see
+//! `vow_server::cluster`); a free worker is taken by the node that gets
+//! the request. The first SIGINT/SIGTERM drains: the node stops taking
+//! requests (503 with `Retry-After`), finishes writing what it has, and
+//! leaves, so that the other nodes take its workers over within one of
+//! their ticks.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use vow_runtime::{Executor, ExecutorBuilder, WorkerStatus};
+use vow_runtime::vow_store::WorkerKey;
+use vow_runtime::{ComponentId, Executor, ExecutorBuilder, WorkerId, WorkerStatus};
 use vow_server::ServerConfig;
-use vow_server::cluster::{NodeInfo, NodeLoadInfo, NodeRole, Target, millis_rfc3339};
-use vow_store_postgres::cluster::{Cluster, ClusterOptions, Lease, NodeLoad, Renewal};
+use vow_server::cluster::{
+    Located, NodeInfo, NodeLoadInfo, NodeRole, Placement, Target, millis_rfc3339,
+};
+use vow_store_postgres::cluster::{Cluster, ClusterOptions, NodeLoad, Owner, Renewal};
 
 use crate::{ServeArgs, local, output};
 
 /// The shortest lease accepted: renewals every quarter of it must fit.
 const MIN_LEASE: Duration = Duration::from_millis(500);
 
-/// The longest a standby waits between two attempts to take the lease.
+/// The longest a node waits between two looks at the membership.
 const MAX_TICK: Duration = Duration::from_millis(500);
 
-/// The shortest: when forwarding fails, a standby looks again sooner than
-/// its tick, but not sooner than this.
+/// The shortest: when an owner cannot be reached, a node looks again
+/// sooner than its tick, but not sooner than this.
 const MIN_TICK: Duration = Duration::from_millis(50);
+
+/// Workers taken over per transaction.
+const SWEEP_BATCH: usize = 200;
+
+/// Free workers are looked for at least this often, whatever the
+/// membership does (a worker freed by a node that lost its run and came
+/// back within one tick would otherwise wait for the next change).
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 pub(super) async fn serve(
     args: &ServeArgs,
@@ -59,6 +74,7 @@ pub(super) async fn serve(
         .context("--lease-ttl must be at least 0.5 seconds")?;
     let advertise_url = advertise_url(args, &listener, base)?;
     let builder = super::builder(args, public_url)?;
+    let joined = Instant::now();
     let cluster = Cluster::join(
         &url,
         ClusterOptions {
@@ -75,13 +91,18 @@ pub(super) async fn serve(
         ttl.as_secs_f64()
     ));
     let (target_tx, target_rx) = watch::channel(Target::Unavailable(format!(
-        "node {node_id:?} has just joined the cluster and does not know the active node yet: retry"
+        "node {node_id:?} is starting: retry"
     )));
     let unreachable = Arc::new(tokio::sync::Notify::new());
+    let owners = Arc::new(Owners {
+        cluster: Arc::clone(&cluster),
+        executor: OnceLock::new(),
+    });
     let front = vow_server::cluster::front(
         &node_id,
         &config,
         Arc::new(Directory(Arc::clone(&cluster))),
+        Arc::clone(&owners) as Arc<dyn Placement>,
         target_rx,
         Arc::clone(&unreachable),
         args.cluster.cluster_ca_cert.as_deref(),
@@ -95,11 +116,12 @@ pub(super) async fn serve(
         config,
         components: args.components.clone(),
         unreachable,
+        owners,
     };
     let run = tokio::spawn({
         let node_id = node_id.clone();
         async move {
-            if let Err(why) = node.run(builder, drain_rx).await {
+            if let Err(why) = node.run(builder, joined, drain_rx).await {
                 // Fail-stop: requests in flight (some wait on promises)
                 // are not waited for, and nothing more is written.
                 output::error_line(&format!("error: node {node_id} stopped: {why}"));
@@ -125,7 +147,7 @@ pub(super) async fn serve(
 /// The URL other nodes reach this one at.
 fn advertise_url(args: &ServeArgs, listener: &TcpListener, base: &str) -> anyhow::Result<String> {
     // Not --public-url: that may be a load balancer in front of every
-    // node, and standbys must reach this node itself.
+    // node, and the other nodes must reach this node itself.
     let url = match &args.cluster.advertise_url {
         Some(url) => url.clone(),
         None => {
@@ -157,18 +179,17 @@ impl vow_server::cluster::Nodes for Directory {
             Ok(records
                 .into_iter()
                 .map(|n| NodeInfo {
-                    role: match (n.lease, n.alive) {
-                        (Some(_), _) => NodeRole::Active,
-                        (None, true) => NodeRole::Standby,
-                        (None, false) => NodeRole::Gone,
+                    role: if n.alive {
+                        NodeRole::Alive
+                    } else {
+                        NodeRole::Gone
                     },
                     epoch: n.epoch,
                     advertise_url: n.advertise_url,
                     started_at: millis_rfc3339(n.started_at),
                     expires_at: millis_rfc3339(n.expires_at),
-                    lease_epoch: n.lease.map(|(epoch, _)| epoch),
-                    lease_expires_at: n.lease.map(|(_, until)| millis_rfc3339(until)),
-                    load: n.load.filter(|_| n.lease.is_some()).map(|l| NodeLoadInfo {
+                    owned: n.owned,
+                    load: n.load.filter(|_| n.alive).map(|l| NodeLoadInfo {
                         workers: l.workers,
                         resident: l.resident,
                         running: l.running,
@@ -180,15 +201,76 @@ impl vow_server::cluster::Nodes for Directory {
     }
 }
 
+/// Which node runs a worker, for the front.
+struct Owners {
+    cluster: Arc<Cluster>,
+    /// Set once the store is open.
+    executor: OnceLock<Executor>,
+}
+
+impl Owners {
+    /// Takes `id` over (this node owns it now) and loads it.
+    async fn adopt(&self, executor: &Executor, id: &WorkerId) -> Located {
+        match executor.adopt(id).await {
+            Ok(_) => Located::Here,
+            Err(e) => Located::Unavailable(format!(
+                "node {:?} could not load worker {id}, which it took over: {e}",
+                self.cluster.node_id()
+            )),
+        }
+    }
+}
+
+impl Placement for Owners {
+    fn locate<'a>(
+        &'a self,
+        component: uuid::Uuid,
+        name: &'a str,
+    ) -> vow_server::cluster::LocateFuture<'a> {
+        Box::pin(async move {
+            let Some(executor) = self.executor.get() else {
+                return Located::Unavailable(format!(
+                    "node {:?} is starting: retry",
+                    self.cluster.node_id()
+                ));
+            };
+            let id = WorkerId::new(ComponentId(component), name);
+            if executor.runs_worker(&id) {
+                return Located::Here;
+            }
+            let key = WorkerKey {
+                component,
+                name: name.to_owned(),
+            };
+            let limit = self.cluster.lease_ttl() / 4;
+            let owner = match bounded(limit, self.cluster.owner(&key)).await {
+                Ok(Owner::Free) => bounded(limit, self.cluster.claim(&key)).await,
+                other => other,
+            };
+            match owner {
+                Ok(Owner::Me) => self.adopt(executor, &id).await,
+                Ok(Owner::Node { node_id, url }) => Located::There { node_id, url },
+                // This node's routes say it does not exist (or make it).
+                Ok(Owner::Missing | Owner::Free) => Located::Here,
+                Err(e) => Located::Unavailable(format!(
+                    "node {:?} cannot tell which node runs worker {id}: {e}",
+                    self.cluster.node_id()
+                )),
+            }
+        })
+    }
+}
+
 /// What the node's task works with.
 struct Node {
     cluster: Arc<Cluster>,
     target: watch::Sender<Target>,
     config: ServerConfig,
     components: Vec<std::path::PathBuf>,
-    /// Told when the active node cannot be reached: a standby then looks
-    /// again before its next tick.
+    /// Told when a worker's owner cannot be reached: the node then looks
+    /// at the membership again before its next tick.
     unreachable: Arc<tokio::sync::Notify>,
+    owners: Arc<Owners>,
 }
 
 impl Node {
@@ -196,124 +278,25 @@ impl Node {
         self.cluster.node_id()
     }
 
-    /// Stands by until this node takes the lease, then runs the workers
-    /// until it drains (`Ok`) or loses the lease (`Err`, why).
+    /// Runs until the node drains (`Ok`) or its run is over (`Err`, why).
+    /// Its row is renewed from the moment it joined (at `joined`), by a
+    /// task of its own, while the store opens (compiling stored components
+    /// may take longer than a lease).
     async fn run(
         self,
         builder: ExecutorBuilder,
+        joined: Instant,
         mut drain: watch::Receiver<bool>,
     ) -> Result<(), String> {
-        let ttl = self.cluster.lease_ttl();
-        let tick = (ttl / 4).min(MAX_TICK);
-        let mut forwarding_to: Option<String> = None;
-        loop {
-            if *drain.borrow() {
-                self.leave().await;
-                return Ok(());
-            }
-            match bounded(ttl / 4, self.cluster.renew(None, None)).await {
-                Ok(Renewal::Renewed) => {}
-                Ok(Renewal::Lost(why)) => {
-                    self.unavailable(format!("node {:?} left the cluster", self.id()));
-                    return Err(why);
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot renew this node's membership"),
-            }
-            let asked = Instant::now();
-            match bounded(ttl / 4, self.cluster.try_lead()).await {
-                Ok(Some(lease)) => return self.active(builder, lease, asked, drain).await,
-                Ok(None) => self.follow(&mut forwarding_to).await,
-                Err(e) => tracing::warn!(error = %e, "cannot read the lease"),
-            }
-            let looked = Instant::now();
-            tokio::select! {
-                () = tokio::time::sleep(tick) => {}
-                _ = drain.changed() => {}
-                () = self.unreachable.notified() => {
-                    // Not more often than this, however many requests fail.
-                    tokio::time::sleep(MIN_TICK.saturating_sub(looked.elapsed())).await;
-                }
-            }
-        }
-    }
-
-    /// Points the front at the node that holds the lease.
-    async fn follow(&self, forwarding_to: &mut Option<String>) {
-        let target = match bounded(self.cluster.lease_ttl() / 4, self.cluster.active()).await {
-            // Taken by an attempt this node gave up waiting for, which the
-            // database committed all the same: nobody runs the workers
-            // under it, so it is given back at once.
-            Ok(Some(active)) if active.node_id == self.id() => {
-                let lease = Lease {
-                    epoch: active.epoch,
-                };
-                if let Err(e) =
-                    bounded(self.cluster.lease_ttl() / 4, self.cluster.release(lease)).await
-                {
-                    tracing::warn!(error = %e, "cannot give back a lease this node did not know it took");
-                }
-                Target::Unavailable("no node is active now: retry".to_owned())
-            }
-            Ok(Some(active)) => match active.advertise_url {
-                Some(url) => Target::Forward {
-                    node_id: active.node_id,
-                    url,
-                },
-                None => Target::Unavailable(format!(
-                    "node {:?} is active but has no address: retry",
-                    active.node_id
-                )),
-            },
-            // Taken between the two reads, and gone again: try again soon.
-            Ok(None) => Target::Unavailable("no node is active now: retry".to_owned()),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read which node is active");
-                return;
-            }
-        };
-        if let Target::Forward { node_id, url } = &target
-            && forwarding_to.as_deref() != Some(node_id.as_str())
-        {
-            output::error_line(&format!(
-                "node {} is a standby: requests go to the active node {node_id} at {url}",
-                self.id()
-            ));
-            *forwarding_to = Some(node_id.clone());
-        }
-        self.target.send_replace(target);
-    }
-
-    /// Runs the workers under `lease` (taken at `taken`) until the node
-    /// drains or loses it. The lease is renewed from the moment it is
-    /// taken, by a task of its own, while the workers are recovered
-    /// (compiling stored components may take longer than a lease).
-    async fn active(
-        self,
-        builder: ExecutorBuilder,
-        lease: Lease,
-        taken: Instant,
-        mut drain: watch::Receiver<bool>,
-    ) -> Result<(), String> {
-        output::error_line(&format!(
-            "node {} took the lease (epoch {}): recovering the workers",
-            self.id(),
-            lease.epoch
-        ));
-        self.unavailable(format!(
-            "node {:?} is taking over from the former active node: retry",
-            self.id()
-        ));
         let (load_tx, load_rx) = watch::channel(None);
-        let mut renewing = tokio::spawn(renew(Arc::clone(&self.cluster), lease, taken, load_rx));
+        let mut renewing = tokio::spawn(renew(Arc::clone(&self.cluster), joined, load_rx));
         let opened = tokio::select! {
-            opened = self.open(builder, lease) => opened,
+            opened = self.open(builder) => opened,
             why = &mut renewing => {
-                self.unavailable(format!("node {:?} lost its lease", self.id()));
                 return Err(why.unwrap_or_else(|e| format!("its renewals stopped: {e}")));
             }
             _ = drain.changed() => {
                 renewing.abort();
-                self.give_up(lease).await;
                 self.leave().await;
                 return Ok(());
             }
@@ -322,81 +305,155 @@ impl Node {
             Ok(opened) => opened,
             Err(e) => {
                 renewing.abort();
-                // Let another node try at once rather than after expiry.
-                self.give_up(lease).await;
-                self.unavailable(format!("node {:?} could not take over", self.id()));
-                return Err(format!("cannot run the workers: {e:#}"));
+                self.leave().await;
+                return Err(format!("cannot open the store: {e:#}"));
             }
         };
         let _ = load_tx.send(Some(executor.clone()));
+        let _ = self.owners.executor.set(executor.clone());
         let router = vow_server::router(executor.clone(), self.config.clone());
         self.target.send_replace(Target::Local(router));
         output::error_line(&format!(
-            "node {} is active (lease epoch {}): serving {} workers, ready {} ms after taking the lease",
+            "node {} serves (epoch {}): {} workers in the cluster, ready {} ms after joining",
             self.id(),
-            lease.epoch,
+            self.cluster.epoch(),
             executor.workers(None).len(),
-            taken.elapsed().as_millis()
+            joined.elapsed().as_millis()
         ));
-        drop(executor);
-        tokio::select! {
-            why = &mut renewing => {
-                self.stop(&store).await;
-                Err(why.unwrap_or_else(|e| format!("its renewals stopped: {e}")))
-            }
-            holder = store.taken_over() => {
-                renewing.abort();
-                self.stop(&store).await;
-                Err(format!("its writes are refused: {holder}"))
-            }
-            _ = drain.changed() => {
-                renewing.abort();
-                self.hand_over(&store, lease).await;
-                Ok(())
+        let ttl = self.cluster.lease_ttl();
+        let tick = (ttl / 4).min(MAX_TICK);
+        let mut sweeps = Sweeps::default();
+        loop {
+            let looked = Instant::now();
+            self.sweep(&executor, &mut sweeps).await;
+            tokio::select! {
+                why = &mut renewing => {
+                    self.stop(&store).await;
+                    return Err(why.unwrap_or_else(|e| format!("its renewals stopped: {e}")));
+                }
+                holder = store.taken_over() => {
+                    renewing.abort();
+                    self.stop(&store).await;
+                    return Err(format!("its writes are refused: {holder}"));
+                }
+                _ = drain.changed() => {
+                    renewing.abort();
+                    self.hand_over(&store).await;
+                    return Ok(());
+                }
+                () = tokio::time::sleep(tick.saturating_sub(looked.elapsed())) => {}
+                () = self.unreachable.notified() => {
+                    // Not more often than this, however many requests fail.
+                    tokio::time::sleep(MIN_TICK.saturating_sub(looked.elapsed())).await;
+                    sweeps.due = true;
+                }
             }
         }
     }
 
-    /// The store fenced by `lease` and the executor over it, with the
-    /// components given on the command line.
+    /// The store of this run of the node and the executor over it, with
+    /// the components given on the command line.
     async fn open(
         &self,
         builder: ExecutorBuilder,
-        lease: Lease,
     ) -> anyhow::Result<(Arc<vow_store_postgres::PostgresStorage>, Executor)> {
         let store = self
             .cluster
-            .open_store(lease, Default::default())
+            .open_store(Default::default())
             .await
             .context("cannot open the database")?;
         let store = Arc::new(store);
         let executor = builder
             .storage(Arc::clone(&store) as vow_runtime::vow_store::SharedStorage)
+            .shared_store(true)
             .open()
             .await
             .context("cannot open the database")?;
-        for path in &self.components {
-            local::load(&executor, path).await?;
-        }
+        // Nodes started together with the same files add each once.
+        let components = self.components.clone();
+        let loading = executor.clone();
+        self.cluster
+            .one_at_a_time(async move {
+                for path in &components {
+                    local::load(&loading, path).await?;
+                }
+                anyhow::Ok(())
+            })
+            .await??;
         Ok((store, executor))
     }
 
-    /// Stops serving after the lease was lost: nothing more is written.
-    /// The writer may be stuck on a database it cannot reach: the close is
-    /// not waited for long (what it would still write is refused anyway).
+    /// Takes free workers over when the membership changed, an owner could
+    /// not be reached, the last look found a full batch, or a while passed.
+    async fn sweep(&self, executor: &Executor, sweeps: &mut Sweeps) {
+        let limit = self.cluster.lease_ttl() / 4;
+        let nodes = match bounded(limit, self.cluster.nodes()).await {
+            Ok(nodes) => nodes,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the cluster's nodes");
+                return;
+            }
+        };
+        let members: Vec<(String, i64)> = nodes
+            .iter()
+            .filter(|n| n.alive)
+            .map(|n| (n.node_id.clone(), n.epoch))
+            .collect();
+        let changed = sweeps.members.as_ref() != Some(&members);
+        if !(changed || sweeps.due || sweeps.last.is_none_or(|at| at.elapsed() >= SWEEP_EVERY)) {
+            return;
+        }
+        sweeps.members = Some(members);
+        sweeps.last = Some(Instant::now());
+        sweeps.due = false;
+        let started = Instant::now();
+        let mut taken = 0;
+        loop {
+            let batch = match bounded(limit, self.cluster.sweep(SWEEP_BATCH)).await {
+                Ok(batch) => batch,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot take free workers over");
+                    sweeps.due = true;
+                    break;
+                }
+            };
+            for key in &batch {
+                let id = WorkerId::new(ComponentId(key.component), &key.name);
+                if let Err(e) = executor.adopt(&id).await {
+                    tracing::error!(worker = %id, error = %e, "cannot load a worker this node took over");
+                }
+            }
+            taken += batch.len();
+            if batch.len() < SWEEP_BATCH {
+                break;
+            }
+        }
+        if taken > 0 {
+            output::error_line(&format!(
+                "node {} took over {taken} free workers in {} ms",
+                self.id(),
+                started.elapsed().as_millis()
+            ));
+        }
+    }
+
+    /// Stops serving after this run of the node ended: nothing more is
+    /// written. The writer may be stuck on a database it cannot reach: the
+    /// close is not waited for long (what it would still write is refused
+    /// anyway).
     async fn stop(&self, store: &vow_store_postgres::PostgresStorage) {
         self.unavailable(format!(
-            "node {:?} lost its lease: retry, another node takes over",
+            "node {:?} stopped: retry, another node takes its workers over",
             self.id()
         ));
         let _ = tokio::time::timeout(Duration::from_millis(200), store.close()).await;
     }
 
-    /// A drain: stops taking requests, writes what is in flight, and gives
-    /// the lease up so that a standby takes over at once.
-    async fn hand_over(&self, store: &vow_store_postgres::PostgresStorage, lease: Lease) {
+    /// A drain: stops taking requests, writes what is in flight, and
+    /// leaves so that the other nodes take its workers over at once.
+    async fn hand_over(&self, store: &vow_store_postgres::PostgresStorage) {
         self.unavailable(format!(
-            "node {:?} is handing its workers over to another node: retry",
+            "node {:?} is handing its workers over to the other nodes: retry",
             self.id()
         ));
         // Past the lease, nothing it writes counts anyway.
@@ -407,22 +464,11 @@ impl Node {
                 self.id()
             ));
         }
-        self.give_up(lease).await;
         self.leave().await;
-    }
-
-    /// Gives the lease up so that a standby takes over at once.
-    async fn give_up(&self, lease: Lease) {
-        match bounded(self.cluster.lease_ttl(), self.cluster.release(lease)).await {
-            Ok(()) => output::error_line(&format!(
-                "node {} gave its lease up: a standby takes over",
-                self.id()
-            )),
-            Err(e) => output::error_line(&format!(
-                "node {} could not give its lease up ({e}): another node takes over once it expires",
-                self.id()
-            )),
-        }
+        output::error_line(&format!(
+            "node {} left the cluster: the other nodes take its workers over",
+            self.id()
+        ));
     }
 
     async fn leave(&self) {
@@ -436,25 +482,35 @@ impl Node {
     }
 }
 
-/// Renews `lease` (taken at `taken`) every quarter of the lease time, with
-/// the load of the executor once there is one, until it cannot: why. It
-/// gives up when the lease is lost, or when no renewal went through for
-/// 3/4 of the lease time (by this node's clock, counted from before the
-/// last renewal that worked was sent), before the lease may expire.
+/// When the node last looked for free workers, and what it saw.
+#[derive(Default)]
+struct Sweeps {
+    /// The live nodes and their epochs at the last look.
+    members: Option<Vec<(String, i64)>>,
+    last: Option<Instant>,
+    /// Look at the next tick, whatever the membership does.
+    due: bool,
+}
+
+/// Renews this run of the node (joined at `joined`) every quarter of the
+/// lease time, with the load of the executor once there is one, until it
+/// cannot: why. It gives up when the run is over, or when no renewal went
+/// through for 3/4 of the lease time (by this node's clock, counted from
+/// before the last renewal that worked was sent), before the other nodes
+/// may take its workers.
 async fn renew(
     cluster: Arc<Cluster>,
-    lease: Lease,
-    taken: Instant,
+    joined: Instant,
     executor: watch::Receiver<Option<Executor>>,
 ) -> String {
     let ttl = cluster.lease_ttl();
-    let every = ttl / 4;
+    let every = (ttl / 4).min(MAX_TICK);
     let stop_after = ttl * 3 / 4;
-    let mut renewed = taken;
+    let mut renewed = joined;
     let overdue = |renewed: Instant| {
         format!(
-            "it could not renew its lease for {:.1} s (the lease lasts {:.1} s), so it stops: \
-             another node takes over once the lease expires",
+            "it could not renew its membership for {:.1} s (a run lasts {:.1} s without \
+             renewal), so it stops: the other nodes take its workers over once it expires",
             renewed.elapsed().as_secs_f64(),
             ttl.as_secs_f64()
         )
@@ -465,26 +521,30 @@ async fn renew(
             () = tokio::time::sleep(every) => {}
             () = tokio::time::sleep_until(deadline) => return overdue(renewed),
         }
-        let load = executor.borrow().as_ref().map(load);
+        let load = executor.borrow().as_ref().map(load).unwrap_or_default();
         let sent = Instant::now();
         tokio::select! {
-            renewal = bounded(every, cluster.renew(Some(lease), load)) => match renewal {
+            renewal = bounded(ttl / 4, cluster.renew(load)) => match renewal {
                 Ok(Renewal::Renewed) => renewed = sent,
                 Ok(Renewal::Lost(why)) => return why,
-                Err(e) => tracing::warn!(error = %e, "cannot renew the lease"),
+                Err(e) => tracing::warn!(error = %e, "cannot renew this node's membership"),
             },
             () = tokio::time::sleep_until(deadline) => return overdue(renewed),
         }
     }
 }
 
-/// What an active node reports with each renewal.
+/// What a node reports with each renewal: the workers it runs.
 fn load(executor: &Executor) -> NodeLoad {
-    let workers = executor.workers(None);
+    let mine: Vec<_> = executor
+        .workers(None)
+        .into_iter()
+        .filter(|w| executor.runs_worker(&w.id))
+        .collect();
     NodeLoad {
-        workers: workers.len() as u64,
+        workers: mine.len() as u64,
         resident: executor.resident_workers() as u64,
-        running: workers
+        running: mine
             .iter()
             .filter(|w| w.status == WorkerStatus::Running)
             .count() as u64,

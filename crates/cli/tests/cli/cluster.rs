@@ -1,6 +1,7 @@
 //! Several `vow serve --node-id` processes on one PostgreSQL database
-//! (docs/cluster.md): any node answers any request, a killed or cut-off
-//! active node is replaced, and nothing runs twice.
+//! (docs/cluster.md): workers spread over the nodes, any node answers any
+//! request, the workers of a killed, cut-off or drained node are taken
+//! over by the others, and nothing runs twice.
 
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
@@ -55,9 +56,9 @@ impl Client {
         }
     }
 
-    /// Sends a request as a client of a cluster should: a 503 (no node
-    /// active yet, or a standby still forwarding to the node that just
-    /// died) is retried after a while, for at most a minute.
+    /// Sends a request as a client of a cluster should: a 503 (a node
+    /// starting, or a worker's owner that just died and whose workers are
+    /// not free yet) is retried after a while, for at most a minute.
     async fn send(
         &self,
         method: Method,
@@ -255,8 +256,8 @@ impl Client {
         ))
     }
 
-    /// Waits until a request that needs the active node answers 200
-    /// through `node`; how long that took.
+    /// Waits until a request about a worker answers 200 through `node`;
+    /// how long that took.
     async fn until_served(&self, node: &str, path: &str) -> anyhow::Result<Duration> {
         let started = Instant::now();
         loop {
@@ -268,6 +269,38 @@ impl Client {
                 Err(_) => {}
             }
             ensure!(started.elapsed() < QUICK, "no node took over");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// `GET /v1/nodes` through `node`: node id → how many workers it
+    /// owns, for the live nodes.
+    async fn owned(&self, node: &str) -> anyhow::Result<std::collections::BTreeMap<String, u64>> {
+        let listed = self
+            .ok(Method::GET, &format!("{node}/v1/nodes"), None, None)
+            .await?;
+        Ok(listed["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|n| n["role"] == "alive")
+            .filter_map(|n| Some((n["nodeId"].as_str()?.to_owned(), n["owned"].as_u64()?)))
+            .collect())
+    }
+
+    /// Waits until the live nodes own `count` workers in all, as `node`
+    /// says; how long that took.
+    async fn until_owned(&self, node: &str, count: u64) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        loop {
+            let owned = self.owned(node).await?;
+            if owned.values().sum::<u64>() == count {
+                return Ok(started.elapsed());
+            }
+            ensure!(
+                started.elapsed() < QUICK,
+                "the live nodes never owned {count} workers: {owned:?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -298,34 +331,54 @@ fn worker(component: &str, name: &str) -> String {
     format!("/v1/components/{component}/workers/{name}")
 }
 
-/// Three nodes, workers started, invoked and completed through nodes that
-/// are not active; every worker resumes with its own payload, once. Two
-/// nodes completing one promise at once: one `true`. `vow node list`
-/// shows the three.
+/// Starts nodes `ids` with `components` and waits until each serves.
+fn nodes(url: &str, ids: &[&str], components: &[&std::path::Path]) -> anyhow::Result<Vec<Server>> {
+    let started: Vec<Server> = ids
+        .iter()
+        .map(|id| node(url, id, components))
+        .collect::<anyhow::Result<_>>()?;
+    for (server, id) in started.iter().zip(ids) {
+        server.wait_stderr(&format!("node {id} serves (epoch"))?;
+    }
+    Ok(started)
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect()
+}
+
+/// Three nodes: workers started through each are owned by it; every
+/// invocation and completion is sent to a node that does not own the
+/// worker; every worker resumes with its own payload, once. Two nodes
+/// completing one promise at once (neither its owner): one `true`. `vow
+/// node list` shows the three and what they own. A drain hands the
+/// drained node's workers to the others at once.
 #[test]
-fn three_nodes_answer_for_each_other_and_complete_each_promise_once() -> anyhow::Result<()> {
+fn three_nodes_spread_the_workers_and_answer_for_each_other() -> anyhow::Result<()> {
     let Some(url) = vow_tests::fresh_postgres_database()? else {
         return Ok(());
     };
     let approval = vow_tests::guest("approval")?;
-    let a = node(&url, "a", &[&approval])?;
-    a.wait_stderr("node a is active")?;
-    let b = node(&url, "b", &[&approval])?;
-    let c = node(&url, "c", &[&approval])?;
-    b.wait_stderr("requests go to the active node a")?;
-    c.wait_stderr("requests go to the active node a")?;
-    let nodes = [&a.url, &b.url, &c.url];
-    let standbys = [&b.url, &c.url];
+    let started = nodes(&url, &["a", "b", "c"], &[&approval])?;
+    let [a, b, c] = <[Server; 3]>::try_from(started).map_err(|_| anyhow!("three nodes"))?;
+    let urls = [&a.url, &b.url, &c.url];
 
     let client = Client::new();
     runtime()?.block_on(async {
         let cid = client.component(&b.url, "approval").await?;
+        // Added once, though each node was started with it.
+        let listed = client
+            .ok(Method::GET, &format!("{}/v1/components", c.url), None, None)
+            .await?;
+        assert_eq!(listed["components"].as_array().map(Vec::len), Some(1));
         let workers: Vec<String> = (0..6).map(|i| format!("w{i}")).collect();
         for (i, name) in workers.iter().enumerate() {
-            client.start(nodes[i % 3], &cid, name).await?;
+            client.start(urls[i % 3], &cid, name).await?;
             client
                 .invoke(
-                    standbys[i % 2],
+                    urls[(i + 1) % 3],
                     &worker(&cid, name),
                     "request-approval",
                     json!(format!("job{i}")),
@@ -333,7 +386,7 @@ fn three_nodes_answer_for_each_other_and_complete_each_promise_once() -> anyhow:
                 )
                 .await?;
         }
-        client.start(&c.url, &cid, "race").await?;
+        client.start(&a.url, &cid, "race").await?;
         client
             .invoke(
                 &b.url,
@@ -343,21 +396,53 @@ fn three_nodes_answer_for_each_other_and_complete_each_promise_once() -> anyhow:
                 "kr",
             )
             .await?;
+        // Every node knows every promise.
+        for node in urls {
+            client.parked(node, 7).await?;
+        }
         let parked = client.parked(&c.url, 7).await?;
+        let owned = client.owned(&b.url).await?;
+        assert_eq!(
+            owned.into_iter().collect::<Vec<_>>(),
+            [
+                ("a".to_owned(), 3),
+                ("b".to_owned(), 2),
+                ("c".to_owned(), 2)
+            ]
+        );
+        // The listing covers every node's workers.
+        let listed = client
+            .ok(
+                Method::GET,
+                &format!("{}/v1/components/{cid}/workers", c.url),
+                None,
+                None,
+            )
+            .await?;
+        assert_eq!(
+            listed["workers"].as_array().map(Vec::len),
+            Some(7),
+            "{listed}"
+        );
 
         for (i, name) in workers.iter().enumerate() {
             let path = worker(&cid, name);
             let index = parked[name];
             let first = client
-                .complete(standbys[i % 2], &path, index, format!("ok-{i}").as_bytes())
+                .complete(
+                    urls[(i + 2) % 3],
+                    &path,
+                    index,
+                    format!("ok-{i}").as_bytes(),
+                )
                 .await?;
             assert_eq!(first, json!(true), "{name}");
             let second = client
-                .complete(standbys[(i + 1) % 2], &path, index, b"late")
+                .complete(urls[(i + 1) % 3], &path, index, b"late")
                 .await?;
             assert_eq!(second, json!(false), "{name}");
         }
-        // Two nodes at once.
+        // Two nodes at once, neither of them the owner.
         let race = worker(&cid, "race");
         let (by_b, by_c) = tokio::join!(
             client.complete(&b.url, &race, parked["race"], b"from-b"),
@@ -375,7 +460,7 @@ fn three_nodes_answer_for_each_other_and_complete_each_promise_once() -> anyhow:
             "from-c"
         };
         let raced = client
-            .result(&a.url, &race, "request-approval", json!("race"), "kr")
+            .result(&c.url, &race, "request-approval", json!("race"), "kr")
             .await?;
         assert_eq!(raced, json!(format!("\"race\": {winner}")));
 
@@ -383,7 +468,7 @@ fn three_nodes_answer_for_each_other_and_complete_each_promise_once() -> anyhow:
             let path = worker(&cid, name);
             let result = client
                 .result(
-                    nodes[(i + 2) % 3],
+                    urls[(i + 2) % 3],
                     &path,
                     "request-approval",
                     json!(format!("job{i}")),
@@ -396,19 +481,17 @@ fn three_nodes_answer_for_each_other_and_complete_each_promise_once() -> anyhow:
         let roles = client.roles(&c.url).await?;
         assert_eq!(
             roles,
-            [("a", "active"), ("b", "standby"), ("c", "standby")]
-                .map(|(n, r)| (n.to_owned(), r.to_owned()))
+            pairs(&[("a", "alive"), ("b", "alive"), ("c", "alive")])
         );
         anyhow::Ok(())
     })?;
 
-    // The active node reports its load with each renewal (every quarter
-    // of the lease).
+    // Each node reports its load with its renewals.
     let deadline = Instant::now() + QUICK;
     loop {
         let listed = c.client(&["node", "list", "--json"])?.success()?;
         let json: Value = serde_json::from_str(&listed.stdout)?;
-        if json["nodes"][0]["load"]["workers"] == 7 {
+        if json["nodes"][0]["load"]["workers"] == 3 && json["nodes"][2]["load"]["workers"] == 2 {
             break;
         }
         ensure!(Instant::now() < deadline, "no load reported: {json}");
@@ -418,96 +501,80 @@ fn three_nodes_answer_for_each_other_and_complete_each_promise_once() -> anyhow:
     let lines: Vec<&str> = listed.stdout.lines().collect();
     assert!(lines[0].starts_with("NODE"), "{}", listed.stdout);
     assert!(
-        lines[1].starts_with("a ") && lines[1].contains("active"),
+        lines[1].starts_with("a ") && lines[1].contains("alive") && lines[1].contains("3 loaded"),
         "{}",
         listed.stdout
     );
-    assert!(lines[1].contains("7 workers"), "{}", listed.stdout);
     assert!(
-        lines[3].starts_with("c *") && lines[3].contains("standby"),
+        lines[3].starts_with("c *") && lines[3].contains("alive"),
         "{}",
         listed.stdout
     );
 
-    // A drain: SIGTERM to the active node hands its workers over without
-    // waiting for the lease to expire, and it exits 0.
+    // A drain: SIGTERM to node a hands its workers over without waiting
+    // for its run to expire, and it exits 0.
     a.terminate()?;
     let drained = Instant::now();
-    let survivor = survivor([&b, &c])?;
-    let handed_over = drained.elapsed();
     let finished = a.wait_exit(QUICK)?.success()?;
     assert!(
-        finished.stderr.contains("node a gave its lease up"),
+        finished.stderr.contains("node a left the cluster"),
         "{}",
         finished.stderr
     );
-    #[expect(clippy::print_stderr, reason = "the test states what it measured")]
-    {
-        eprintln!(
-            "drain: another node was active {} ms after SIGTERM to the active node (lease {TTL} s)",
-            handed_over.as_millis()
-        );
-    }
     runtime()?.block_on(async {
-        let cid = client.component(&survivor.url, "approval").await?;
-        let path = worker(&cid, "w0");
+        client.until_owned(&b.url, 7).await?;
+        let handed_over = drained.elapsed();
+        #[expect(clippy::print_stderr, reason = "the test states what it measured")]
+        {
+            eprintln!(
+                "drain: b and c owned all 7 workers {} ms after SIGTERM to node a (lease {TTL} s)",
+                handed_over.as_millis()
+            );
+        }
+        let owned = client.owned(&c.url).await?;
+        assert!(!owned.contains_key("a"), "{owned:?}");
+        let cid = client.component(&c.url, "approval").await?;
         let result = client
             .result(
-                &survivor.url,
-                &path,
+                &b.url,
+                &worker(&cid, "w0"),
                 "request-approval",
                 json!("job0"),
                 "k0",
             )
             .await?;
         assert_eq!(result, json!("\"job0\": ok-0"));
-        let roles = client.roles(&survivor.url).await?;
-        assert_eq!(roles[0], ("a".to_owned(), "gone".to_owned()));
+        let roles = client.roles(&b.url).await?;
+        assert_eq!(
+            roles,
+            pairs(&[("a", "gone"), ("b", "alive"), ("c", "alive")])
+        );
         anyhow::Ok(())
     })?;
     Ok(())
 }
 
-/// The node that answers for the active one after it died: another node
-/// becomes active; which one is up to the race for the lease.
-fn survivor(servers: [&Server; 2]) -> anyhow::Result<&Server> {
-    let deadline = Instant::now() + QUICK;
-    loop {
-        for server in servers {
-            if server.stderr_has(" is active ") {
-                return Ok(server);
-            }
-        }
-        ensure!(Instant::now() < deadline, "no node took over");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// kill -9 of the active node while its workers are parked, running and
-/// queued: a standby takes over, parked workers resume on their
-/// completion, the running invocation runs again by replay, the queued
-/// one runs, and each invocation finishes once.
+/// kill -9 of a node while the workers it owns are parked, running and
+/// queued: once its run expires the others take them over, parked workers
+/// resume on their completion, the running invocation runs again by
+/// replay, the queued one runs, and each invocation finishes once.
 #[test]
-fn killing_the_active_node_hands_every_worker_to_a_standby() -> anyhow::Result<()> {
+fn killing_a_node_hands_its_workers_to_the_others() -> anyhow::Result<()> {
     let Some(url) = vow_tests::fresh_postgres_database()? else {
         return Ok(());
     };
     let approval = vow_tests::guest("approval")?;
     let harness = vow_tests::guest("harness")?;
-    let a = node(&url, "a", &[&approval, &harness])?;
-    a.wait_stderr("node a is active")?;
-    let b = node(&url, "b", &[])?;
-    let c = node(&url, "c", &[])?;
-    b.wait_stderr("requests go to the active node a")?;
-    c.wait_stderr("requests go to the active node a")?;
+    let started = nodes(&url, &["a", "b", "c"], &[&approval, &harness])?;
+    let [a, b, c] = <[Server; 3]>::try_from(started).map_err(|_| anyhow!("three nodes"))?;
 
     let client = Client::new();
     let rt = runtime()?;
     let (cid, hid, iterations) = rt.block_on(async {
         let cid = client.component(&b.url, "approval").await?;
         let hid = client.component(&b.url, "harness").await?;
-        // About three seconds of spinning, measured on this machine.
-        client.start(&b.url, &hid, "spinner").await?;
+        // Owned by a; about three seconds of spinning, measured here.
+        client.start(&a.url, &hid, "spinner").await?;
         let calibration = 100_000_000_u64;
         let took = Instant::now();
         client
@@ -527,7 +594,7 @@ fn killing_the_active_node_hands_every_worker_to_a_standby() -> anyhow::Result<(
     rt.block_on(async {
         for i in 0..3 {
             let name = format!("p{i}");
-            client.start(&b.url, &cid, &name).await?;
+            client.start(&a.url, &cid, &name).await?;
             client
                 .invoke(
                     &c.url,
@@ -563,33 +630,39 @@ fn killing_the_active_node_hands_every_worker_to_a_standby() -> anyhow::Result<(
             ensure!(Instant::now() < deadline, "the spin never ran: {shown}");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        let owned = client.owned(&b.url).await?;
+        assert_eq!(owned.get("a"), Some(&4), "{owned:?}");
         anyhow::Ok(())
     })?;
 
     let killed = Instant::now();
     a.kill()?;
-    rt.block_on(client.until_served(&b.url, &worker(&cid, "p1")))?;
-    let takeover = killed.elapsed();
-    let survivor = survivor([&b, &c])?;
-    let other = if std::ptr::eq(survivor, &b) { &c } else { &b };
+    let (served, owned) = rt.block_on(async {
+        client.until_served(&b.url, &worker(&cid, "p1")).await?;
+        let served = killed.elapsed();
+        client.until_owned(&c.url, 4).await?;
+        anyhow::Ok((served, killed.elapsed()))
+    })?;
     #[expect(
         clippy::print_stderr,
         reason = "the test states the takeover time it measured"
     )]
     {
         eprintln!(
-            "takeover: a standby answered for the killed node {} ms after kill -9 (lease {TTL} s)",
-            takeover.as_millis()
+            "takeover: a worker of the killed node answered through b {} ms after kill -9, and \
+             its 4 workers were all owned again {} ms after it (lease {TTL} s)",
+            served.as_millis(),
+            owned.as_millis()
         );
     }
 
     rt.block_on(async {
-        let parked = client.parked(&other.url, 3).await?;
+        let parked = client.parked(&c.url, 3).await?;
         for i in 0..3 {
             let path = worker(&cid, &format!("p{i}"));
             let settled = client
                 .complete(
-                    &other.url,
+                    [&b.url, &c.url][i % 2],
                     &path,
                     parked[&format!("p{i}")],
                     format!("ok-{i}").as_bytes(),
@@ -601,7 +674,7 @@ fn killing_the_active_node_hands_every_worker_to_a_standby() -> anyhow::Result<(
             let path = worker(&cid, &format!("p{i}"));
             let result = client
                 .result(
-                    &other.url,
+                    &c.url,
                     &path,
                     "request-approval",
                     json!(format!("job{i}")),
@@ -612,13 +685,13 @@ fn killing_the_active_node_hands_every_worker_to_a_standby() -> anyhow::Result<(
         }
         // The queued invocation parks in its turn.
         let path = worker(&cid, "p0");
-        let parked = client.parked(&other.url, 1).await?;
+        let parked = client.parked(&b.url, 1).await?;
         client
-            .complete(&survivor.url, &path, parked["p0"], b"ok-second")
+            .complete(&c.url, &path, parked["p0"], b"ok-second")
             .await?;
         let second = client
             .result(
-                &other.url,
+                &b.url,
                 &path,
                 "request-approval",
                 json!("second"),
@@ -626,18 +699,18 @@ fn killing_the_active_node_hands_every_worker_to_a_standby() -> anyhow::Result<(
             )
             .await?;
         assert_eq!(second, json!("\"second\": ok-second"));
-        assert_eq!(client.invocations(&other.url, &path).await?, (2, 2));
+        assert_eq!(client.invocations(&b.url, &path).await?, (2, 2));
         for i in 1..3 {
             let path = worker(&cid, &format!("p{i}"));
-            assert_eq!(client.invocations(&other.url, &path).await?, (1, 1), "p{i}");
+            assert_eq!(client.invocations(&c.url, &path).await?, (1, 1), "p{i}");
         }
         let spun = client
-            .result(&other.url, &spinner, "spin-for", json!(iterations), "spin")
+            .result(&b.url, &spinner, "spin-for", json!(iterations), "spin")
             .await?;
         ensure!(spun.as_u64().is_some(), "spin-for answered {spun}");
         // The calibration and the spin: each started and finished once,
         // the spin re-run by replay rather than logged twice.
-        assert_eq!(client.invocations(&other.url, &spinner).await?, (2, 2));
+        assert_eq!(client.invocations(&c.url, &spinner).await?, (2, 2));
         anyhow::Ok(())
     })?;
     Ok(())
@@ -701,11 +774,11 @@ impl Proxy {
     }
 }
 
-/// The active node cut off from PostgreSQL stops serving and exits before
-/// its lease runs out; a standby takes over and the parked worker resumes
-/// there, its invocation run once.
+/// A node cut off from PostgreSQL stops serving and exits before its run
+/// expires; the other node takes its parked worker over and the worker
+/// resumes there, its invocation run once.
 #[test]
-fn an_active_node_cut_off_from_the_database_stops_and_a_standby_takes_over() -> anyhow::Result<()> {
+fn a_node_cut_off_from_the_database_stops_and_another_takes_its_workers() -> anyhow::Result<()> {
     let Some(url) = vow_tests::fresh_postgres_database()? else {
         return Ok(());
     };
@@ -720,15 +793,15 @@ fn an_active_node_cut_off_from_the_database_stops_and_a_standby_takes_over() -> 
 
     let approval = vow_tests::guest("approval")?;
     let a = node(&through_proxy, "a", &[&approval])?;
-    a.wait_stderr("node a is active")?;
+    a.wait_stderr("node a serves (epoch")?;
     let b = node(&url, "b", &[])?;
-    b.wait_stderr("requests go to the active node a")?;
+    b.wait_stderr("node b serves (epoch")?;
 
     let client = Client::new();
     let rt = runtime()?;
     let cid = rt.block_on(async {
         let cid = client.component(&b.url, "approval").await?;
-        client.start(&b.url, &cid, "w").await?;
+        client.start(&a.url, &cid, "w").await?;
         client
             .invoke(
                 &b.url,
@@ -739,6 +812,7 @@ fn an_active_node_cut_off_from_the_database_stops_and_a_standby_takes_over() -> 
             )
             .await?;
         client.parked(&b.url, 1).await?;
+        assert_eq!(client.owned(&b.url).await?.get("a"), Some(&1));
         anyhow::Ok(cid)
     })?;
 
@@ -746,23 +820,31 @@ fn an_active_node_cut_off_from_the_database_stops_and_a_standby_takes_over() -> 
     let cut = Instant::now();
     let stopped = a.wait_exit(QUICK)?.code(1)?;
     let stopped_after = cut.elapsed();
-    // It stopped before its lease could expire, by its own count.
+    // It stopped before its run could expire, by its own count.
     let waited: f64 = stopped
         .stderr
-        .split("could not renew its lease for ")
+        .split("could not renew its membership for ")
         .nth(1)
         .and_then(|rest| rest.split(' ').next())
         .and_then(|secs| secs.parse().ok())
         .with_context(|| format!("no stop for want of renewal: {}", stopped.stderr))?;
     assert!(waited < 4.0, "{}", stopped.stderr);
-    b.wait_stderr("node b is active")?;
-    let active_after = cut.elapsed();
+    let taken_after = rt.block_on(async {
+        loop {
+            let owned = client.owned(&b.url).await?;
+            if owned.get("b") == Some(&1) && !owned.contains_key("a") {
+                return anyhow::Ok(cut.elapsed());
+            }
+            ensure!(cut.elapsed() < QUICK, "b never took a's worker: {owned:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })?;
     #[expect(clippy::print_stderr, reason = "the test states what it measured")]
     {
         eprintln!(
-            "partition: node a stopped {} ms after the cut, node b was active {} ms after it (lease {TTL} s)",
+            "partition: node a stopped {} ms after the cut, node b owned its worker {} ms after it (lease {TTL} s)",
             stopped_after.as_millis(),
-            active_after.as_millis()
+            taken_after.as_millis()
         );
     }
     rt.block_on(async {
@@ -778,20 +860,17 @@ fn an_active_node_cut_off_from_the_database_stops_and_a_standby_takes_over() -> 
         assert_eq!(result, json!("\"cut\": ok"));
         assert_eq!(client.invocations(&b.url, &path).await?, (1, 1));
         let roles = client.roles(&b.url).await?;
-        assert_eq!(
-            roles,
-            [("a", "gone"), ("b", "active")].map(|(n, r)| (n.to_owned(), r.to_owned()))
-        );
+        assert_eq!(roles, pairs(&[("a", "gone"), ("b", "alive")]));
         anyhow::Ok(())
     })?;
     Ok(())
 }
 
-/// With an API token, a standby asks for it itself before forwarding
-/// anything (and the active node checks it again): a request without it
-/// is refused by the standby, one with it is answered by the active node.
+/// With an API token, a node asks for it itself before it forwards a
+/// request to a worker's owner (which checks it again): a request without
+/// it is refused by the node that got it.
 #[test]
-fn a_standby_asks_for_the_api_token_before_it_forwards() -> anyhow::Result<()> {
+fn a_node_asks_for_the_api_token_before_it_forwards() -> anyhow::Result<()> {
     let Some(url) = vow_tests::fresh_postgres_database()? else {
         return Ok(());
     };
@@ -800,39 +879,48 @@ fn a_standby_asks_for_the_api_token_before_it_forwards() -> anyhow::Result<()> {
         node_with(&url, id, components, &["--auth-token", "s3cret"])
     };
     let a = with_token("a", &[&approval])?;
-    a.wait_stderr("node a is active")?;
+    a.wait_stderr("node a serves (epoch")?;
     let b = with_token("b", &[])?;
-    b.wait_stderr("requests go to the active node a")?;
-    runtime()?.block_on(async {
-        let http = reqwest::Client::new();
-        for path in ["/v1/components", "/v1/nodes"] {
-            let url = format!("{}{path}", b.url);
-            let refused = http.get(&url).send().await?;
-            assert_eq!(refused.status(), 401, "{path}");
-            let wrong = http.get(&url).bearer_auth("guess").send().await?;
-            assert_eq!(wrong.status(), 401, "{path}");
-            let answered = http.get(&url).bearer_auth("s3cret").send().await?;
-            assert_eq!(answered.status(), 200, "{path}");
-        }
-        let listed: Value = http
+    b.wait_stderr("node b serves (epoch")?;
+    let http = reqwest::Client::new();
+    let rt = runtime()?;
+    let owned_by_a = rt.block_on(async {
+        let cid: Value = http
             .get(format!("{}/v1/components", b.url))
             .bearer_auth("s3cret")
             .send()
             .await?
             .json()
             .await?;
-        assert_eq!(listed["components"][0]["name"], "approval", "{listed}");
-        anyhow::Ok(())
+        let cid = cid["components"][0]["componentId"]
+            .as_str()
+            .context("a component")?
+            .to_owned();
+        let created = http
+            .post(format!("{}/v1/components/{cid}/workers", a.url))
+            .bearer_auth("s3cret")
+            .json(&json!({"name": "w"}))
+            .send()
+            .await?;
+        assert_eq!(created.status(), 200);
+        let path = format!("{}{}", b.url, worker(&cid, "w"));
+        for url in [format!("{}/v1/nodes", b.url), path.clone()] {
+            let refused = http.get(&url).send().await?;
+            assert_eq!(refused.status(), 401, "{url}");
+            let wrong = http.get(&url).bearer_auth("guess").send().await?;
+            assert_eq!(wrong.status(), 401, "{url}");
+            let answered = http.get(&url).bearer_auth("s3cret").send().await?;
+            assert_eq!(answered.status(), 200, "{url}");
+        }
+        anyhow::Ok(path)
     })?;
-    // With the active node gone (and its lease not yet expired), the
-    // standby still answers 401 itself to a request without the token,
-    // and 503 to one with it, which it cannot forward.
+    // With the owner gone (and its run not yet expired), node b still
+    // answers 401 itself to a request without the token, and 503 to one
+    // with it, which it cannot forward.
     a.kill()?;
-    runtime()?.block_on(async {
-        let http = reqwest::Client::new();
-        let url = format!("{}/v1/components", b.url);
-        assert_eq!(http.get(&url).send().await?.status(), 401);
-        let unforwarded = http.get(&url).bearer_auth("s3cret").send().await?;
+    rt.block_on(async {
+        assert_eq!(http.get(&owned_by_a).send().await?.status(), 401);
+        let unforwarded = http.get(&owned_by_a).bearer_auth("s3cret").send().await?;
         assert_eq!(unforwarded.status(), 503);
         assert_eq!(
             unforwarded
@@ -846,9 +934,9 @@ fn a_standby_asks_for_the_api_token_before_it_forwards() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Nodes served over HTTPS with a self-signed certificate: a standby given
-/// it with --cluster-ca-cert forwards to the active node; one without it
-/// does not trust the active node and says so (503), forwarding nothing.
+/// Nodes served over HTTPS with a self-signed certificate: a node given it
+/// with --cluster-ca-cert forwards to a worker's owner; one without it
+/// does not trust the owner and says so (503), forwarding nothing.
 #[test]
 fn nodes_over_https_trust_the_certificate_they_are_given() -> anyhow::Result<()> {
     let Some(url) = vow_tests::fresh_postgres_database()? else {
@@ -870,27 +958,43 @@ fn nodes_over_https_trust_the_certificate_they_are_given() -> anyhow::Result<()>
         node_with(&url, id, components, &extra)
     };
     let a = tls("a", &[&approval], true)?;
-    a.wait_stderr("node a is active")?;
     let b = tls("b", &[], true)?;
     let c = tls("c", &[], false)?;
-    b.wait_stderr("requests go to the active node a at https://")?;
-    c.wait_stderr("requests go to the active node a at https://")?;
+    for (server, id) in [(&a, "a"), (&b, "b"), (&c, "c")] {
+        server.wait_stderr(&format!("node {id} serves (epoch"))?;
+    }
     runtime()?.block_on(async {
         let http = reqwest::Client::builder()
             .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&cert)?)?)
             .build()?;
-        let through_b: Value = http
+        let listed: Value = http
             .get(format!("{}/v1/components", b.url))
             .send()
             .await?
             .error_for_status()?
             .json()
             .await?;
-        assert_eq!(
-            through_b["components"][0]["name"], "approval",
-            "{through_b}"
-        );
-        let through_c = http.get(format!("{}/v1/components", c.url)).send().await?;
+        let cid = listed["components"][0]["componentId"]
+            .as_str()
+            .context("a component")?
+            .to_owned();
+        http.post(format!("{}/v1/components/{cid}/workers", a.url))
+            .json(&json!({"name": "w"}))
+            .send()
+            .await?
+            .error_for_status()?;
+        let through_b: Value = http
+            .get(format!("{}{}", b.url, worker(&cid, "w")))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        assert_eq!(through_b["workerId"]["workerName"], "w", "{through_b}");
+        let through_c = http
+            .get(format!("{}{}", c.url, worker(&cid, "w")))
+            .send()
+            .await?;
         assert_eq!(through_c.status(), 503);
         let body: Value = through_c.json().await?;
         let error = body["error"].as_str().unwrap_or_default();
@@ -899,6 +1003,144 @@ fn nodes_over_https_trust_the_certificate_they_are_given() -> anyhow::Result<()>
             "{body}"
         );
         assert!(error.to_lowercase().contains("certificate"), "{body}");
+        anyhow::Ok(())
+    })?;
+    Ok(())
+}
+
+/// Guests reach promises of workers on other nodes: a worker on node b
+/// awaits a promise of a worker on node a, and a worker on node c
+/// completes it (first completion `true`, second `false`); the waiter
+/// resumes with the payload. A waiter whose node is killed while it waits
+/// is taken over by another node and resumes there.
+#[test]
+fn guests_await_and_complete_promises_of_workers_on_other_nodes() -> anyhow::Result<()> {
+    let Some(url) = vow_tests::fresh_postgres_database()? else {
+        return Ok(());
+    };
+    let harness = vow_tests::guest("harness")?;
+    let started = nodes(&url, &["a", "b", "c"], &[&harness])?;
+    let [a, b, c] = <[Server; 3]>::try_from(started).map_err(|_| anyhow!("three nodes"))?;
+    let client = Client::new();
+    let rt = runtime()?;
+    let call = |node: &str, name: &str, function: &str, params: Value, key: &str| {
+        let url = format!(
+            "{node}/v1/components/{{cid}}/workers/{name}/invoke-and-await?function={function}"
+        );
+        (url, json!({ "params_json": params }), key.to_owned())
+    };
+    let (hid, first, second) = rt.block_on(async {
+        let hid = client.component(&a.url, "harness").await?;
+        for (node, name) in [
+            (&a.url, "maker"),
+            (&b.url, "waiter"),
+            (&b.url, "waiter2"),
+            (&c.url, "settler"),
+        ] {
+            client.start(node, &hid, name).await?;
+        }
+        let mut ids = Vec::new();
+        for key in ["p1", "p2"] {
+            let (url, body, key) = call(&a.url, "maker", "new-promise", json!([]), key);
+            let made = client
+                .ok(
+                    Method::POST,
+                    &url.replace("{cid}", &hid),
+                    Some(body),
+                    Some(&key),
+                )
+                .await?;
+            ids.push(made["result"].clone());
+        }
+        let waiters = [("waiter", &ids[0], "w1"), ("waiter2", &ids[1], "w2")];
+        for (name, id, key) in waiters {
+            client
+                .invoke(
+                    &b.url,
+                    &worker(&hid, name),
+                    "await-payload",
+                    id.clone(),
+                    key,
+                )
+                .await?;
+        }
+        // Both wait on b, each on a promise of a worker on a.
+        let deadline = Instant::now() + QUICK;
+        loop {
+            let mut parked = 0;
+            for name in ["waiter", "waiter2"] {
+                let shown = client
+                    .ok(
+                        Method::GET,
+                        &format!("{}{}", c.url, worker(&hid, name)),
+                        None,
+                        None,
+                    )
+                    .await?;
+                if shown["status"] == "Suspended" {
+                    parked += 1;
+                }
+            }
+            if parked == 2 {
+                break;
+            }
+            ensure!(Instant::now() < deadline, "the waiters never parked");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        anyhow::Ok((hid, ids[0].clone(), ids[1].clone()))
+    })?;
+    let settle = |id: &Value, data: &[u8], key: &str| {
+        let (url, body, key) = call(&c.url, "settler", "complete", json!([id, data]), key);
+        (url.replace("{cid}", &hid), body, key)
+    };
+    rt.block_on(async {
+        let (url, body, key) = settle(&first, b"hi", "s1");
+        let done = client
+            .ok(Method::POST, &url, Some(body), Some(&key))
+            .await?;
+        assert_eq!(done["result"], json!(true));
+        let (url, body, key) = settle(&first, b"late", "s1-again");
+        let again = client
+            .ok(Method::POST, &url, Some(body), Some(&key))
+            .await?;
+        assert_eq!(again["result"], json!(false));
+        let payload = client
+            .result(
+                &a.url,
+                &worker(&hid, "waiter"),
+                "await-payload",
+                first.clone(),
+                "w1",
+            )
+            .await?;
+        assert_eq!(payload, json!(b"hi"));
+        anyhow::Ok(())
+    })?;
+    // waiter2's node dies while it waits; another node takes it over.
+    b.kill()?;
+    rt.block_on(async {
+        client
+            .until_served(&c.url, &worker(&hid, "waiter2"))
+            .await?;
+        let (url, body, key) = settle(&second, b"after", "s2");
+        let done = client
+            .ok(Method::POST, &url, Some(body), Some(&key))
+            .await?;
+        assert_eq!(done["result"], json!(true));
+        let payload = client
+            .result(
+                &c.url,
+                &worker(&hid, "waiter2"),
+                "await-payload",
+                second.clone(),
+                "w2",
+            )
+            .await?;
+        assert_eq!(payload, json!(b"after"));
+        assert_eq!(
+            client.invocations(&a.url, &worker(&hid, "waiter2")).await?,
+            (1, 1)
+        );
         anyhow::Ok(())
     })?;
     Ok(())

@@ -393,11 +393,6 @@ impl Server {
         self.process.wait_stderr(needle, QUICK)
     }
 
-    /// Whether the server's stderr so far contains `needle`.
-    pub fn stderr_has(&self, needle: &str) -> bool {
-        self.process.stderr.text().contains(needle)
-    }
-
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.process.child.id()
