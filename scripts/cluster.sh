@@ -7,10 +7,14 @@
 # (scripts/with-postgres.sh), then nodes a, b and c on 127.0.0.1:9881,
 # 9882 and 9883 with the approval example, and waits until Ctrl-C, which
 # stops everything and removes the database. docs/cluster.md walks through
-# it: park workers, complete them through any node, kill the active node.
+# it: start workers through different nodes, park them, kill the owner of
+# one and watch the others take it over, complete it through any node,
+# drain a node.
 #
-# VOW_LEASE_TTL (seconds, default 5) sets the lease; VOW_CLUSTER_DIR keeps
-# the nodes' logs somewhere other than a temporary directory.
+# VOW_LEASE_TTL (seconds, default 5) sets how long a node's run lasts
+# without renewal: a killed node's workers are taken over after it;
+# VOW_CLUSTER_DIR keeps the nodes' logs somewhere other than a temporary
+# directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,9 +63,9 @@ for node in a b c; do
   done
   port=$((port + 1))
 done
-# The first node takes the lease and compiles the component.
+# Every node compiles the component; the first adds it.
 for _ in $(seq 600); do
-  grep -q " is active " "$logs"/*.log && break
+  [[ $(grep -l " serves (epoch" "$logs"/*.log 2>/dev/null | wc -l) -eq 3 ]] && break
   sleep 0.1
 done
 
