@@ -534,7 +534,8 @@ impl ExecutorBuilder {
         let (spawner, spawned) = Spawner::new();
         let registry = Arc::new(
             Registry::new(settings.max_resident)
-                .with_worker_limits(settings.max_workers, settings.max_workers_per_component),
+                .with_worker_limits(settings.max_workers, settings.max_workers_per_component)
+                .with_directory(refresh.is_some()),
         );
         let member = refresh.map(|refresh| {
             let registry = Arc::downgrade(&registry);
@@ -547,7 +548,6 @@ impl ExecutorBuilder {
                 refresh,
             }
         });
-        let directory = member.as_ref().map(|_| crate::member::Directory::default());
         let (promises, dispatcher) = Promises::spawn(
             Arc::clone(&storage),
             crate::promise::Stored {
@@ -594,7 +594,6 @@ impl ExecutorBuilder {
             meter,
             metrics,
             changes,
-            directory,
         });
         let (ready, started) = tokio::sync::oneshot::channel();
         tokio::spawn(activate(Arc::downgrade(&inner), started, spawned));
@@ -788,8 +787,6 @@ pub(crate) struct Inner {
     metrics: Option<crate::metrics::Metrics>,
     /// Told of every observable change, for [`Executor::changes`].
     changes: crate::changes::Changes,
-    /// A cluster node's view of the other nodes' workers.
-    directory: Option<crate::member::Directory>,
 }
 
 impl Drop for Inner {
@@ -1124,7 +1121,7 @@ impl Executor {
 
     /// A cluster node's directory of the other nodes' workers.
     pub(crate) fn directory(&self) -> Option<&crate::member::Directory> {
-        self.inner.directory.as_ref()
+        self.inner.registry.directory()
     }
 
     pub(crate) fn downgrade(&self) -> std::sync::Weak<Inner> {
@@ -1595,32 +1592,16 @@ impl Executor {
     /// A worker's metadata (on a cluster node, another node's worker's as
     /// last stored).
     pub fn worker_metadata(&self, id: &WorkerId) -> Result<WorkerMetadata> {
-        match self.worker(id) {
-            Ok(worker) => Ok(worker.metadata()),
-            Err(error) => self.directory().and_then(|d| d.get(id)).ok_or(error),
-        }
+        self.inner
+            .registry
+            .metadata(id)
+            .ok_or_else(|| Error::WorkerNotFound(id.clone()))
     }
 
     /// Metadata of every worker, or of one component's workers, by id (on
     /// a cluster node, with the other nodes' workers as last stored).
     pub fn workers(&self, component: Option<ComponentId>) -> Vec<WorkerMetadata> {
-        let workers = match component {
-            Some(c) => self.inner.registry.of_component(c),
-            None => self.inner.registry.all(),
-        };
-        let mut all: Vec<WorkerMetadata> = workers.iter().map(|w| w.metadata()).collect();
-        if let Some(directory) = self.directory() {
-            let here: std::collections::HashSet<WorkerId> =
-                all.iter().map(|w| w.id.clone()).collect();
-            all.extend(
-                directory
-                    .list(component)
-                    .into_iter()
-                    .filter(|w| !here.contains(&w.id)),
-            );
-            all.sort_by(|a, b| a.id.cmp(&b.id));
-        }
-        all
+        self.inner.registry.all_metadata(component)
     }
 
     /// Whether this executor runs the worker (on a cluster node: whether

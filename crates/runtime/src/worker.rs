@@ -811,6 +811,8 @@ pub(crate) struct Registry {
     max_per_component: usize,
     /// Workers per component; changed with `workers`' write lock held.
     per_component: Mutex<HashMap<ComponentId, usize>>,
+    /// On a cluster node: the other nodes' workers, as last stored.
+    directory: Option<crate::member::Directory>,
 }
 
 #[derive(Default)]
@@ -834,7 +836,50 @@ impl Registry {
             max_workers: usize::MAX,
             max_per_component: usize::MAX,
             per_component: Mutex::default(),
+            directory: None,
         }
+    }
+
+    /// With a directory of the other nodes' workers (a cluster node).
+    pub(crate) fn with_directory(mut self, on: bool) -> Self {
+        self.directory = on.then(crate::member::Directory::default);
+        self
+    }
+
+    /// A cluster node's directory of the other nodes' workers.
+    pub(crate) fn directory(&self) -> Option<&crate::member::Directory> {
+        self.directory.as_ref()
+    }
+
+    /// The metadata of a worker: this executor's, or on a cluster node
+    /// another node's as last stored.
+    pub(crate) fn metadata(&self, id: &WorkerId) -> Option<WorkerMetadata> {
+        match self.get(id) {
+            Some(worker) => Some(worker.metadata()),
+            None => self.directory.as_ref().and_then(|d| d.get(id)),
+        }
+    }
+
+    /// The metadata of every worker (of one component), with the other
+    /// nodes' on a cluster node, by id.
+    pub(crate) fn all_metadata(&self, component: Option<ComponentId>) -> Vec<WorkerMetadata> {
+        let workers = match component {
+            Some(c) => self.of_component(c),
+            None => self.all(),
+        };
+        let mut all: Vec<WorkerMetadata> = workers.iter().map(|w| w.metadata()).collect();
+        if let Some(directory) = &self.directory {
+            let here: std::collections::HashSet<WorkerId> =
+                all.iter().map(|w| w.id.clone()).collect();
+            all.extend(
+                directory
+                    .list(component)
+                    .into_iter()
+                    .filter(|w| !here.contains(&w.id)),
+            );
+            all.sort_by(|a, b| a.id.cmp(&b.id));
+        }
+        all
     }
 
     /// Sets the limits [`insert_within_limits`](Self::insert_within_limits)

@@ -731,9 +731,10 @@ impl Host for HostView<'_> {
         let id = worker_id_from_wit(worker_id);
         let registry = self.ctx.registry()?;
         let answer = self.ctx.metadata_read("get-worker-metadata", || {
+            // On a cluster node, another node's worker as last stored.
             Ok(registry
-                .get(&id)
-                .map(|w| recorded_metadata(&w.metadata()))
+                .metadata(&id)
+                .map(|m| recorded_metadata(&m))
                 .into_iter()
                 .collect())
         })?;
@@ -776,9 +777,8 @@ impl HostGetWorkers for HostView<'_> {
         // as `precise = true` asks either way.
         let matched = self.ctx.metadata_read("get-workers", || {
             Ok(registry
-                .of_component(component)
+                .all_metadata(Some(component))
                 .into_iter()
-                .map(|w| w.metadata())
                 .filter(|m| filter.as_ref().is_none_or(|f| crate::filter::matches(f, m)))
                 .map(|m| recorded_metadata(&m))
                 .collect())
@@ -809,8 +809,8 @@ impl HostGetWorkers for HostView<'_> {
             // Workers deleted since the listing began are skipped.
             Ok(batch
                 .iter()
-                .filter_map(|id| registry.get(id))
-                .map(|w| recorded_metadata(&w.metadata()))
+                .filter_map(|id| registry.metadata(id))
+                .map(|m| recorded_metadata(&m))
                 .collect())
         })?;
         Ok(Some(page.iter().map(recorded_to_wit).collect()))
