@@ -52,6 +52,10 @@ const MIN_TICK: Duration = Duration::from_millis(50);
 /// Workers taken over per transaction.
 const SWEEP_BATCH: usize = 200;
 
+/// Workers taken over that are loaded at once (the store's read pool
+/// holds 8 connections).
+const LOADING: usize = 8;
+
 /// Free workers are looked for at least this often, whatever the
 /// membership does (a worker freed by a node that lost its run and came
 /// back within one tick would otherwise wait for the next change).
@@ -417,12 +421,23 @@ impl Node {
                     break;
                 }
             };
+            // Loaded several at a time: each load reads the store.
+            let mut loading = tokio::task::JoinSet::new();
+            let room = Arc::new(tokio::sync::Semaphore::new(LOADING));
             for key in &batch {
+                let Ok(permit) = Arc::clone(&room).acquire_owned().await else {
+                    break;
+                };
                 let id = WorkerId::new(ComponentId(key.component), &key.name);
-                if let Err(e) = executor.adopt(&id).await {
-                    tracing::error!(worker = %id, error = %e, "cannot load a worker this node took over");
-                }
+                let executor = executor.clone();
+                loading.spawn(async move {
+                    if let Err(e) = executor.adopt(&id).await {
+                        tracing::error!(worker = %id, error = %e, "cannot load a worker this node took over");
+                    }
+                    drop(permit);
+                });
             }
+            while loading.join_next().await.is_some() {}
             taken += batch.len();
             if batch.len() < SWEEP_BATCH {
                 break;
