@@ -538,12 +538,17 @@ impl ExecutorBuilder {
                 .with_directory(refresh.is_some()),
         );
         let member = refresh.map(|refresh| {
-            let registry = Arc::downgrade(&registry);
+            let mine = Arc::downgrade(&registry);
+            let known = Arc::downgrade(&registry);
             crate::promise::Member {
                 mine: Arc::new(move |worker: &WorkerId| {
-                    registry
-                        .upgrade()
+                    mine.upgrade()
                         .is_some_and(|registry| registry.get(worker).is_some())
+                }),
+                known: Arc::new(move |worker: &WorkerId| {
+                    known
+                        .upgrade()
+                        .is_some_and(|registry| registry.metadata(worker).is_some())
                 }),
                 refresh,
             }

@@ -1145,3 +1145,107 @@ fn guests_await_and_complete_promises_of_workers_on_other_nodes() -> anyhow::Res
     })?;
     Ok(())
 }
+
+/// A killed node's timers and continuations fire once, on the node that
+/// takes its workers over: a promise's timeout, and a `then` that waits on
+/// a promise of a worker on another node.
+#[test]
+fn timers_and_continuations_of_a_killed_node_fire_on_its_successor() -> anyhow::Result<()> {
+    let Some(url) = vow_tests::fresh_postgres_database()? else {
+        return Ok(());
+    };
+    let harness = vow_tests::guest("harness")?;
+    let started = nodes(&url, &["a", "b"], &[&harness])?;
+    let [a, b] = <[Server; 2]>::try_from(started).map_err(|_| anyhow!("two nodes"))?;
+    let client = Client::new();
+    let rt = runtime()?;
+    let (hid, timed, source, then_worker) = rt.block_on(async {
+        let hid = client.component(&a.url, "harness").await?;
+        client.start(&a.url, &hid, "timed").await?;
+        client.start(&b.url, &hid, "source").await?;
+        let options = json!({ "timeout-ms": 5000, "retention-ms": null, "payload-type": null });
+        let timed = client
+            .result(&a.url, &worker(&hid, "timed"), "vow-create", options, "t")
+            .await?;
+        let source = client
+            .ok(
+                Method::POST,
+                &format!(
+                    "{}{}/invoke-and-await?function=new-promise",
+                    b.url,
+                    worker(&hid, "source")
+                ),
+                Some(json!({ "params_json": [] })),
+                Some("s"),
+            )
+            .await?["result"]
+            .clone();
+        let index = source["oplog-idx"].as_u64().context("a promise id")?;
+        // The continuation's worker is made, and owned, by node a.
+        let then = client
+            .ok(
+                Method::POST,
+                &format!("{}/v1/components/{hid}/then", a.url),
+                Some(json!({
+                    "source": format!("{hid}/source/{index}"),
+                    "function": "complete-then-await"
+                })),
+                None,
+            )
+            .await?;
+        let then_worker = then["workerName"]
+            .as_str()
+            .context("the continuation's worker")?
+            .to_owned();
+        anyhow::Ok((hid, timed, index, then_worker))
+    })?;
+    let killed = Instant::now();
+    a.kill()?;
+    let timed_index = timed["oplog-idx"].as_u64().context("a promise id")?;
+    rt.block_on(async {
+        // The timeout fires on b, once b took the worker over.
+        let path = format!("{}{}/promises/{timed_index}", b.url, worker(&hid, "timed"));
+        let deadline = Instant::now() + QUICK;
+        loop {
+            let shown = client.ok(Method::GET, &path, None, None).await?;
+            if shown["status"] == "timed-out" {
+                break;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "the timeout never fired: {shown}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        ensure!(
+            killed.elapsed() >= Duration::from_secs(4),
+            "fired before a's run expired"
+        );
+        // The continuation runs on b once its source settles.
+        let settled = client
+            .complete(&b.url, &worker(&hid, "source"), source, b"go")
+            .await?;
+        assert_eq!(settled, json!(true));
+        let path = format!("{}{}/promises/1", b.url, worker(&hid, &then_worker));
+        let deadline = Instant::now() + QUICK;
+        loop {
+            let shown = client.ok(Method::GET, &path, None, None).await?;
+            if shown["status"] == "completed" {
+                break;
+            }
+            ensure!(
+                shown["status"] == "pending" && Instant::now() < deadline,
+                "the continuation did not complete: {shown}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            client
+                .invocations(&b.url, &worker(&hid, &then_worker))
+                .await?,
+            (1, 1)
+        );
+        anyhow::Ok(())
+    })?;
+    Ok(())
+}

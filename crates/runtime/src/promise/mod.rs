@@ -390,6 +390,8 @@ pub(crate) enum Command {
 pub(crate) struct Member {
     /// Whether this node runs the worker.
     pub(crate) mine: std::sync::Arc<dyn Fn(&WorkerId) -> bool + Send + Sync>,
+    /// Whether the worker exists, on this node or another.
+    pub(crate) known: std::sync::Arc<dyn Fn(&WorkerId) -> bool + Send + Sync>,
     /// Read the promise from the store, and answer with
     /// [`Command::Refreshed`].
     pub(crate) refresh: mpsc::UnboundedSender<PromiseId>,

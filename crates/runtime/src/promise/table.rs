@@ -287,11 +287,25 @@ impl Table {
         }
     }
 
-    /// Whether this node runs `worker` (always, outside a cluster): only
-    /// the node that runs a worker fires the timers and reactions of its
-    /// promises.
-    fn mine(&self, worker: &crate::ids::WorkerId) -> bool {
-        self.member.as_ref().is_none_or(|m| (m.mine)(worker))
+    /// Whether this node fires the timers of `id` and the reaction that
+    /// settles it (always, outside a cluster): the node that runs its
+    /// worker does; a promise whose worker
+    /// does not exist yet (a `then` made over REST: its worker is made
+    /// when it fires) goes with the worker of its reaction's first source.
+    fn fires(&self, id: &PromiseId) -> bool {
+        let Some(member) = &self.member else {
+            return true;
+        };
+        if (member.mine)(&id.worker_id) {
+            return true;
+        }
+        if (member.known)(&id.worker_id) {
+            return false;
+        }
+        self.reactions
+            .get(id)
+            .and_then(|r| r.sources.first())
+            .is_some_and(|source| (member.mine)(&source.worker_id))
     }
 
     /// In a cluster, when this table does not have `id` (another node made
@@ -315,7 +329,7 @@ impl Table {
 
     /// Fires the reaction that settles `target` if its sources decide it.
     fn evaluate(&mut self, target: PromiseId) {
-        if !self.mine(&target.worker_id) {
+        if !self.fires(&target) {
             return;
         }
         let Some(reaction) = self.reactions.get(&target) else {
@@ -466,7 +480,7 @@ impl Table {
             };
             // Another node's: it fires it (or this one, once it takes the
             // worker over: see `adopted`).
-            if !self.mine(&id.worker_id) {
+            if !self.fires(&id) {
                 continue;
             }
             if matches!(entry.state, State::Settled { .. }) {
@@ -496,7 +510,7 @@ impl Table {
                 }
                 _ => None,
             });
-            if due != Some(at) || !self.mine(&id.worker_id) {
+            if due != Some(at) || !self.fires(&id) {
                 continue;
             }
             if let Some(entry) = self.entries.remove(&id) {
@@ -750,9 +764,19 @@ impl Table {
     /// its to fire now, and the reactions that settle them its to run.
     fn adopted(&mut self, workers: &[crate::ids::WorkerId]) {
         let workers: std::collections::HashSet<&crate::ids::WorkerId> = workers.iter().collect();
+        // Promises of these workers, and those without a worker yet whose
+        // reaction's first source is one of theirs (see `fires`).
+        let follows = |table: &Self, id: &PromiseId| {
+            workers.contains(&id.worker_id)
+                || table
+                    .reactions
+                    .get(id)
+                    .and_then(|r| r.sources.first())
+                    .is_some_and(|source| workers.contains(&source.worker_id))
+        };
         let mut timers = Vec::new();
         for (id, entry) in &self.entries {
-            if !workers.contains(&id.worker_id) {
+            if !follows(self, id) {
                 continue;
             }
             match (&entry.state, entry.deadline, entry.retention) {
@@ -775,7 +799,7 @@ impl Table {
         let targets: Vec<PromiseId> = self
             .reactions
             .keys()
-            .filter(|target| workers.contains(&target.worker_id))
+            .filter(|target| follows(self, target))
             .cloned()
             .collect();
         for target in targets {
