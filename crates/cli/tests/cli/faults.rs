@@ -309,22 +309,48 @@ async fn drive(target: Arc<Target>, worker: String, mut rng: Rng) -> anyhow::Res
             .queue(&worker, "create-and-await", &await_key)
             .await?;
         let after = rounds.last().map_or(0, |r| r.promise);
-        let promise = target.awaited(&worker, after).await?;
-        tokio::time::sleep(rng.millis(0, 300)).await;
         let sent: Vec<String> = (0..COMPLETERS)
             .map(|c| format!("{worker} round {n} client {c}"))
             .collect();
-        let answers = futures::future::try_join_all(sent.iter().map(|payload| {
-            let body = json!({ "oplogIdx": promise, "data": payload.as_bytes() });
-            let (target, complete) = (&target, &complete);
-            async move {
-                let answer = target.ok(Method::POST, complete, Some(&body), None).await?;
-                answer
-                    .as_bool()
-                    .with_context(|| format!("complete answered {answer}"))
+        let (promise, answers) = loop {
+            let promise = target.awaited(&worker, after).await?;
+            tokio::time::sleep(rng.millis(0, 300)).await;
+            let replies = futures::future::try_join_all(sent.iter().map(|payload| {
+                let body = json!({ "oplogIdx": promise, "data": payload.as_bytes() });
+                let (target, complete) = (&target, &complete);
+                async move { target.send(Method::POST, complete, Some(&body), None).await }
+            }))
+            .await?;
+            // A promise listed before it was stored is gone after a kill,
+            // until the worker runs its invocation again by replay and
+            // makes it anew: it is looked for again. Only when every
+            // completer found none: one that was told `true` stored it.
+            if replies.iter().all(|r| r.status == 404) {
+                ensure!(
+                    Instant::now() < target.deadline,
+                    "{worker}'s promise {promise} stayed missing: {}",
+                    replies[0].body
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
             }
-        }))
-        .await?;
+            let answers = replies
+                .iter()
+                .map(|reply| {
+                    ensure!(
+                        reply.status == 200,
+                        "complete of {worker}'s promise {promise} answered {}: {}",
+                        reply.status,
+                        reply.body
+                    );
+                    reply
+                        .body
+                        .as_bool()
+                        .with_context(|| format!("complete answered {}", reply.body))
+                })
+                .collect::<anyhow::Result<Vec<bool>>>()?;
+            break (promise, answers);
+        };
         let acknowledged = sent
             .iter()
             .zip(&answers)
