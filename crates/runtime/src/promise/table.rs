@@ -123,6 +123,25 @@ pub(super) struct Table {
     fetched: Option<PromiseId>,
 }
 
+/// A stored promise's settlement and when it settled (`None` while
+/// pending); an error that no longer decodes reads as a failure saying so.
+fn stored_settlement(state: PromiseState) -> Option<(Settlement, Millis)> {
+    match state {
+        PromiseState::Pending => None,
+        PromiseState::Completed { data, at } => Some((Ok(data), at)),
+        PromiseState::Rejected { error, at } => Some((
+            Err(
+                persist::decode(&error, "a promise's error").unwrap_or_else(|e| PromiseError {
+                    kind: ErrorKind::Failed,
+                    message: e.to_string(),
+                    data: Vec::new(),
+                }),
+            ),
+            at,
+        )),
+    }
+}
+
 fn time_of(millis: Millis) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_millis(millis)
 }
@@ -196,22 +215,9 @@ impl Table {
 
     pub(super) fn load(&mut self, record: PromiseRecord) {
         let id = persist::promise_id(&record.key);
-        let state = match record.state {
-            PromiseState::Pending => State::Pending(Vec::new()),
-            PromiseState::Completed { data, at } => State::Settled {
-                settlement: Ok(data),
-                at,
-            },
-            PromiseState::Rejected { error, at } => State::Settled {
-                settlement: Err(
-                    persist::decode(&error, "a promise's error").unwrap_or_else(|e| PromiseError {
-                        kind: ErrorKind::Failed,
-                        message: e.to_string(),
-                        data: Vec::new(),
-                    }),
-                ),
-                at,
-            },
+        let state = match stored_settlement(record.state) {
+            None => State::Pending(Vec::new()),
+            Some((settlement, at)) => State::Settled { settlement, at },
         };
         let extra = super::Extra::read(&record.spec.options);
         let entry = Entry {
@@ -667,22 +673,7 @@ impl Table {
             (None, Some(record)) => self.load(record),
             (Some(_), None) => self.apply(Command::Delete { id: id.clone() }),
             (Some(entry), Some(record)) => {
-                let settlement = match record.state {
-                    PromiseState::Pending => None,
-                    PromiseState::Completed { data, at } => Some((Ok(data), at)),
-                    PromiseState::Rejected { error, at } => Some((
-                        Err(
-                            persist::decode(&error, "a promise's error").unwrap_or_else(|e| {
-                                PromiseError {
-                                    kind: ErrorKind::Failed,
-                                    message: e.to_string(),
-                                    data: Vec::new(),
-                                }
-                            }),
-                        ),
-                        at,
-                    )),
-                };
+                let settlement = stored_settlement(record.state);
                 // Settled here already, or being written here (the write's
                 // answer says who won): nothing to apply.
                 if let (Some((settlement, at)), State::Pending(waiters)) =
