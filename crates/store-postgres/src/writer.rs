@@ -88,8 +88,14 @@ impl Member {
 /// `FOR KEY SHARE`: the node's own renewals (which update no key) do not
 /// wait for its writes, while a takeover of its workers (`SELECT ... FOR
 /// UPDATE` in `cluster`) waits for the transaction to end.
+///
+/// `clock_timestamp()`, not `now()` (the start of the transaction): a check
+/// that waited behind a takeover's lock is evaluated again on the row when
+/// the lock is granted, and must then find the run expired. So once one
+/// takeover locked the row of a run that is over, that run can never
+/// commit again, and later takeovers need not wait.
 pub(crate) const FENCE: &str = "SELECT 1 FROM vow_nodes
-     WHERE node_id = $1 AND epoch = $2 AND expires_at > now() FOR KEY SHARE";
+     WHERE node_id = $1 AND epoch = $2 AND expires_at > clock_timestamp() FOR KEY SHARE";
 
 /// The longest wait between two attempts to reconnect the writer.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
