@@ -5,10 +5,15 @@
 //! the epoch of this run (a new one at every join), the address other
 //! nodes reach it at, until when it counts as alive, and its load. Each
 //! worker has an owner in `vow_owners`: the node, and the epoch of the run,
-//! that runs it. A node owns the workers it creates; a worker whose
-//! owner's run is over (it expired, left, or was replaced by a newer run
-//! of the same node id), or that has no owner, is **free**, and the first
-//! node that needs it takes it ([`Cluster::claim`], [`Cluster::sweep`]).
+//! that runs it. A node owns the workers it creates and the ones it takes;
+//! it lets go of those that leave its memory with nothing to do
+//! ([`Cluster::release`]). A worker whose owner's run is over (it expired,
+//! left, or was replaced by a newer run of the same node id), or that has
+//! no owner, is **free**, and the first node that needs it takes it: a
+//! request about it ([`Cluster::claim`]), or, for a free worker with work
+//! of its own (an invocation to run, a settled promise it waits for, a
+//! timer, a continuation to fire), a node looking for such workers
+//! ([`Cluster::sweep`]).
 //!
 //! # Fencing
 //!
@@ -18,11 +23,16 @@
 //! over (a pause, a partition, a slow disk) can never write again: its
 //! next transaction fails with [`Error::Fenced`]. Taking a worker from a
 //! node whose run is over first locks that node's row (`FOR UPDATE`),
-//! which waits for its transaction in flight: the new owner reads
-//! everything the old one committed.
+//! which waits for its transaction in flight, and updates it (so that a
+//! transaction of that run waiting behind the lock checks the row again,
+//! and finds the run over): the new owner reads everything the old one
+//! committed. A node does this once per run that ended; its later
+//! takeovers of that run's workers do not wait.
 //!
 //! Times are the database's (`now()`): the nodes' clocks may disagree.
 
+use std::collections::HashSet;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -81,6 +91,9 @@ pub struct NodeRecord {
     pub expires_at: i64,
     /// Whether it renewed in time (by the database's clock).
     pub alive: bool,
+    /// How long this run lasts at least without renewing, counted from
+    /// when the question was sent (zero once it is over).
+    pub expires_in: Duration,
     /// Workers this run owns, as `vow_owners` says now.
     pub owned: u64,
     /// Workers in memory and running, as the node last reported them
@@ -101,6 +114,10 @@ pub enum Owner {
         node_id: String,
         /// Its `advertise_url`.
         url: String,
+        /// How long its run lasts at least, counted from when the question
+        /// was sent (by the database's clock): until then it owns the
+        /// worker, unless it lets go of it.
+        for_at_least: Duration,
     },
     /// Nobody: the worker is free (only from [`Cluster::owner`]; a claim
     /// takes it).
@@ -140,6 +157,9 @@ pub struct Cluster {
     node_id: String,
     epoch: i64,
     ttl: Duration,
+    /// Runs of other nodes that are over and whose last write in flight
+    /// this node has waited for: they can never commit again.
+    ended: Mutex<HashSet<(String, i64)>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -307,6 +327,7 @@ impl Cluster {
             node_id: options.node_id,
             epoch,
             ttl: options.lease_ttl,
+            ended: Mutex::new(HashSet::new()),
         })
     }
 
@@ -423,19 +444,22 @@ impl Cluster {
     /// Who runs `worker` now.
     pub async fn owner(&self, worker: &WorkerKey) -> Result<Owner> {
         let client = self.reader().await?;
-        self.look(&client, worker).await
+        Ok(self.look(&client, worker).await?.0)
     }
 
+    /// Who runs `worker`, and the run that owned it last (also when that
+    /// run is over).
     async fn look(
         &self,
         client: &impl deadpool_postgres::GenericClient,
         worker: &WorkerKey,
-    ) -> Result<Owner> {
+    ) -> Result<(Owner, Option<(String, i64)>)> {
         let row = client
             .query_one(
                 "SELECT EXISTS (SELECT 1 FROM workers WHERE component = $1 AND name = $2),
                         o.node_id, o.epoch, n.advertise_url,
-                        coalesce(n.epoch = o.epoch AND n.expires_at > now(), false)
+                        coalesce(n.epoch = o.epoch AND n.expires_at > now(), false),
+                        coalesce(extract(epoch FROM n.expires_at - now())::float8, 0)
                  FROM (VALUES (1)) AS one (x)
                  LEFT JOIN vow_owners o ON o.component = $1 AND o.name = $2
                  LEFT JOIN vow_nodes n ON n.node_id = o.node_id",
@@ -444,19 +468,83 @@ impl Cluster {
             .await
             .map_err(|e| self.failed(&e))?;
         if !row.get::<_, bool>(0) {
-            return Ok(Owner::Missing);
+            return Ok((Owner::Missing, None));
         }
         let node: Option<String> = row.get(1);
         let epoch: Option<i64> = row.get(2);
         let url: Option<String> = row.get(3);
-        Ok(match (node, row.get::<_, bool>(4)) {
+        let left: f64 = row.get(5);
+        let former = node.clone().zip(epoch);
+        let owner = match (node, row.get::<_, bool>(4)) {
             (Some(node), true) if node == self.node_id && epoch == Some(self.epoch) => Owner::Me,
             (Some(node_id), true) => Owner::Node {
                 node_id,
                 url: url.unwrap_or_default(),
+                for_at_least: Duration::try_from_secs_f64(left).unwrap_or_default(),
             },
             _ => Owner::Free,
-        })
+        };
+        Ok((owner, former))
+    }
+
+    /// Waits, in `tx`, for the last write in flight of each run in
+    /// `former` that is over and that this node has not waited for yet,
+    /// and updates their rows so that none of them can commit again (see
+    /// the module docs). The runs to remember once `tx` commits.
+    async fn wait_for_ended(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        former: Vec<(String, i64)>,
+    ) -> Result<Vec<(String, i64)>> {
+        let waiting: Vec<(String, i64)> = {
+            let ended = self
+                .ended
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            former
+                .into_iter()
+                .filter(|run| !ended.contains(run))
+                .collect()
+        };
+        if waiting.is_empty() {
+            return Ok(waiting);
+        }
+        let nodes: Vec<&str> = waiting.iter().map(|(node, _)| node.as_str()).collect();
+        let epochs: Vec<i64> = waiting.iter().map(|(_, epoch)| *epoch).collect();
+        tx.execute(
+            "SELECT 1 FROM vow_nodes WHERE node_id = ANY($1) FOR UPDATE",
+            &[&nodes],
+        )
+        .await
+        .map_err(|e| self.failed(&e))?;
+        // A new version of each row of a run that is over: a write of that
+        // run queued behind this lock checks the row again.
+        tx.execute(
+            "UPDATE vow_nodes n SET expires_at = n.expires_at
+             FROM unnest($1::text[], $2::int8[]) AS r (node_id, epoch)
+             WHERE n.node_id = r.node_id AND n.epoch = r.epoch AND n.expires_at <= now()",
+            &[&nodes, &epochs],
+        )
+        .await
+        .map_err(|e| self.failed(&e))?;
+        Ok(waiting)
+    }
+
+    /// Remembers runs [`wait_for_ended`](Self::wait_for_ended) waited for,
+    /// once that transaction committed.
+    fn ended(&self, runs: Vec<(String, i64)>) {
+        if runs.is_empty() {
+            return;
+        }
+        let mut ended = self
+            .ended
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Runs end rarely; a bound keeps a long-lived node's memory flat.
+        if ended.len() > 10_000 {
+            ended.clear();
+        }
+        ended.extend(runs);
     }
 
     /// Takes `worker` if it is free: [`Owner::Me`] if this node runs it
@@ -466,18 +554,14 @@ impl Cluster {
     pub async fn claim(&self, worker: &WorkerKey) -> Result<Owner> {
         let mut client = self.reader().await?;
         let tx = client.transaction().await.map_err(|e| self.failed(&e))?;
-        let owner = self.look(&tx, worker).await?;
+        let (owner, former) = self.look(&tx, worker).await?;
         if owner != Owner::Free {
             return Ok(owner);
         }
         // Its former owner's last transaction, if one is in flight.
-        tx.execute(
-            "SELECT 1 FROM vow_nodes n JOIN vow_owners o ON o.node_id = n.node_id
-             WHERE o.component = $1 AND o.name = $2 FOR UPDATE OF n",
-            &[&worker.component, &worker.name],
-        )
-        .await
-        .map_err(|e| self.failed(&e))?;
+        let waited = self
+            .wait_for_ended(&tx, former.into_iter().collect())
+            .await?;
         let taken = tx
             .execute(
                 TAKE,
@@ -494,7 +578,7 @@ impl Cluster {
             Owner::Me
         } else {
             // Taken by another node meanwhile, or this run is over.
-            match self.look(&tx, worker).await? {
+            match self.look(&tx, worker).await?.0 {
                 Owner::Free => {
                     return Err(Error::Fenced {
                         location: self.location.clone(),
@@ -508,52 +592,97 @@ impl Cluster {
             }
         };
         tx.commit().await.map_err(|e| self.failed(&e))?;
+        self.ended(waited);
         Ok(owner)
     }
 
-    /// Takes up to `limit` free workers (those of nodes whose run is over,
-    /// and those nobody owns), skipping any another node is taking at the
-    /// same moment; the ones taken, which the caller loads. Waits for the
-    /// former owners' writes in flight.
+    /// Takes up to `limit` free workers that have something to do: an
+    /// invocation queued or running, a settled promise they wait for, a
+    /// pending promise with a timeout, a continuation that settles one of
+    /// their promises, or, for a continuation whose worker is made only
+    /// when it fires (a `then` made over REST), its first source's worker.
+    /// Free workers with nothing to do stay free until a request needs
+    /// them. Skips any another node is taking at the same moment; returns
+    /// the ones taken, which the caller loads (an empty list when there
+    /// are no more). Waits for the former owners' writes in flight.
     pub async fn sweep(&self, limit: usize) -> Result<Vec<WorkerKey>> {
         let mut client = self.reader().await?;
+        let (mut components, mut names) = (Vec::new(), Vec::new());
+        let unmade = client
+            .query(
+                "SELECT r.component, r.name, r.idx, r.sources, r.spec, r.created_at
+                 FROM reactions r
+                 WHERE NOT EXISTS (SELECT 1 FROM workers w
+                                   WHERE w.component = r.component AND w.name = r.name)",
+                &[],
+            )
+            .await
+            .map_err(|e| self.failed(&e))?;
+        for row in &unmade {
+            let reaction = crate::read::reaction(row, &self.location)?;
+            if let Some(first) = reaction.sources.into_iter().next() {
+                components.push(first.worker.component);
+                names.push(first.worker.name);
+            }
+        }
         let tx = client.transaction().await.map_err(|e| self.failed(&e))?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = tx
             .query(
-                "SELECT w.component, w.name, o.node_id FROM workers w
+                "WITH needs (component, name) AS (
+                     SELECT component, name FROM invocations WHERE state <> 'finished'
+                     UNION SELECT component, name FROM promises
+                           WHERE completed_at IS NULL AND deadline IS NOT NULL
+                     UNION SELECT component, name FROM reactions
+                     UNION SELECT w.component, w.name FROM workers w
+                           JOIN promises p ON p.component = w.awaiting_component
+                                AND p.name = w.awaiting_name AND p.idx = w.awaiting_index
+                           WHERE p.completed_at IS NOT NULL
+                     UNION SELECT * FROM unnest($1::uuid[], $2::text[]))
+                 SELECT w.component, w.name, o.node_id, o.epoch FROM needs
+                 JOIN workers w ON w.component = needs.component AND w.name = needs.name
                  LEFT JOIN vow_owners o ON o.component = w.component AND o.name = w.name
                  LEFT JOIN vow_nodes n ON n.node_id = o.node_id AND n.epoch = o.epoch
                       AND n.expires_at > now()
                  WHERE n.node_id IS NULL
-                 ORDER BY w.component, w.name
-                 LIMIT $1
-                 FOR UPDATE OF w SKIP LOCKED",
-                &[&limit],
+                 ORDER BY md5(w.name || $4), w.component
+                 LIMIT $3",
+                &[&components, &names, &limit, &self.node_id],
             )
             .await
             .map_err(|e| self.failed(&e))?;
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        let mut components = Vec::with_capacity(rows.len());
-        let mut names = Vec::with_capacity(rows.len());
-        let mut former: Vec<String> = Vec::new();
+        let (mut components, mut names) = (Vec::new(), Vec::new());
+        let mut former: Vec<(String, i64)> = Vec::new();
         for row in &rows {
             components.push(row.get::<_, uuid::Uuid>(0));
             names.push(row.get::<_, String>(1));
-            if let Some(node) = row.get::<_, Option<String>>(2)
-                && !former.contains(&node)
+            let run: Option<(String, i64)> = row
+                .get::<_, Option<String>>(2)
+                .zip(row.get::<_, Option<i64>>(3));
+            if let Some(run) = run
+                && !former.contains(&run)
             {
-                former.push(node);
+                former.push(run);
             }
         }
-        tx.execute(
-            "SELECT 1 FROM vow_nodes WHERE node_id = ANY($1) FOR UPDATE",
-            &[&former],
-        )
-        .await
-        .map_err(|e| self.failed(&e))?;
+        // The former owners' rows first, then the workers': a write of a
+        // run that is over may hold one of those workers' rows.
+        let waited = self.wait_for_ended(&tx, former).await?;
+        let locked = tx
+            .query(
+                "SELECT w.component, w.name FROM workers w
+                 JOIN unnest($1::uuid[], $2::text[]) AS k (component, name)
+                      ON w.component = k.component AND w.name = k.name
+                 FOR UPDATE OF w SKIP LOCKED",
+                &[&components, &names],
+            )
+            .await
+            .map_err(|e| self.failed(&e))?;
+        let components: Vec<uuid::Uuid> = locked.iter().map(|row| row.get(0)).collect();
+        let names: Vec<String> = locked.iter().map(|row| row.get(1)).collect();
         let names_ref: Vec<&str> = names.iter().map(String::as_str).collect();
         let taken = tx
             .query(
@@ -563,7 +692,39 @@ impl Cluster {
             .await
             .map_err(|e| self.failed(&e))?;
         tx.commit().await.map_err(|e| self.failed(&e))?;
+        self.ended(waited);
         Ok(taken
+            .iter()
+            .map(|row| WorkerKey {
+                component: row.get(0),
+                name: row.get(1),
+            })
+            .collect())
+    }
+
+    /// Lets go of workers this run owns (they left its memory with
+    /// nothing to do): they are free, and the first node that needs one
+    /// takes it. Call it once everything the node wrote for them is
+    /// stored. The ones let go (not those another node took meanwhile,
+    /// after this run ended).
+    pub async fn release(&self, workers: &[WorkerKey]) -> Result<Vec<WorkerKey>> {
+        if workers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let components: Vec<uuid::Uuid> = workers.iter().map(|w| w.component).collect();
+        let names: Vec<&str> = workers.iter().map(|w| w.name.as_str()).collect();
+        let client = self.reader().await?;
+        let rows = client
+            .query(
+                "DELETE FROM vow_owners o USING unnest($1::uuid[], $2::text[]) AS k (component, name)
+                 WHERE o.component = k.component AND o.name = k.name
+                   AND o.node_id = $3 AND o.epoch = $4
+                 RETURNING o.component, o.name",
+                &[&components, &names, &self.node_id, &self.epoch],
+            )
+            .await
+            .map_err(|e| self.failed(&e))?;
+        Ok(rows
             .iter()
             .map(|row| WorkerKey {
                 component: row.get(0),
@@ -583,7 +744,8 @@ impl Cluster {
                         n.expires_at > now(),
                         (SELECT count(*) FROM vow_owners o
                          WHERE o.node_id = n.node_id AND o.epoch = n.epoch),
-                        n.workers, n.resident, n.running
+                        n.workers, n.resident, n.running,
+                        greatest(extract(epoch FROM n.expires_at - now())::float8, 0)
                  FROM vow_nodes n
                  ORDER BY n.node_id",
                 &[],
@@ -603,6 +765,7 @@ impl Cluster {
                     started_at: row.get(3),
                     expires_at: row.get(4),
                     alive,
+                    expires_in: Duration::try_from_secs_f64(row.get(10)).unwrap_or_default(),
                     owned: if alive { count(row.get(6)) } else { 0 },
                     load: workers.map(|w| NodeLoad {
                         workers: count(Some(w)),

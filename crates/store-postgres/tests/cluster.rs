@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use vow_store::{
-    Change, ComponentRecord, Error, PromiseKey, Storage as _, WorkerKey, WorkerRecord, Write,
+    Change, ComponentRecord, Error, InvocationRecord, InvocationState, PromiseKey, Storage as _,
+    WorkerKey, WorkerRecord, Write,
 };
 use vow_store_postgres::cluster::{Cluster, ClusterOptions, NodeLoad, Owner, Renewal};
 use vow_store_postgres::{PostgresOptions, PostgresStorage};
@@ -54,6 +55,18 @@ fn worker(name: &str) -> Write {
     })
 }
 
+/// An invocation queued on worker `name`: work to do.
+fn queued(name: &str) -> Write {
+    Write::Enqueue(InvocationRecord {
+        worker: key(name),
+        seq: 1,
+        idempotency_key: None,
+        request: bytes::Bytes::from_static(b"{}"),
+        state: InvocationState::Queued,
+        accepted_at: 1,
+    })
+}
+
 fn me(owner: &Owner) -> bool {
     *owner == Owner::Me
 }
@@ -78,13 +91,23 @@ async fn a_node_whose_run_expired_can_never_write_again() -> anyhow::Result<()> 
         .await?;
     assert_eq!(a.renew(NodeLoad::default()).await?, Renewal::Renewed);
     assert_eq!(a.owner(&key("w")).await?, Owner::Me);
-    assert_eq!(
-        b.owner(&key("w")).await?,
+    match b.owner(&key("w")).await? {
         Owner::Node {
-            node_id: "a".to_owned(),
-            url: "http://a.example:9881".to_owned()
+            node_id,
+            url,
+            for_at_least,
+        } => {
+            assert_eq!(
+                (node_id.as_str(), url.as_str()),
+                ("a", "http://a.example:9881")
+            );
+            assert!(
+                for_at_least <= ttl && for_at_least > ttl / 2,
+                "{for_at_least:?}"
+            );
         }
-    );
+        other => anyhow::bail!("a's worker is not a's: {other:?}"),
+    }
     // Taken by nobody else while a lives.
     assert!(!me(&b.claim(&key("w")).await?));
     assert_eq!(b.claim(&key("none")).await?, Owner::Missing);
@@ -135,7 +158,8 @@ async fn a_node_whose_run_expired_can_never_write_again() -> anyhow::Result<()> 
 /// A drain: the store is closed (what was sent before is written, what
 /// comes after is refused) and the node leaves, so that its workers are
 /// free at once rather than after its run expires; sweeps by two nodes at
-/// the same moment share them out, each taken once.
+/// the same moment share out those with work to do, each taken once, and
+/// leave the others free until a node needs one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_left_frees_its_workers_at_once() -> anyhow::Result<()> {
     let Some(url) = vow_tests::fresh_postgres_database()? else {
@@ -146,7 +170,10 @@ async fn a_node_that_left_frees_its_workers_at_once() -> anyhow::Result<()> {
     let c = Cluster::join(&url, options("c", LONG)).await?;
     let store = a.open_store(PostgresOptions::default()).await?;
     let names: Vec<String> = (0..300).map(|i| format!("w{i:03}")).collect();
-    let written = store.write(names.iter().map(|n| worker(n)).collect());
+    let mut writes: Vec<Write> = names.iter().map(|n| worker(n)).collect();
+    writes.extend(names.iter().map(|n| queued(n)));
+    writes.extend((0..20).map(|i| worker(&format!("idle{i:02}"))));
+    let written = store.write(writes);
     store.close().await;
     written.await?;
     assert!(matches!(
@@ -190,7 +217,96 @@ async fn a_node_that_left_frees_its_workers_at_once() -> anyhow::Result<()> {
     assert_eq!(all, names.iter().cloned().collect::<BTreeSet<_>>());
     let gone = b.nodes().await?;
     assert!(!gone[0].alive, "a left but is listed alive: {gone:?}");
+    // Workers with nothing to do stay free; a request takes one.
+    assert_eq!(b.owner(&key("idle07")).await?, Owner::Free);
+    assert_eq!(c.claim(&key("idle07")).await?, Owner::Me);
+    assert!(b.sweep(50).await?.is_empty());
     Ok(())
+}
+
+/// A node lets go of a worker: it is free, taken by the first node that
+/// needs it, and the node that let go of it has no say any more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_let_go_of_is_free_for_the_next_node() -> anyhow::Result<()> {
+    let Some(url) = vow_tests::fresh_postgres_database()? else {
+        return Ok(());
+    };
+    let a = Cluster::join(&url, options("a", LONG)).await?;
+    let b = Cluster::join(&url, options("b", LONG)).await?;
+    let store = a.open_store(PostgresOptions::default()).await?;
+    store.write(vec![worker("w"), worker("v")]).await?;
+    assert_eq!(b.release(&[key("w")]).await?, Vec::<WorkerKey>::new());
+    assert_eq!(a.release(&[key("w"), key("none")]).await?, vec![key("w")]);
+    assert_eq!(a.owner(&key("w")).await?, Owner::Free);
+    assert!(me(&a.owner(&key("v")).await?), "v was let go of too");
+    assert_eq!(b.claim(&key("w")).await?, Owner::Me);
+    assert!(matches!(a.claim(&key("w")).await?, Owner::Node { node_id, .. } if node_id == "b"));
+    assert_eq!(a.release(&[key("w")]).await?, Vec::<WorkerKey>::new());
+    let owned: Vec<(String, u64)> = a
+        .nodes()
+        .await?
+        .into_iter()
+        .map(|n| (n.node_id, n.owned))
+        .collect();
+    assert_eq!(owned, [("a".to_owned(), 1), ("b".to_owned(), 1)]);
+    Ok(())
+}
+
+/// A write of a node whose check of its run waited behind a takeover's
+/// lock, begun before the run expired, is refused once the takeover
+/// (after the expiry) let go: the check is made again, by the clock of
+/// that moment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_queued_behind_a_takeover_is_fenced() -> anyhow::Result<()> {
+    let Some(url) = vow_tests::fresh_postgres_database()? else {
+        return Ok(());
+    };
+    let a = Cluster::join(&url, options("a", SHORT)).await?;
+    let store = a.open_store(PostgresOptions::default()).await?;
+    store.write(vec![worker("w")]).await?;
+    assert_eq!(a.renew(NodeLoad::default()).await?, Renewal::Renewed);
+
+    // A takeover holding a's row, as `claim` does.
+    let (mut taker, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    let tx = taker.transaction().await?;
+    tx.execute(
+        "SELECT 1 FROM vow_nodes WHERE node_id = 'a' FOR UPDATE",
+        &[],
+    )
+    .await?;
+    // a writes before its run expires; its check waits for the lock.
+    let write = tokio::spawn(store.write(vec![component("late")]));
+    tokio::time::sleep(SHORT + Duration::from_millis(300)).await;
+    assert!(
+        !write.is_finished(),
+        "the write did not wait for the takeover"
+    );
+    tx.execute(
+        "UPDATE vow_nodes SET expires_at = expires_at WHERE node_id = 'a'",
+        &[],
+    )
+    .await?;
+    tx.commit().await?;
+    match tokio::time::timeout(Duration::from_secs(5), write).await?? {
+        Err(Error::Fenced { .. }) => {}
+        other => anyhow::bail!("a write queued behind a takeover was not fenced: {other:?}"),
+    }
+    let names: Vec<String> = store_names(&url).await?;
+    assert!(!names.contains(&"late".to_owned()), "{names:?}");
+    Ok(())
+}
+
+/// The components' names, read by a connection of the test's own.
+async fn store_names(url: &str) -> anyhow::Result<Vec<String>> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client
+        .query("SELECT name FROM components", &[])
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect())
 }
 
 /// Node ids are unique among live nodes; a lone node (no cluster) and a
