@@ -97,6 +97,13 @@ pub enum Error {
     /// The worker was deleted before the invocation finished.
     #[error("worker {0} was deleted before the invocation finished")]
     WorkerDeleted(WorkerId),
+    /// On a node of a cluster: the node let go of the worker (it left
+    /// memory with nothing to do) while this request was on its way to
+    /// it; another node may take it now. Retrying is right.
+    #[error(
+        "worker {0} left this node while the request was on its way to it: retry, and the node that gets the request takes it"
+    )]
+    WorkerMoved(WorkerId),
     /// The worker's queue is full: try again later.
     #[error("worker {worker} has {limit} invocations waiting, its limit: try again later")]
     QueueFull {

@@ -537,10 +537,18 @@ impl ExecutorBuilder {
                 .with_worker_limits(settings.max_workers, settings.max_workers_per_component)
                 .with_directory(refresh.is_some()),
         );
+        let needed = crate::member::Needed::default();
         let member = refresh.map(|refresh| {
             let mine = Arc::downgrade(&registry);
             let known = Arc::downgrade(&registry);
+            let parked = Arc::downgrade(&registry);
+            let tell = needed.clone();
             crate::promise::Member {
+                settled: Arc::new(move |promise: &crate::ids::PromiseId| {
+                    if let Some(directory) = parked.upgrade().as_ref().and_then(|r| r.directory()) {
+                        tell.send(directory.parked_on(promise));
+                    }
+                }),
                 mine: Arc::new(move |worker: &WorkerId| {
                     mine.upgrade()
                         .is_some_and(|registry| registry.get(worker).is_some())
@@ -599,6 +607,7 @@ impl ExecutorBuilder {
             meter,
             metrics,
             changes,
+            needed,
         });
         let (ready, started) = tokio::sync::oneshot::channel();
         tokio::spawn(activate(Arc::downgrade(&inner), started, spawned));
@@ -792,6 +801,8 @@ pub(crate) struct Inner {
     metrics: Option<crate::metrics::Metrics>,
     /// Told of every observable change, for [`Executor::changes`].
     changes: crate::changes::Changes,
+    /// On a cluster node: workers outside it that need a node.
+    needed: crate::member::Needed,
 }
 
 impl Drop for Inner {
@@ -1078,10 +1089,14 @@ impl Executor {
     }
 
     fn worker(&self, id: &WorkerId) -> Result<Arc<WorkerEntry>> {
-        self.inner
-            .registry
-            .get(id)
-            .ok_or_else(|| Error::WorkerNotFound(id.clone()))
+        self.inner.registry.get(id).ok_or_else(|| {
+            // On a cluster node: it exists, and another node runs it (or
+            // will); the request reached this one as it let go of it.
+            match self.directory().and_then(|d| d.get(id)) {
+                Some(_) => Error::WorkerMoved(id.clone()),
+                None => Error::WorkerNotFound(id.clone()),
+            }
+        })
     }
 
     /// What workers of `component` run with (shared by all of them).
@@ -1142,6 +1157,16 @@ impl Executor {
     }
 
     /// Hands the promise table news from the cluster.
+    pub(crate) fn promise_table(&self) -> &Promises {
+        &self.inner.promises
+    }
+
+    /// On a cluster node: where the workers that need a node are told
+    /// (see [`Executor::needed_workers`]).
+    pub(crate) fn needed(&self) -> &crate::member::Needed {
+        &self.inner.needed
+    }
+
     pub(crate) fn promises_news(&self, command: crate::promise::Command) -> Result<()> {
         self.inner.promises.member_news(command)
     }
@@ -1254,6 +1279,7 @@ impl Executor {
         // Held until the job is queued: submissions to one worker take
         // their turn, so a key is looked up and remembered as one step.
         let loaded = entry.ensure_loaded().await?;
+        entry.check_here()?;
         if let Some(key) = &invocation.idempotency_key {
             let known = match entry.idempotent_outcome(key) {
                 Some(outcome) => Some(outcome),

@@ -18,7 +18,7 @@
 //!   status as last stored), so listings cover the whole cluster.
 //! - **Components** added on one node are compiled on every node.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
@@ -34,37 +34,77 @@ use crate::persist;
 use crate::promise::Command;
 use crate::worker::{WorkerMetadata, WorkerStatus};
 
-/// The workers of the other nodes, as the store last had them: their
-/// metadata, and the promise each is parked on.
+/// The workers of the other nodes (and the free ones), as the store last
+/// had them: their metadata, and the promise each is parked on.
 #[derive(Default)]
 pub(crate) struct Directory {
-    workers: Mutex<HashMap<WorkerId, (WorkerMetadata, Option<PromiseId>)>>,
+    entries: Mutex<Entries>,
 }
 
-type Entries = HashMap<WorkerId, (WorkerMetadata, Option<PromiseId>)>;
+#[derive(Default)]
+struct Entries {
+    workers: HashMap<WorkerId, (WorkerMetadata, Option<PromiseId>)>,
+    /// The workers parked on each promise.
+    parked: HashMap<PromiseId, HashSet<WorkerId>>,
+}
+
+impl Entries {
+    fn insert(&mut self, meta: WorkerMetadata, parked: Option<PromiseId>) {
+        self.remove(&meta.id);
+        if let Some(promise) = &parked {
+            self.parked
+                .entry(promise.clone())
+                .or_default()
+                .insert(meta.id.clone());
+        }
+        self.workers.insert(meta.id.clone(), (meta, parked));
+    }
+
+    fn remove(&mut self, id: &WorkerId) {
+        if let Some((_, Some(promise))) = self.workers.remove(id)
+            && let Some(waiting) = self.parked.get_mut(&promise)
+        {
+            waiting.remove(id);
+            if waiting.is_empty() {
+                self.parked.remove(&promise);
+            }
+        }
+    }
+}
 
 impl Directory {
     fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
-        self.workers
+        self.entries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A worker of another node.
     pub(crate) fn get(&self, id: &WorkerId) -> Option<WorkerMetadata> {
-        self.lock().get(id).map(|(meta, _)| meta.clone())
+        self.lock().workers.get(id).map(|(meta, _)| meta.clone())
     }
 
     /// Whether another node's worker `worker` is parked on `promise`.
     pub(crate) fn awaits(&self, worker: &WorkerId, promise: &PromiseId) -> bool {
         self.lock()
+            .workers
             .get(worker)
             .is_some_and(|(_, parked)| parked.as_ref() == Some(promise))
+    }
+
+    /// The workers outside this node parked on `promise`.
+    pub(crate) fn parked_on(&self, promise: &PromiseId) -> Vec<WorkerId> {
+        self.lock()
+            .parked
+            .get(promise)
+            .map(|workers| workers.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// The other nodes' workers, of one component or all.
     pub(crate) fn list(&self, component: Option<ComponentId>) -> Vec<WorkerMetadata> {
         self.lock()
+            .workers
             .values()
             .filter(|(w, _)| component.is_none_or(|c| c == w.id.component_id))
             .map(|(w, _)| w.clone())
@@ -73,12 +113,68 @@ impl Directory {
 
     fn put(&self, record: WorkerRecord) {
         let parked = record.state.awaiting.as_ref().map(persist::promise_id);
-        let meta = metadata(record);
-        self.lock().insert(meta.id.clone(), (meta, parked));
+        self.lock().insert(metadata(record), parked);
     }
 
-    fn remove(&self, id: &WorkerId) {
+    pub(crate) fn remove(&self, id: &WorkerId) {
         self.lock().remove(id);
+    }
+
+    fn clear(&self) {
+        *self.lock() = Entries::default();
+    }
+}
+
+/// Where a cluster node's executor tells of workers outside it that need
+/// a node (see [`Executor::needed_workers`]).
+#[derive(Clone, Default)]
+pub(crate) struct Needed {
+    channel: Arc<Mutex<NeededChannel>>,
+}
+
+#[derive(Default)]
+struct NeededChannel {
+    tx: Option<mpsc::UnboundedSender<WorkerId>>,
+    /// Until the embedder takes it.
+    rx: Option<mpsc::UnboundedReceiver<WorkerId>>,
+}
+
+impl Needed {
+    fn lock(&self) -> std::sync::MutexGuard<'_, NeededChannel> {
+        self.channel
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn send(&self, workers: Vec<WorkerId>) {
+        if workers.is_empty() {
+            return;
+        }
+        let mut channel = self.lock();
+        if channel.tx.is_none() && channel.rx.is_none() {
+            let (tx, rx) = mpsc::unbounded_channel();
+            *channel = NeededChannel {
+                tx: Some(tx),
+                rx: Some(rx),
+            };
+        }
+        if let Some(tx) = &channel.tx {
+            for worker in workers {
+                let _ = tx.send(worker);
+            }
+        }
+    }
+
+    fn take(&self) -> Option<mpsc::UnboundedReceiver<WorkerId>> {
+        let mut channel = self.lock();
+        if channel.tx.is_none() {
+            let (tx, rx) = mpsc::unbounded_channel();
+            *channel = NeededChannel {
+                tx: Some(tx),
+                rx: Some(rx),
+            };
+        }
+        channel.rx.take()
     }
 }
 
@@ -208,7 +304,7 @@ async fn apply(executor: &Executor, change: Change) -> Result<()> {
                 reactions,
             })?;
             if let Some(directory) = executor.directory() {
-                directory.lock().clear();
+                directory.clear();
             }
             load_directory(executor).await?;
         }
@@ -265,5 +361,91 @@ impl Executor {
         })?;
         tracing::debug!(worker = %id, queued, "worker taken over");
         Ok(true)
+    }
+}
+
+impl Executor {
+    /// On a cluster node: lets go of up to `limit` workers that have been
+    /// out of memory with nothing to do for `quiet` (idle, failed, or
+    /// parked on a pending promise, with nothing queued, and no timer or
+    /// continuation of theirs to fire). They leave this node: a request
+    /// that reaches it for one of them meanwhile fails with
+    /// [`Error::WorkerMoved`] (retry), and it is listed as the others'
+    /// workers are. The caller then frees them in the store, once
+    /// everything this node wrote is stored, and hands them to
+    /// [`released`](Self::released). Nothing outside a cluster.
+    pub async fn release_quiet(&self, quiet: Duration, limit: usize) -> Result<Vec<WorkerId>> {
+        let Some(directory) = self.directory() else {
+            return Ok(Vec::new());
+        };
+        let candidates: Vec<WorkerId> = self
+            .registry()
+            .all()
+            .into_iter()
+            .filter(|worker| worker.may_release(quiet))
+            .take(limit)
+            .map(|worker| worker.id.clone())
+            .collect();
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let busy: HashSet<WorkerId> = self
+            .promise_table()
+            .busy(candidates.clone())
+            .await?
+            .into_iter()
+            .collect();
+        let mut released = Vec::new();
+        for id in candidates {
+            if busy.contains(&id) {
+                continue;
+            }
+            let Some(entry) = self.registry().get(&id) else {
+                continue;
+            };
+            if !entry.try_release(quiet) {
+                continue;
+            }
+            self.registry().remove(&id);
+            let parked = entry.parked().map(|(promise, _)| promise);
+            directory.lock().insert(entry.metadata(), parked);
+            released.push(id);
+        }
+        Ok(released)
+    }
+
+    /// After the store freed workers [`release_quiet`](Self::release_quiet)
+    /// let go of: those parked on a promise that settled meanwhile (this
+    /// node no longer wakes them) are told as needed workers.
+    pub async fn released(&self, workers: &[WorkerId]) {
+        let Some(directory) = self.directory() else {
+            return;
+        };
+        let mut woken = Vec::new();
+        for id in workers {
+            let parked = directory
+                .lock()
+                .workers
+                .get(id)
+                .and_then(|(_, p)| p.clone());
+            let Some(promise) = parked else {
+                continue;
+            };
+            if let Ok(Some((info, _))) = self.promise_table().get(promise).await
+                && info.status != crate::promise::PromiseStatus::Pending
+            {
+                woken.push(id.clone());
+            }
+        }
+        self.needed().send(woken);
+    }
+
+    /// On a cluster node: the workers this node does not run that need a
+    /// node now (they wait, out of every node's memory, on a promise this
+    /// node settled). The embedder takes each one (if it is free) and
+    /// hands it to [`adopt`](Self::adopt). The receiver is handed out once;
+    /// `None` after that.
+    pub fn needed_workers(&self) -> Option<mpsc::UnboundedReceiver<WorkerId>> {
+        self.needed().take()
     }
 }

@@ -288,6 +288,11 @@ pub(crate) struct WorkerEntry {
     pub(crate) open_promises: AtomicUsize,
     /// Set while the worker has an instance in memory (for the metrics).
     resident: AtomicBool,
+    /// Since when the worker has had no task (it was made, or its task
+    /// ended): a cluster node lets go of workers quiet for a while.
+    quiet_since: Mutex<Instant>,
+    /// Set when a cluster node let go of the worker ([`Self::try_release`]).
+    released: AtomicBool,
     /// When the promise table told the worker that the promise it waits
     /// on settled, until its await returns (see [`crate::metrics`]).
     pub(crate) settled: crate::metrics::Stamp,
@@ -362,6 +367,8 @@ impl WorkerEntry {
             dormant_on: Mutex::new(None),
             open_promises: AtomicUsize::new(0),
             resident: AtomicBool::new(false),
+            quiet_since: Mutex::new(Instant::now()),
+            released: AtomicBool::new(false),
             settled: crate::metrics::Stamp::default(),
             run_env: env,
             loaded: AtomicBool::new(last_seq != UNKNOWN_SEQ),
@@ -587,6 +594,7 @@ impl WorkerEntry {
     /// Queues a job; it runs after every job queued before it.
     pub(crate) fn enqueue(self: &Arc<Self>, job: Job) -> Result<()> {
         self.check_not_failed()?;
+        self.check_here()?;
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::WorkerDeleted(self.id.clone()));
         }
@@ -653,6 +661,7 @@ impl WorkerEntry {
             return false;
         }
         *task = None;
+        *lock(&self.quiet_since) = Instant::now();
         if let Some(promise) = promise {
             self.forget_unwatched();
             *lock(&self.dormant_on) = Some(promise.clone());
@@ -742,6 +751,54 @@ impl WorkerEntry {
     /// Whether a job is waiting in the mailbox.
     pub(crate) fn has_mail(&self) -> bool {
         !lock(&self.mailbox).is_empty()
+    }
+
+    /// In a cluster, as the node lets go of the worker: closes it if it is
+    /// out of memory with nothing to do (idle, failed or parked, nothing
+    /// queued, no task) and has been for `quiet`; whether it did. From
+    /// then on it takes no job (see [`enqueue`](Self::enqueue)) and no
+    /// promise wakes it: the caller removes it from the registry, and the
+    /// node that needs it next loads it from the store.
+    pub(crate) fn try_release(&self, quiet: std::time::Duration) -> bool {
+        // A submission holds this while it queues its job.
+        let Ok(_loading) = self.loading.try_lock() else {
+            return false;
+        };
+        let task = lock(&self.task);
+        if !self.quiet_for(task.is_some(), quiet) {
+            return false;
+        }
+        self.released.store(true, Ordering::Release);
+        self.closed.store(true, Ordering::Release);
+        true
+    }
+
+    /// Whether [`try_release`](Self::try_release) would let go of it now.
+    pub(crate) fn may_release(&self, quiet: std::time::Duration) -> bool {
+        let has_task = lock(&self.task).is_some();
+        self.quiet_for(has_task, quiet)
+    }
+
+    fn quiet_for(&self, has_task: bool, quiet: std::time::Duration) -> bool {
+        let nothing_to_do = match self.status() {
+            WorkerStatus::Idle | WorkerStatus::Failed | WorkerStatus::Exited => !self.has_mail(),
+            WorkerStatus::Suspended => self.parked().is_some() && !self.has_mail(),
+            _ => false,
+        };
+        !has_task
+            && nothing_to_do
+            && !self.paused()
+            && !self.resident.load(Ordering::Acquire)
+            && !self.closed.load(Ordering::Acquire)
+            && lock(&self.quiet_since).elapsed() >= quiet
+    }
+
+    /// [`Error::WorkerMoved`] once the node let go of the worker.
+    pub(crate) fn check_here(&self) -> Result<()> {
+        if self.released.load(Ordering::Acquire) {
+            return Err(Error::WorkerMoved(self.id.clone()));
+        }
+        Ok(())
     }
 
     /// Whether the worker could leave memory now: idle with nothing queued,

@@ -229,9 +229,10 @@ impl From<Error> for ApiError {
             // worth retrying until workers are deleted.
             Error::TooManyWorkers { .. } => StatusCode::FORBIDDEN,
             Error::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Error::Instantiation { .. } | Error::ShutDown | Error::QueueFull { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Error::Instantiation { .. }
+            | Error::ShutDown
+            | Error::QueueFull { .. }
+            | Error::WorkerMoved(_) => StatusCode::SERVICE_UNAVAILABLE,
             // A node of a cluster that stopped writing (it drains, or lost
             // its lease): another node takes over, so retrying is right.
             Error::Store(
@@ -297,6 +298,10 @@ mod tests {
                 StatusCode::UNPROCESSABLE_ENTITY,
             ),
             (Error::ShutDown, StatusCode::SERVICE_UNAVAILABLE),
+            (
+                Error::WorkerMoved(worker.clone()),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
             (
                 Error::Config("bad".into()),
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -380,6 +380,13 @@ pub(crate) enum Command {
     Adopted {
         workers: Vec<WorkerId>,
     },
+    /// In a cluster: which of `workers` this table has work for (a timer
+    /// to fire, a reaction that settles one of their promises, or one
+    /// without a worker yet whose first source is theirs).
+    Busy {
+        workers: Vec<WorkerId>,
+        reply: oneshot::Sender<Vec<WorkerId>>,
+    },
 }
 
 /// What the table of a cluster node needs besides the store: which
@@ -392,6 +399,10 @@ pub(crate) struct Member {
     pub(crate) mine: std::sync::Arc<dyn Fn(&WorkerId) -> bool + Send + Sync>,
     /// Whether the worker exists, on this node or another.
     pub(crate) known: std::sync::Arc<dyn Fn(&WorkerId) -> bool + Send + Sync>,
+    /// Told when a promise settled (this node's write won, or another
+    /// node's news said so): workers of the directory parked on it may
+    /// need a node.
+    pub(crate) settled: std::sync::Arc<dyn Fn(&PromiseId) + Send + Sync>,
     /// Read the promise from the store, and answer with
     /// [`Command::Refreshed`].
     pub(crate) refresh: mpsc::UnboundedSender<PromiseId>,
@@ -618,6 +629,14 @@ impl Promises {
     /// [`crate::member`]).
     pub(crate) fn member_news(&self, command: Command) -> Result<()> {
         self.send(command)
+    }
+
+    /// Which of `workers` the table has timers or reactions to fire for
+    /// (see [`Command::Busy`]).
+    pub(crate) async fn busy(&self, workers: Vec<WorkerId>) -> Result<Vec<WorkerId>> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Busy { workers, reply })?;
+        rx.await.map_err(|_| Error::ShutDown)
     }
 
     /// One promise with its settlement, if it exists.

@@ -536,7 +536,10 @@ impl Table {
     }
 
     pub(super) fn apply(&mut self, command: Command) {
-        if !matches!(command, Command::List { .. } | Command::Get { .. }) {
+        if !matches!(
+            command,
+            Command::List { .. } | Command::Get { .. } | Command::Busy { .. }
+        ) {
             self.changes.bump();
         }
         let named = match &command {
@@ -661,6 +664,9 @@ impl Table {
                 reactions,
             } => self.resync(promises, reactions),
             Command::Adopted { workers } => self.adopted(&workers),
+            Command::Busy { workers, reply } => {
+                let _ = reply.send(self.busy(workers));
+            }
         }
     }
 
@@ -690,6 +696,9 @@ impl Table {
                     if let Some(retention) = entry.retention {
                         self.expiries
                             .insert((at.saturating_add(retention), id.clone()));
+                    }
+                    if let Some(member) = &self.member {
+                        (member.settled)(&id);
                     }
                     // The node that settled it removed its reaction.
                     self.reactions.remove(&id);
@@ -753,6 +762,34 @@ impl Table {
 
     /// This node took `workers` over: the timers of their promises are
     /// its to fire now, and the reactions that settle them its to run.
+    /// Which of `workers` have a pending promise with a timeout, a
+    /// reaction that settles one of their promises, or are the first
+    /// source of a reaction whose worker does not exist yet.
+    fn busy(&self, workers: Vec<crate::ids::WorkerId>) -> Vec<crate::ids::WorkerId> {
+        let asked: std::collections::HashSet<&crate::ids::WorkerId> = workers.iter().collect();
+        let mut busy = std::collections::HashSet::new();
+        for (id, entry) in &self.entries {
+            if entry.deadline.is_some()
+                && matches!(entry.state, State::Pending(_) | State::Writing(_))
+                && asked.contains(&id.worker_id)
+            {
+                busy.insert(id.worker_id.clone());
+            }
+        }
+        let known = self.member.as_ref().map(|m| Arc::clone(&m.known));
+        for (target, reaction) in &self.reactions {
+            if asked.contains(&target.worker_id) {
+                busy.insert(target.worker_id.clone());
+            } else if let Some(first) = reaction.sources.first()
+                && asked.contains(&first.worker_id)
+                && !known.as_ref().is_some_and(|known| known(&target.worker_id))
+            {
+                busy.insert(first.worker_id.clone());
+            }
+        }
+        workers.into_iter().filter(|w| busy.contains(w)).collect()
+    }
+
     fn adopted(&mut self, workers: &[crate::ids::WorkerId]) {
         let workers: std::collections::HashSet<&crate::ids::WorkerId> = workers.iter().collect();
         // Promises of these workers, and those without a worker yet whose
@@ -896,6 +933,9 @@ impl Table {
                         .insert((at.saturating_add(retention), id.clone()));
                 }
                 let _ = reply.send(Ok(true));
+                if let Some(member) = &self.member {
+                    (member.settled)(&id);
+                }
                 for later in queued {
                     write_then_reply(&self.storage, later.also, later.reply, Ok(false));
                 }
