@@ -69,6 +69,13 @@ pub trait Placement: Send + Sync + 'static {
     /// Where worker `name` of component `component` runs; a free worker is
     /// taken over by this node (and then [`Located::Here`]).
     fn locate<'a>(&'a self, component: uuid::Uuid, name: &'a str) -> LocateFuture<'a>;
+
+    /// The node [`locate`](Self::locate) named for this worker could not
+    /// be reached, or says the worker is not its own: forget anything
+    /// remembered about where it runs. Nothing, by default.
+    fn forget(&self, component: uuid::Uuid, name: &str) {
+        let _ = (component, name);
+    }
 }
 
 /// What [`Nodes::list`] returns.
@@ -150,6 +157,11 @@ pub fn millis_rfc3339(millis: i64) -> String {
 /// Marks a request a node forwarded, so that it is never forwarded again
 /// (two nodes that briefly disagree on who owns a worker cannot bounce it).
 const FORWARDED_BY: HeaderName = HeaderName::from_static("x-vow-forwarded-by");
+
+/// On the answer to a forwarded request: the node it was forwarded to
+/// does not run the worker (it names the node that does), so the node
+/// that forwarded it looks again next time.
+const NOT_OWNER: HeaderName = HeaderName::from_static("x-vow-not-owner");
 
 /// Headers of one hop, not passed on (RFC 9110, 7.6.1).
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -282,13 +294,25 @@ async fn about_worker(State(front): State<Front>, request: Request) -> Response 
         // Forwarded here by a node that took this one for the owner:
         // ownership moved meanwhile, and the client retries.
         Located::There { node_id, .. } if request.headers().contains_key(&FORWARDED_BY) => {
-            unavailable(format!(
+            let mut response = unavailable(format!(
                 "worker {name:?} moved to node {node_id:?} while this request was forwarded to \
                  node {:?}: retry",
                 front.node_id
-            ))
+            ));
+            if let Ok(value) = HeaderValue::from_str(&node_id) {
+                response.headers_mut().insert(NOT_OWNER, value);
+            }
+            response
         }
-        Located::There { node_id, url } => forward(&front, &node_id, &url, request).await,
+        Located::There { node_id, url } => {
+            let response = forward(&front, &node_id, &url, request).await;
+            let moved = response.status() == StatusCode::SERVICE_UNAVAILABLE
+                && response.headers().contains_key(&NOT_OWNER);
+            if moved || response.status() == StatusCode::BAD_GATEWAY {
+                front.placement.forget(component, &name);
+            }
+            response
+        }
     }
 }
 
@@ -318,6 +342,7 @@ fn worker_of(path: &str, method: &Method) -> Option<(uuid::Uuid, String)> {
 /// Sends `request` to the node at `base` and streams its answer back.
 async fn forward(front: &Front, node_id: &str, base: &str, request: Request) -> Response {
     let (parts, body) = request.into_parts();
+    let worker = worker_of(parts.uri.path(), &parts.method);
     let path = parts
         .uri
         .path_and_query()
@@ -341,6 +366,9 @@ async fn forward(front: &Front, node_id: &str, base: &str, request: Request) -> 
         // Not sent: retrying is safe.
         Err(e) if e.is_connect() => {
             front.unreachable.notify_one();
+            if let Some((component, name)) = &worker {
+                front.placement.forget(*component, name);
+            }
             tracing::warn!(node = %node_id, %url, error = %e, "cannot forward a request to the worker's owner");
             return unavailable(format!(
                 "node {node_id:?} runs this worker but cannot be reached from node {:?} ({}): retry; if it died, another node takes its workers over once its lease expires",

@@ -11,19 +11,26 @@
 //!   stops serving and exits 1 before (or as soon as) the other nodes may
 //!   take its workers; its writes are refused by the database anyway;
 //! - the node looks at the membership, and when it changed (a node died,
-//!   left or joined) or every few seconds, takes **free** workers over
-//!   (those of nodes whose run is over, and those nobody owns), as after a
-//!   restart: parked ones stay parked, running invocations run again by
-//!   replay, queued ones run.
+//!   left or joined; it looks again as the next node's run expires) or
+//!   every few seconds, takes the **free** workers (those of nodes whose
+//!   run is over, and those nobody owns) that have something to do, as
+//!   after a restart: queued invocations run, running ones run again by
+//!   replay, parked ones whose promise settled resume, timers and
+//!   continuations fire;
+//! - it lets go of the workers that have been out of memory with nothing
+//!   to do for a while (idle, or parked on a pending promise): they are
+//!   free, and the node that needs one next takes it.
 //!
 //! A request about a worker goes to its owner (see
 //! `vow_server::cluster`); a free worker is taken by the node that gets
-//! the request. The first SIGINT/SIGTERM drains: the node stops taking
+//! the request, and one parked on a promise this node settled is taken by
+//! this node. The first SIGINT/SIGTERM drains: the node stops taking
 //! requests (503 with `Retry-After`), finishes writing what it has, and
 //! leaves, so that the other nodes take its workers over within one of
 //! their ticks.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -56,10 +63,20 @@ const SWEEP_BATCH: usize = 200;
 /// holds 8 connections).
 const LOADING: usize = 8;
 
-/// Free workers are looked for at least this often, whatever the
-/// membership does (a worker freed by a node that lost its run and came
-/// back within one tick would otherwise wait for the next change).
-const SWEEP_EVERY: Duration = Duration::from_secs(5);
+/// Free workers with something to do are looked for at least this often,
+/// whatever the membership does (a timer of a free worker falls due, a
+/// node that lost its run came back within one tick, a worker was let go
+/// of as the promise it waits on settled elsewhere).
+const SWEEP_EVERY: Duration = Duration::from_secs(2);
+
+/// A worker out of memory with nothing to do for this long is let go of.
+const RELEASE_QUIET: Duration = Duration::from_secs(2);
+
+/// Workers let go of per tick at most.
+const RELEASE_BATCH: usize = 1000;
+
+/// Owners remembered by the front at most (then it starts again).
+const OWNERS_CACHED: usize = 100_000;
 
 pub(super) async fn serve(
     args: &ServeArgs,
@@ -98,10 +115,7 @@ pub(super) async fn serve(
         "node {node_id:?} is starting: retry"
     )));
     let unreachable = Arc::new(tokio::sync::Notify::new());
-    let owners = Arc::new(Owners {
-        cluster: Arc::clone(&cluster),
-        executor: OnceLock::new(),
-    });
+    let owners = Arc::new(Owners::new(Arc::clone(&cluster)));
     let front = vow_server::cluster::front(
         &node_id,
         &config,
@@ -210,15 +224,91 @@ struct Owners {
     cluster: Arc<Cluster>,
     /// Set once the store is open.
     executor: OnceLock<Executor>,
+    /// The other nodes' workers looked up lately: which node runs each,
+    /// and until when that node's run lasts at least. A node keeps its
+    /// workers until its run ends, unless it lets go of one: then the
+    /// request forwarded to it makes it take the worker back, or answers
+    /// that it moved (and this node forgets it).
+    cache: Mutex<HashMap<WorkerKey, Cached>>,
+    /// Held (shared) while a request takes a worker over, and
+    /// (exclusively) while the node lets go of workers, so that it never
+    /// lets go of a worker it is taking.
+    gate: tokio::sync::RwLock<()>,
+}
+
+#[derive(Clone)]
+struct Cached {
+    node_id: String,
+    url: String,
+    until: Instant,
 }
 
 impl Owners {
-    /// Takes `id` over (this node owns it now) and loads it.
-    async fn adopt(&self, executor: &Executor, id: &WorkerId) -> Located {
-        match executor.adopt(id).await {
-            Ok(_) => Located::Here,
+    fn new(cluster: Arc<Cluster>) -> Self {
+        Self {
+            cluster,
+            executor: OnceLock::new(),
+            cache: Mutex::new(HashMap::new()),
+            gate: tokio::sync::RwLock::new(()),
+        }
+    }
+
+    fn cached(&self, key: &WorkerKey) -> Option<Cached> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.get(key).filter(|c| c.until > Instant::now()).cloned()
+    }
+
+    fn remember(&self, key: WorkerKey, cached: Cached) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= OWNERS_CACHED {
+            cache.clear();
+        }
+        cache.insert(key, cached);
+    }
+
+    /// Takes `id` (if it is free) and loads it: where it runs now.
+    async fn take(&self, executor: &Executor, id: &WorkerId) -> Located {
+        let key = WorkerKey {
+            component: id.component_id.0,
+            name: id.worker_name.clone(),
+        };
+        let limit = self.cluster.lease_ttl() / 4;
+        let _taking = self.gate.read().await;
+        if executor.runs_worker(id) {
+            return Located::Here;
+        }
+        let sent = Instant::now();
+        let owner = match bounded(limit, self.cluster.owner(&key)).await {
+            Ok(Owner::Free) => bounded(limit, self.cluster.claim(&key)).await,
+            other => other,
+        };
+        match owner {
+            Ok(Owner::Me) => match executor.adopt(id).await {
+                Ok(_) => Located::Here,
+                Err(e) => Located::Unavailable(format!(
+                    "node {:?} could not load worker {id}, which it took over: {e}",
+                    self.cluster.node_id()
+                )),
+            },
+            Ok(Owner::Node {
+                node_id,
+                url,
+                for_at_least,
+            }) => {
+                self.remember(
+                    key,
+                    Cached {
+                        node_id: node_id.clone(),
+                        url: url.clone(),
+                        until: sent + for_at_least,
+                    },
+                );
+                Located::There { node_id, url }
+            }
+            // This node's routes say it does not exist (or make it).
+            Ok(Owner::Missing | Owner::Free) => Located::Here,
             Err(e) => Located::Unavailable(format!(
-                "node {:?} could not load worker {id}, which it took over: {e}",
+                "node {:?} cannot tell which node runs worker {id}: {e}",
                 self.cluster.node_id()
             )),
         }
@@ -246,22 +336,20 @@ impl Placement for Owners {
                 component,
                 name: name.to_owned(),
             };
-            let limit = self.cluster.lease_ttl() / 4;
-            let owner = match bounded(limit, self.cluster.owner(&key)).await {
-                Ok(Owner::Free) => bounded(limit, self.cluster.claim(&key)).await,
-                other => other,
-            };
-            match owner {
-                Ok(Owner::Me) => self.adopt(executor, &id).await,
-                Ok(Owner::Node { node_id, url }) => Located::There { node_id, url },
-                // This node's routes say it does not exist (or make it).
-                Ok(Owner::Missing | Owner::Free) => Located::Here,
-                Err(e) => Located::Unavailable(format!(
-                    "node {:?} cannot tell which node runs worker {id}: {e}",
-                    self.cluster.node_id()
-                )),
+            if let Some(Cached { node_id, url, .. }) = self.cached(&key) {
+                return Located::There { node_id, url };
             }
+            self.take(executor, &id).await
         })
+    }
+
+    fn forget(&self, component: uuid::Uuid, name: &str) {
+        let key = WorkerKey {
+            component,
+            name: name.to_owned(),
+        };
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.remove(&key);
     }
 }
 
@@ -327,9 +415,23 @@ impl Node {
         let ttl = self.cluster.lease_ttl();
         let tick = (ttl / 4).min(MAX_TICK);
         let mut sweeps = Sweeps::default();
+        let needed = executor.needed_workers().map(|needed| {
+            tokio::spawn(take_needed(
+                Arc::clone(&self.owners),
+                executor.clone(),
+                needed,
+            ))
+        });
+        let _stop_taking = needed.map(|task| AbortOnDrop(task.abort_handle()));
         loop {
             let looked = Instant::now();
-            self.sweep(&executor, &mut sweeps).await;
+            let next_expiry = self.sweep(&executor, &mut sweeps).await;
+            self.release(&store, &executor).await;
+            // As the next node's run expires, its workers are free: look
+            // right after, not at the next tick.
+            let wait = tick
+                .saturating_sub(looked.elapsed())
+                .min(next_expiry.map_or(tick, |left| left + MIN_TICK / 5));
             tokio::select! {
                 why = &mut renewing => {
                     self.stop(&store).await;
@@ -345,7 +447,7 @@ impl Node {
                     self.hand_over(&store).await;
                     return Ok(());
                 }
-                () = tokio::time::sleep(tick.saturating_sub(looked.elapsed())) => {}
+                () = tokio::time::sleep(wait) => {}
                 () = self.unreachable.notified() => {
                     // Not more often than this, however many requests fail.
                     tokio::time::sleep(MIN_TICK.saturating_sub(looked.elapsed())).await;
@@ -387,15 +489,18 @@ impl Node {
         Ok((store, executor))
     }
 
-    /// Takes free workers over when the membership changed, an owner could
-    /// not be reached, the last look found a full batch, or a while passed.
-    async fn sweep(&self, executor: &Executor, sweeps: &mut Sweeps) {
+    /// Takes the free workers that have something to do when the
+    /// membership changed, an owner could not be reached, or a while
+    /// passed. How long until the next other node's run expires, if one
+    /// is alive.
+    async fn sweep(&self, executor: &Executor, sweeps: &mut Sweeps) -> Option<Duration> {
         let limit = self.cluster.lease_ttl() / 4;
+        let asked = Instant::now();
         let nodes = match bounded(limit, self.cluster.nodes()).await {
             Ok(nodes) => nodes,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the cluster's nodes");
-                return;
+                return None;
             }
         };
         let members: Vec<(String, i64)> = nodes
@@ -403,9 +508,14 @@ impl Node {
             .filter(|n| n.alive)
             .map(|n| (n.node_id.clone(), n.epoch))
             .collect();
+        let next_expiry = nodes
+            .iter()
+            .filter(|n| n.alive && n.node_id != self.id())
+            .map(|n| n.expires_in.saturating_sub(asked.elapsed()))
+            .min();
         let changed = sweeps.members.as_ref() != Some(&members);
         if !(changed || sweeps.due || sweeps.last.is_none_or(|at| at.elapsed() >= SWEEP_EVERY)) {
-            return;
+            return next_expiry;
         }
         sweeps.members = Some(members);
         sweeps.last = Some(Instant::now());
@@ -421,6 +531,9 @@ impl Node {
                     break;
                 }
             };
+            if batch.is_empty() {
+                break;
+            }
             // Loaded several at a time: each load reads the store.
             let mut loading = tokio::task::JoinSet::new();
             let room = Arc::new(tokio::sync::Semaphore::new(LOADING));
@@ -439,16 +552,53 @@ impl Node {
             }
             while loading.join_next().await.is_some() {}
             taken += batch.len();
-            if batch.len() < SWEEP_BATCH {
-                break;
-            }
         }
         if taken > 0 {
             output::error_line(&format!(
-                "node {} took over {taken} free workers in {} ms",
+                "node {} took over {taken} free workers with work to do in {} ms",
                 self.id(),
                 started.elapsed().as_millis()
             ));
+        }
+        next_expiry
+    }
+
+    /// Lets go of the workers that have been out of memory with nothing
+    /// to do for a while: once what this node wrote for them is stored,
+    /// they are free in the store.
+    async fn release(&self, store: &vow_store_postgres::PostgresStorage, executor: &Executor) {
+        use vow_runtime::vow_store::Storage as _;
+        let limit = self.cluster.lease_ttl() / 4;
+        let _releasing = self.owners.gate.write().await;
+        let released = match executor.release_quiet(RELEASE_QUIET, RELEASE_BATCH).await {
+            Ok(released) if !released.is_empty() => released,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot let go of quiet workers");
+                return;
+            }
+        };
+        // Everything written for them before is stored (the writer keeps
+        // the order of its batches) before another node may take them.
+        let keys: Vec<WorkerKey> = released
+            .iter()
+            .map(|id| WorkerKey {
+                component: id.component_id.0,
+                name: id.worker_name.clone(),
+            })
+            .collect();
+        let freed = match bounded(limit, store.write(Vec::new())).await {
+            Ok(_) => bounded(limit, self.cluster.release(&keys)).await,
+            Err(e) => Err(e),
+        };
+        match freed {
+            Ok(freed) => {
+                tracing::debug!(workers = freed.len(), "let go of quiet workers");
+                executor.released(&released).await;
+            }
+            // Still this node's in the store: a request about one of them
+            // finds this node, which takes it back.
+            Err(e) => tracing::warn!(error = %e, "cannot let go of quiet workers in the store"),
         }
     }
 
@@ -494,6 +644,37 @@ impl Node {
 
     fn unavailable(&self, why: String) {
         self.target.send_replace(Target::Unavailable(why));
+    }
+}
+
+/// Takes the workers the executor says need a node (parked, out of every
+/// node's memory, on a promise that settled) if they are free.
+async fn take_needed(
+    owners: Arc<Owners>,
+    executor: Executor,
+    mut needed: tokio::sync::mpsc::UnboundedReceiver<WorkerId>,
+) {
+    while let Some(id) = needed.recv().await {
+        let key = WorkerKey {
+            component: id.component_id.0,
+            name: id.worker_name.clone(),
+        };
+        // Another live node runs it, and wakes it itself.
+        if executor.runs_worker(&id) || owners.cached(&key).is_some() {
+            continue;
+        }
+        if let Located::Unavailable(why) = owners.take(&executor, &id).await {
+            tracing::warn!(worker = %id, %why, "cannot take a worker whose promise settled");
+        }
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
