@@ -623,7 +623,10 @@ struct Kill {
     takeover: Duration,
     /// kill -9 -> the other survivor answers 200 there too.
     both: Duration,
-    /// kill -9 -> the live nodes other than a own all [`KILL_PARKED`]
+    /// kill -9 -> a is listed gone: its run is over, and every one of its
+    /// workers is free, taken by the first survivor a request about it
+    /// reaches (what the survivors owned then: none of the parked ones
+    /// has work to do by itself).
     /// workers (`GET /v1/nodes`).
     owned: Duration,
     /// What the survivors' sweeps printed: `b: took over N free workers in
@@ -713,27 +716,25 @@ async fn kill(setup: &Setup, lease: u64, when: When) -> Result<Kill> {
         });
     }
     drop(answers_tx);
-    // When the survivors own every worker, as one of them lists the nodes.
+    // When a is listed gone (its workers are free for the survivors), as
+    // one of them lists the nodes.
     let owned = {
         let (api, url) = (api.clone(), format!("{}/v1/nodes", survivors[0]));
         tokio::spawn(async move {
             while killed.elapsed() < PATIENCE {
                 if let Ok((StatusCode::OK, text)) = api.send(Method::GET, &url, None, None).await {
                     let listed: Value = serde_json::from_str(&text)?;
-                    let theirs: u64 = listed["nodes"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter(|n| n["role"] == json!("alive") && n["nodeId"] != json!("a"))
-                        .filter_map(|n| n["owned"].as_u64())
-                        .sum();
-                    if theirs == KILL_PARKED as u64 {
+                    let nodes = listed["nodes"].as_array().cloned().unwrap_or_default();
+                    if nodes
+                        .iter()
+                        .any(|n| n["nodeId"] == json!("a") && n["role"] == json!("gone"))
+                    {
                         return anyhow::Ok(killed.elapsed());
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            bail!("the survivors never owned all {KILL_PARKED} workers")
+            bail!("node a was never listed gone")
         })
     };
     let takeover = answers.recv().await.context("no node took over")?;
@@ -769,7 +770,7 @@ async fn kill(setup: &Setup, lease: u64, when: When) -> Result<Kill> {
         .flat_map(|n| {
             n.stderr()
                 .lines()
-                .filter(|l| l.contains(" free workers in "))
+                .filter(|l| l.contains(" free workers with work to do in "))
                 .filter_map(|l| l.strip_prefix("node ").map(|l| l.replacen(' ', ": ", 1)))
                 .collect::<Vec<_>>()
         })
@@ -782,7 +783,8 @@ async fn kill(setup: &Setup, lease: u64, when: When) -> Result<Kill> {
         both,
         owned,
         took_over: if took_over.is_empty() {
-            "none: the requests took every worker".to_owned()
+            "none (no parked worker has work to do by itself): the requests took every worker"
+                .to_owned()
         } else {
             took_over.join("; ")
         },
@@ -1068,7 +1070,9 @@ fn render(results: &Results, postgres: &str) -> String {
                 worst(|k| k.takeover),
             ),
             (
-                format!("the survivors own all {KILL_PARKED} (`GET /v1/nodes`)"),
+                format!(
+                    "a listed gone: its {KILL_PARKED} workers free, each taken by the first survivor a request reaches (`GET /v1/nodes`)"
+                ),
                 worst(|k| k.owned),
             ),
             (
@@ -1164,10 +1168,12 @@ fn render(results: &Results, postgres: &str) -> String {
          \"takeover\": until b or c answers 200 on a worker route of one of a's workers (`GET .../workers/w0`, each survivor polled every 10 ms). \
          Until a's membership expires they answer 503 (a cannot be reached); after that, the first survivor that gets a request about a free worker, \
          or sweeps it, takes it over, and the other survivor then forwards to that node (\"the other survivor answers 200\"). \
-         \"all owned by the survivors\": until `GET /v1/nodes` through b (polled every 20 ms) shows b and c owning all {KILL_PARKED} workers. \
-         Besides the requests, each survivor sweeps free workers in batches of 200, sharing them with the other: at its tick (every 500 ms at most) \
-         when it sees the membership changed, and within 50 ms after a forward to a failed. \
-         \"the survivors' log\" shows their `took over N free workers in T ms` lines; the workers not in them were taken by the requests about them. \
+         \"a gone\": until `GET /v1/nodes` through b (polled every 20 ms) lists a as gone: its run is over, so every one of its workers is free \
+         (no node runs it, and no node's memory holds it), and the first survivor a request about it reaches takes it and loads it from the store. \
+         Besides the requests, each survivor sweeps the free workers that have work to do by themselves (a queued or running invocation, \
+         a settled promise they wait on, a timer, a continuation), sharing them with the other: at its tick (every 500 ms at most, \
+         and right after the next node's run expires) when it sees the membership changed, and within 50 ms after a forward to a failed. \
+         A worker parked on a pending promise has none: \"the survivors' log\" shows their `took over N free workers with work to do in T ms` lines. \
          From the takeover on, {CONCURRENCY} workers at a time, each worker's promise is completed through one survivor and its invocation awaited through the other \
          (`invoke-and-await` with the same key: it answers with the parked invocation's result). A 503 is retried after 20 ms, and counted \
          from the kill on (the pollers' answers are not counted). b and c are started at random moments of a 500 ms tick, one after the other. \
@@ -1181,7 +1187,7 @@ fn render(results: &Results, postgres: &str) -> String {
     );
     let _ = writeln!(
         out,
-        "| lease | killed | left | takeover: a survivor answers 200 | takeover - left | the other survivor answers 200 | all owned by the survivors | the survivors' log | every completion accepted | every invocation answered | completion phase | 503s retried |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| lease | killed | left | takeover: a survivor answers 200 | takeover - left | the other survivor answers 200 | a gone: all free | the survivors' log | every completion accepted | every invocation answered | completion phase | 503s retried |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for k in &results.kills {
         let _ = writeln!(

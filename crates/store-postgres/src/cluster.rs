@@ -597,7 +597,8 @@ impl Cluster {
     }
 
     /// Takes up to `limit` free workers that have something to do: an
-    /// invocation queued or running, a settled promise they wait for, a
+    /// invocation queued or running (unless they are parked on a pending
+    /// promise, which comes first), a settled promise they wait for, a
     /// pending promise with a timeout, a continuation that settles one of
     /// their promises, or, for a continuation whose worker is made only
     /// when it fires (a `then` made over REST), its first source's worker.
@@ -630,7 +631,15 @@ impl Cluster {
         let rows = tx
             .query(
                 "WITH needs (component, name) AS (
-                     SELECT component, name FROM invocations WHERE state <> 'finished'
+                     SELECT i.component, i.name FROM invocations i
+                     JOIN workers w ON w.component = i.component AND w.name = i.name
+                     WHERE i.state <> 'finished'
+                       -- Parked on a pending promise: nothing to do before it settles.
+                       AND NOT EXISTS (SELECT 1 FROM promises p
+                                       WHERE p.component = w.awaiting_component
+                                         AND p.name = w.awaiting_name
+                                         AND p.idx = w.awaiting_index
+                                         AND p.completed_at IS NULL)
                      UNION SELECT component, name FROM promises
                            WHERE completed_at IS NULL AND deadline IS NOT NULL
                      UNION SELECT component, name FROM reactions
