@@ -359,6 +359,18 @@ impl PostgresStorage {
 
 use crate::apply::Param;
 
+/// The columns of promise keys, for `unnest`; an index past `i64::MAX`
+/// (which cannot be stored) becomes -1, which matches nothing.
+fn promise_keys(keys: &[vow_store::PromiseKey]) -> (Vec<uuid::Uuid>, Vec<String>, Vec<i64>) {
+    (
+        keys.iter().map(|k| k.worker.component).collect(),
+        keys.iter().map(|k| k.worker.name.clone()).collect(),
+        keys.iter()
+            .map(|k| i64::try_from(k.index).unwrap_or(-1))
+            .collect(),
+    )
+}
+
 impl Storage for PostgresStorage {
     fn write(&self, batch: Vec<Write>) -> BoxFuture<'static, Result<Vec<Outcome>>> {
         let (reply, answer) = oneshot::channel();
@@ -628,6 +640,53 @@ impl Storage for PostgresStorage {
         )
         .map(|rows| rows.map(|r| r.into_iter().next()))
         .boxed()
+    }
+
+    fn workers_named<'a>(
+        &'a self,
+        keys: &'a [WorkerKey],
+    ) -> BoxFuture<'a, Result<Vec<WorkerRecord>>> {
+        let components: Vec<uuid::Uuid> = keys.iter().map(|k| k.component).collect();
+        let names: Vec<String> = keys.iter().map(|k| k.name.clone()).collect();
+        self.query(
+            "SELECT w.component, w.name, w.args, w.env, w.created_at, w.status, w.last_error,
+                    w.awaiting_component, w.awaiting_name, w.awaiting_index
+             FROM workers w JOIN unnest($1::uuid[], $2::text[]) AS k (component, name)
+                  ON w.component = k.component AND w.name = k.name",
+            vec![Box::new(components), Box::new(names)],
+            read::worker,
+        )
+    }
+
+    fn promises_named<'a>(
+        &'a self,
+        keys: &'a [vow_store::PromiseKey],
+    ) -> BoxFuture<'a, Result<Vec<PromiseRecord>>> {
+        let (components, names, indexes) = promise_keys(keys);
+        self.query(
+            "SELECT p.component, p.name, p.idx, p.created_at, p.data, p.completed_at, p.rejected,
+                    p.deadline, p.retention, p.options
+             FROM promises p
+             JOIN unnest($1::uuid[], $2::text[], $3::int8[]) AS k (component, name, idx)
+                  ON p.component = k.component AND p.name = k.name AND p.idx = k.idx",
+            vec![Box::new(components), Box::new(names), Box::new(indexes)],
+            read::promise,
+        )
+    }
+
+    fn reactions_named<'a>(
+        &'a self,
+        targets: &'a [vow_store::PromiseKey],
+    ) -> BoxFuture<'a, Result<Vec<ReactionRecord>>> {
+        let (components, names, indexes) = promise_keys(targets);
+        self.query(
+            "SELECT r.component, r.name, r.idx, r.sources, r.spec, r.created_at
+             FROM reactions r
+             JOIN unnest($1::uuid[], $2::text[], $3::int8[]) AS k (component, name, idx)
+                  ON r.component = k.component AND r.name = k.name AND r.idx = k.idx",
+            vec![Box::new(components), Box::new(names), Box::new(indexes)],
+            read::reaction,
+        )
     }
 
     fn location(&self) -> String {

@@ -491,6 +491,55 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
         .boxed()
     }
 
+    /// The records of those of `keys` that exist, in no particular order:
+    /// one read for many changes another node made. This default reads
+    /// them one at a time; backends shared by a cluster override it.
+    fn workers_named<'a>(
+        &'a self,
+        keys: &'a [WorkerKey],
+    ) -> BoxFuture<'a, Result<Vec<WorkerRecord>>> {
+        async move {
+            let mut found = Vec::with_capacity(keys.len());
+            for key in keys {
+                found.extend(self.worker(key).await?);
+            }
+            Ok(found)
+        }
+        .boxed()
+    }
+
+    /// The promises of `keys` that exist, in no particular order (see
+    /// [`workers_named`](Self::workers_named)).
+    fn promises_named<'a>(
+        &'a self,
+        keys: &'a [PromiseKey],
+    ) -> BoxFuture<'a, Result<Vec<PromiseRecord>>> {
+        async move {
+            let mut found = Vec::with_capacity(keys.len());
+            for key in keys {
+                found.extend(self.promise(key).await?);
+            }
+            Ok(found)
+        }
+        .boxed()
+    }
+
+    /// The reactions that settle those of `targets` that have one, in no
+    /// particular order (see [`workers_named`](Self::workers_named)).
+    fn reactions_named<'a>(
+        &'a self,
+        targets: &'a [PromiseKey],
+    ) -> BoxFuture<'a, Result<Vec<ReactionRecord>>> {
+        async move {
+            let mut found = Vec::with_capacity(targets.len());
+            for target in targets {
+                found.extend(self.reaction(target).await?);
+            }
+            Ok(found)
+        }
+        .boxed()
+    }
+
     /// A worker's invocations that have not finished, in queue order.
     fn unfinished_invocations<'a>(
         &'a self,

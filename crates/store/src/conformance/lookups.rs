@@ -15,7 +15,9 @@ use crate::{
 /// `component`, `worker`, `promise` and `reaction` return exactly the
 /// record the full list holds for that key (promises pending, completed and
 /// rejected), see an update, and return `None` for keys that were never
-/// written or were deleted (with `DeletePromise` or `DeleteWorker`).
+/// written or were deleted (with `DeletePromise` or `DeleteWorker`);
+/// `workers_named`, `promises_named` and `reactions_named` return the
+/// records of the keys asked for that exist.
 pub async fn lookups(store: &dyn Storage) {
     let component = component_record(Uuid::new_v4(), "looked-up", b"\0asm lookups");
     let worker = |name: &str| WorkerKey {
@@ -156,6 +158,52 @@ pub async fn lookups(store: &dyn Storage) {
             expected,
         );
     }
+
+    // Reads of several records at once: those that exist, whatever else
+    // is asked for alongside them.
+    let mut named = read(
+        store,
+        "workers by key",
+        store
+            .workers_named(&[second.clone(), worker("third"), first.clone()])
+            .await,
+    );
+    named.sort_by(|a, b| a.key.name.cmp(&b.key.name));
+    assert_eq!(
+        named,
+        [worker_record(&first), suspended.clone()],
+        "{}: workers_named",
+        store.location()
+    );
+    let asked = [
+        rejected.clone(),
+        key(&first, 4),
+        pending.clone(),
+        key(&first, u64::MAX),
+        completed.clone(),
+    ];
+    let mut named = read(store, "promises by key", store.promises_named(&asked).await);
+    named.sort_by_key(|p| p.key.index);
+    assert_eq!(
+        named,
+        promise_records,
+        "{}: promises_named",
+        store.location()
+    );
+    let mut named = read(
+        store,
+        "reactions by key",
+        store.reactions_named(&asked).await,
+    );
+    named.sort_by_key(|r| r.target.index);
+    assert_eq!(
+        named,
+        [combine.clone(), forward.clone()],
+        "{}: reactions_named",
+        store.location()
+    );
+    let none = read(store, "no workers", store.workers_named(&[]).await);
+    assert_eq!(none, [], "{}: workers_named of nothing", store.location());
 
     // An update is seen by the next read.
     let idle = WorkerState {
