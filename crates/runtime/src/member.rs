@@ -222,13 +222,18 @@ pub(crate) fn follow(
     tokio::spawn(run(weak, changes, refresh));
 }
 
+/// Changes read and applied together at most: under load, notifications
+/// arrive faster than one read each can follow.
+const BATCH: usize = 512;
+
 async fn run(
     executor: Weak<crate::executor::Inner>,
     mut changes: BoxStream<'static, Change>,
     mut refresh: mpsc::UnboundedReceiver<PromiseId>,
 ) {
+    use futures::FutureExt as _;
     loop {
-        let change = tokio::select! {
+        let first = tokio::select! {
             change = changes.next() => match change {
                 Some(change) => change,
                 None => return,
@@ -238,12 +243,26 @@ async fn run(
                 None => return,
             },
         };
+        // And whatever else has come meanwhile.
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match changes.next().now_or_never() {
+                Some(Some(change)) => batch.push(change),
+                _ => break,
+            }
+        }
+        while batch.len() < BATCH {
+            match refresh.try_recv() {
+                Ok(id) => batch.push(Change::Promise(persist::promise_key(&id))),
+                Err(_) => break,
+            }
+        }
         let Some(executor) = Executor::upgrade(&executor) else {
             return;
         };
-        // Applied one at a time, in order: a later read never lands
-        // before an earlier one.
-        if let Err(error) = apply(&executor, change).await {
+        // Batches are applied one at a time, in order: a later read never
+        // lands before an earlier one.
+        if let Err(error) = apply_all(&executor, batch).await {
             tracing::warn!(%error, "reading another node's change failed; reading everything again");
             tokio::time::sleep(RETRY).await;
             if let Err(error) = apply(&executor, Change::Resync).await {
@@ -251,6 +270,92 @@ async fn run(
             }
         }
     }
+}
+
+/// Reads what a batch of changes names, a read per kind of record (each
+/// record once, as it is now), and applies it: components, then
+/// promises, then reactions (a reaction's target is then known), then
+/// workers.
+async fn apply_all(executor: &Executor, batch: Vec<Change>) -> Result<()> {
+    let mut components = Vec::new();
+    let mut workers = Vec::new();
+    let mut promises = Vec::new();
+    let mut reactions = Vec::new();
+    for change in batch {
+        match change {
+            Change::Component(id) => components.push(id),
+            Change::Worker(key) => workers.push(key),
+            Change::Promise(key) => promises.push(key),
+            Change::Reaction(key) => reactions.push(key),
+            // Everything is read again: nothing else is needed.
+            resync => return apply(executor, resync).await,
+        }
+    }
+    dedup(&mut components);
+    dedup(&mut workers);
+    dedup(&mut promises);
+    dedup(&mut reactions);
+    for id in components {
+        apply(executor, Change::Component(id)).await?;
+    }
+    let storage = Arc::clone(executor.storage());
+    if !promises.is_empty() {
+        let mut found: HashMap<_, _> = storage
+            .promises_named(&promises)
+            .await?
+            .into_iter()
+            .map(|record| (record.key.clone(), record))
+            .collect();
+        for key in promises {
+            let record = found.remove(&key);
+            let id = persist::promise_id(&key);
+            executor.promises_news(Command::Refreshed { id, record })?;
+        }
+    }
+    if !reactions.is_empty() {
+        let mut found: HashMap<_, _> = storage
+            .reactions_named(&reactions)
+            .await?
+            .into_iter()
+            .map(|record| (record.target.clone(), record))
+            .collect();
+        for key in reactions {
+            let record = found.remove(&key);
+            let target = persist::promise_id(&key);
+            executor.promises_news(Command::ReactionRefreshed { target, record })?;
+        }
+    }
+    let Some(directory) = executor.directory() else {
+        return Ok(());
+    };
+    workers.retain(|key| executor.registry().get(&persist::worker_id(key)).is_none());
+    if !workers.is_empty() {
+        let mut found: HashMap<_, _> = storage
+            .workers_named(&workers)
+            .await?
+            .into_iter()
+            .map(|record| (record.key.clone(), record))
+            .collect();
+        for key in workers {
+            let id = persist::worker_id(&key);
+            // Taken by this node while the read was on its way.
+            if executor.registry().get(&id).is_some() {
+                continue;
+            }
+            match found.remove(&key) {
+                Some(record) => directory.put(record),
+                None => directory.remove(&id),
+            }
+        }
+        executor.changes_bump();
+    }
+    Ok(())
+}
+
+/// Keeps the first of each value, in order.
+fn dedup<T: Clone + Eq + std::hash::Hash>(values: &mut Vec<T>) {
+    let mut seen = HashSet::new();
+    values.retain(|value| seen.insert(value.clone()));
 }
 
 /// Reads what `change` names and applies it.
