@@ -72,7 +72,10 @@ const SWEEP_EVERY: Duration = Duration::from_secs(2);
 /// A worker out of memory with nothing to do for this long is let go of.
 const RELEASE_QUIET: Duration = Duration::from_secs(2);
 
-/// Workers let go of per tick at most.
+/// How often the node looks for workers to let go of.
+const RELEASE_EVERY: Duration = Duration::from_secs(1);
+
+/// Workers let go of per look at most.
 const RELEASE_BATCH: usize = 1000;
 
 /// Owners remembered by the front at most (then it starts again).
@@ -426,7 +429,13 @@ impl Node {
         loop {
             let looked = Instant::now();
             let next_expiry = self.sweep(&executor, &mut sweeps).await;
-            self.release(&store, &executor).await;
+            if sweeps
+                .released
+                .is_none_or(|at| at.elapsed() >= RELEASE_EVERY)
+            {
+                sweeps.released = Some(Instant::now());
+                self.release(&store, &executor).await;
+            }
             // As the next node's run expires, its workers are free: look
             // right after, not at the next tick.
             let wait = tick
@@ -686,6 +695,8 @@ struct Sweeps {
     last: Option<Instant>,
     /// Look at the next tick, whatever the membership does.
     due: bool,
+    /// When the node last looked for workers to let go of.
+    released: Option<Instant>,
 }
 
 /// Renews this run of the node (joined at `joined`) every quarter of the
