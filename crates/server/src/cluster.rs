@@ -205,6 +205,12 @@ pub fn front(
 ) -> Result<Router, crate::TlsError> {
     let mut client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(2))
+        // An owner whose machine died, or that a partition cut off, is
+        // noticed within about 11 s (a frozen process is not: its kernel
+        // still answers), and the request answers 502.
+        .tcp_keepalive(Duration::from_secs(5))
+        .tcp_keepalive_interval(Duration::from_secs(2))
+        .tcp_keepalive_retries(3)
         // Forwarding is to the advertised URL only, never elsewhere.
         .redirect(reqwest::redirect::Policy::none());
     if let Some(path) = ca_cert {
