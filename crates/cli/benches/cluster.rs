@@ -1126,7 +1126,7 @@ fn render(results: &Results, postgres: &str) -> String {
          an `invoke-and-await` in flight to a; its completion goes alternately to the owner a and to a node that does not own the worker \
          (b and c in turn), {FORWARD_SAMPLES} timed samples per path after {FORWARD_WARMUP} untimed ones. \
          Time: `POST complete` sent -> the `invoke-and-await` answered. The completion answers `true` once it is durable on the owner, \
-         whichever node it was sent to; b or c reads the worker's owner from the database (`vow_owners`) and forwards the request to it \
+         whichever node it was sent to; b or c knows the worker's owner (read once from the database, `vow_owners`, and remembered while the owner's run lasts) and forwards the request to it \
          over a pooled keep-alive connection, streamed both ways.\n"
     );
     let mut rows = Vec::new();
@@ -1238,8 +1238,7 @@ fn render(results: &Results, postgres: &str) -> String {
              Round-robin, which forwards two requests in three, did {:.2}x the rate of sending every request to the owner. \
              Each node runs its own third of the workers and writes their completions itself, so the three nodes share the work that one node alone does all of. \
              But on this one 2-core machine the three processes compete for the same two cores and the same PostgreSQL, \
-             and the cluster adds work of its own: each change a node writes is read again by the two others (a notification, then a read of the record), \
-             a node reads a worker's owner from the database for each request about a worker it does not run, \
+             and the cluster adds work of its own: each change a node writes is read again by the two others (a notification, then a batched read of the records), \
              and a forwarded request costs CPU on two nodes (section 1). \
              So these numbers show what running three nodes costs on a fixed budget of 2 cores, not how the cluster scales. \
              Scaling would need the nodes on separate machines, each with cores of its own (and PostgreSQL on its own), \
