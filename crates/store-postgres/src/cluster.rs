@@ -599,8 +599,9 @@ impl Cluster {
     /// Takes up to `limit` free workers that have something to do: an
     /// invocation queued or running (unless they are parked on a pending
     /// promise, which comes first), a settled promise they wait for, a
-    /// pending promise with a timeout, a continuation that settles one of
-    /// their promises, or, for a continuation whose worker is made only
+    /// pending promise with a timeout, a settled promise past its
+    /// retention (to delete), a continuation that settles one of their
+    /// promises, or, for a continuation whose worker is made only
     /// when it fires (a `then` made over REST), its first source's worker.
     /// Free workers with nothing to do stay free until a request needs
     /// them. Skips any another node is taking at the same moment; returns
@@ -643,6 +644,11 @@ impl Cluster {
                      UNION SELECT component, name FROM promises
                            WHERE completed_at IS NULL AND deadline IS NOT NULL
                      UNION SELECT component, name FROM reactions
+                     -- Settled promises past their retention, to delete.
+                     UNION SELECT component, name FROM promises
+                           WHERE completed_at IS NOT NULL AND retention IS NOT NULL
+                             AND completed_at + retention
+                                 <= (extract(epoch FROM now()) * 1000)::bigint
                      UNION SELECT w.component, w.name FROM workers w
                            JOIN promises p ON p.component = w.awaiting_component
                                 AND p.name = w.awaiting_name AND p.idx = w.awaiting_index

@@ -510,3 +510,96 @@ async fn each_node_hears_what_the_others_commit() -> anyhow::Result<()> {
     assert_eq!(next(&mut news_b).await, None, "b heard of its own write");
     Ok(())
 }
+
+/// What a sweep counts as work to do for a free worker: an invocation to
+/// run (not while the worker is parked on a pending promise), a settled
+/// promise it is parked on, a pending timeout, a settled promise past its
+/// retention, a continuation; nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_takes_the_free_workers_with_work_to_do() -> anyhow::Result<()> {
+    let Some(url) = vow_tests::fresh_postgres_database()? else {
+        return Ok(());
+    };
+    let a = Cluster::join(&url, options("a", LONG)).await?;
+    let b = Cluster::join(&url, options("b", LONG)).await?;
+    let store = a.open_store(PostgresOptions::default()).await?;
+    let promise = |worker: &str, index| PromiseKey {
+        worker: key(worker),
+        index,
+    };
+    let create = |worker: &str, index, deadline, retention| Write::CreatePromise {
+        key: promise(worker, index),
+        at: 1,
+        spec: vow_store::PromiseSpec {
+            deadline,
+            retention,
+            options: bytes::Bytes::new(),
+        },
+    };
+    let complete = |worker: &str, index| Write::CompletePromise {
+        key: promise(worker, index),
+        data: bytes::Bytes::from_static(b"done"),
+        at: 2,
+    };
+    let parked_on = |worker: &str, index| Write::UpdateWorker {
+        worker: key(worker),
+        state: vow_store::WorkerState {
+            status: "suspended".to_owned(),
+            last_error: None,
+            awaiting: Some(promise(worker, index)),
+        },
+    };
+    let names = [
+        "idle",
+        "queued",
+        "parked",
+        "resumable",
+        "timer",
+        "expired",
+        "kept",
+        "reacting",
+    ];
+    let mut writes: Vec<Write> = names.iter().map(|n| worker(n)).collect();
+    writes.extend([
+        queued("queued"),
+        // Parked in its running invocation, on a pending promise.
+        queued("parked"),
+        create("parked", 1, None, None),
+        parked_on("parked", 1),
+        // Parked on a promise that settled while it had no owner.
+        queued("resumable"),
+        create("resumable", 1, None, None),
+        parked_on("resumable", 1),
+        complete("resumable", 1),
+        create("timer", 1, Some(u64::MAX / 2), None),
+        // Settled long ago, kept for 1 ms: due to be deleted.
+        create("expired", 1, None, Some(1)),
+        complete("expired", 1),
+        // Kept for a long while yet.
+        create("kept", 1, None, Some(u64::MAX / 4)),
+        complete("kept", 1),
+        create("reacting", 1, None, None),
+        Write::PutReaction(vow_store::ReactionRecord {
+            target: promise("reacting", 1),
+            sources: vec![promise("timer", 1)],
+            spec: bytes::Bytes::new(),
+            created_at: 1,
+        }),
+    ]);
+    store.write(writes).await?;
+    store.close().await;
+    a.leave().await?;
+
+    let mut taken: Vec<String> = b.sweep(100).await?.into_iter().map(|k| k.name).collect();
+    taken.sort();
+    assert_eq!(
+        taken,
+        ["expired", "queued", "reacting", "resumable", "timer"],
+        "the workers with work to do"
+    );
+    assert!(b.sweep(100).await?.is_empty());
+    for name in ["idle", "parked", "kept"] {
+        assert_eq!(b.owner(&key(name)).await?, Owner::Free, "{name}");
+    }
+    Ok(())
+}
