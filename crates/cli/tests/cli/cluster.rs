@@ -1290,3 +1290,70 @@ fn timers_and_continuations_of_a_killed_node_fire_on_its_successor() -> anyhow::
     })?;
     Ok(())
 }
+
+/// A worker that left its node's memory with nothing to do (parked on a
+/// pending promise, evicted at once here) is let go of: no node owns it,
+/// nothing moved while it waited, and the node that gets its completion
+/// takes it, loads it from the store and resumes it, once.
+#[test]
+fn an_evicted_worker_has_no_owner_until_a_node_needs_it() -> anyhow::Result<()> {
+    let Some(url) = vow_tests::fresh_postgres_database()? else {
+        return Ok(());
+    };
+    let approval = vow_tests::guest("approval")?;
+    let a = node_with(&url, "a", &[&approval], &["--evict-after", "0"])?;
+    a.wait_stderr("node a serves (epoch")?;
+    let b = node(&url, "b", &[])?;
+    b.wait_stderr("node b serves (epoch")?;
+
+    let client = Client::new();
+    runtime()?.block_on(async {
+        let cid = client.component(&b.url, "approval").await?;
+        client.start(&a.url, &cid, "w").await?;
+        let path = worker(&cid, "w");
+        client
+            .invoke(&a.url, &path, "request-approval", json!("evicted"), "k")
+            .await?;
+        let parked = client.parked(&b.url, 1).await?;
+        // Evicted as it parked; let go of a couple of seconds later.
+        let started = Instant::now();
+        loop {
+            let owned = client.owned(&b.url).await?;
+            if owned.values().all(|n| *n == 0) {
+                break;
+            }
+            ensure!(
+                started.elapsed() < QUICK,
+                "node a kept its evicted worker: {owned:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let listed = client
+            .ok(
+                Method::GET,
+                &format!("{}/v1/components/{cid}/workers", a.url),
+                None,
+                None,
+            )
+            .await?;
+        assert_eq!(
+            listed["workers"][0]["status"],
+            json!("Suspended"),
+            "{listed}"
+        );
+        // Its completion through b: b takes it and resumes it.
+        assert_eq!(
+            client.complete(&b.url, &path, parked["w"], b"yes").await?,
+            json!(true)
+        );
+        let owned = client.owned(&a.url).await?;
+        assert_eq!(owned.get("b"), Some(&1), "{owned:?}");
+        let result = client
+            .result(&a.url, &path, "request-approval", json!("evicted"), "k")
+            .await?;
+        assert_eq!(result, json!("\"evicted\": yes"));
+        assert_eq!(client.invocations(&a.url, &path).await?, (1, 1));
+        anyhow::Ok(())
+    })?;
+    Ok(())
+}
