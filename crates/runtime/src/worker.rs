@@ -503,6 +503,11 @@ impl WorkerEntry {
         let Ok(_loading) = self.loading.try_lock() else {
             return;
         };
+        self.drop_unwatched_job();
+    }
+
+    /// [`forget_unwatched`](Self::forget_unwatched), with `loading` held.
+    fn drop_unwatched_job(&self) {
         let mut mailbox = lock(&self.mailbox);
         let [job] = mailbox.as_slices().0 else {
             return;
@@ -765,7 +770,12 @@ impl WorkerEntry {
             return false;
         };
         let task = lock(&self.task);
-        if !self.quiet_for(task.is_some(), quiet) {
+        // The parked job, put back as the worker left memory, if its caller
+        // has gone since (the store holds the invocation).
+        if task.is_none() && self.parked().is_some() {
+            self.drop_unwatched_job();
+        }
+        if !self.quiet_for(task.is_some(), quiet) || self.has_mail() {
             return false;
         }
         self.released.store(true, Ordering::Release);
@@ -779,10 +789,13 @@ impl WorkerEntry {
         self.quiet_for(has_task, quiet)
     }
 
+    /// Out of memory with nothing to do for `quiet`; a parked worker's
+    /// parked job may still be queued (whether anyone waits for it is
+    /// for [`try_release`](Self::try_release) to find out).
     fn quiet_for(&self, has_task: bool, quiet: std::time::Duration) -> bool {
         let nothing_to_do = match self.status() {
             WorkerStatus::Idle | WorkerStatus::Failed | WorkerStatus::Exited => !self.has_mail(),
-            WorkerStatus::Suspended => self.parked().is_some() && !self.has_mail(),
+            WorkerStatus::Suspended => self.parked().is_some() && self.queued() <= 1,
             _ => false,
         };
         !has_task
