@@ -418,6 +418,7 @@ impl Node {
         let ttl = self.cluster.lease_ttl();
         let tick = (ttl / 4).min(MAX_TICK);
         let mut sweeps = Sweeps::default();
+        let mut unfinished = Vec::new();
         let needed = executor.needed_workers().map(|needed| {
             tokio::spawn(take_needed(
                 Arc::clone(&self.owners),
@@ -434,7 +435,7 @@ impl Node {
                 .is_none_or(|at| at.elapsed() >= RELEASE_EVERY)
             {
                 sweeps.released = Some(Instant::now());
-                self.release(&store, &executor).await;
+                self.release(&store, &executor, &mut unfinished).await;
             }
             // As the next node's run expires, its workers are free: look
             // right after, not at the next tick.
@@ -575,21 +576,29 @@ impl Node {
     /// Lets go of the workers that have been out of memory with nothing
     /// to do for a while: once what this node wrote for them is stored,
     /// they are free in the store.
-    async fn release(&self, store: &vow_store_postgres::PostgresStorage, executor: &Executor) {
+    /// `unfinished` holds the workers let go of here whose rows could not
+    /// be deleted yet (the database did not answer in time): they are
+    /// tried again first, unless this node took one back meanwhile.
+    async fn release(
+        &self,
+        store: &vow_store_postgres::PostgresStorage,
+        executor: &Executor,
+        unfinished: &mut Vec<WorkerId>,
+    ) {
         use vow_runtime::vow_store::Storage as _;
         let limit = self.cluster.lease_ttl() / 4;
         let _releasing = self.owners.gate.write().await;
-        let released = match executor.release_quiet(RELEASE_QUIET, RELEASE_BATCH).await {
-            Ok(released) if !released.is_empty() => released,
-            Ok(_) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot let go of quiet workers");
-                return;
-            }
-        };
+        unfinished.retain(|id| !executor.runs_worker(id));
+        match executor.release_quiet(RELEASE_QUIET, RELEASE_BATCH).await {
+            Ok(released) => unfinished.extend(released),
+            Err(e) => tracing::warn!(error = %e, "cannot let go of quiet workers"),
+        }
+        if unfinished.is_empty() {
+            return;
+        }
         // Everything written for them before is stored (the writer keeps
         // the order of its batches) before another node may take them.
-        let keys: Vec<WorkerKey> = released
+        let keys: Vec<WorkerKey> = unfinished
             .iter()
             .map(|id| WorkerKey {
                 component: id.component_id.0,
@@ -603,11 +612,17 @@ impl Node {
         match freed {
             Ok(freed) => {
                 tracing::debug!(workers = freed.len(), "let go of quiet workers");
+                let released = std::mem::take(unfinished);
                 executor.released(&released).await;
             }
-            // Still this node's in the store: a request about one of them
-            // finds this node, which takes it back.
-            Err(e) => tracing::warn!(error = %e, "cannot let go of quiet workers in the store"),
+            // Still this node's in the store: tried again at the next
+            // look; a request about one of them meanwhile finds this node,
+            // which takes it back.
+            Err(e) => tracing::warn!(
+                error = %e,
+                workers = unfinished.len(),
+                "cannot let go of quiet workers in the store yet"
+            ),
         }
     }
 
