@@ -1324,7 +1324,8 @@ fn an_evicted_worker_has_no_owner_until_a_node_needs_it() -> anyhow::Result<()> 
             }
             ensure!(
                 started.elapsed() < QUICK,
-                "node a kept its evicted worker: {owned:?}"
+                "node a kept its evicted worker: {owned:?}; its log: {}",
+                a.wait_stderr("").unwrap_or_default()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
