@@ -537,12 +537,12 @@ impl ExecutorBuilder {
                 .with_worker_limits(settings.max_workers, settings.max_workers_per_component)
                 .with_directory(refresh.is_some()),
         );
-        let needed = crate::member::Needed::default();
+        let needed = Arc::new(crate::member::Needed::default());
         let member = refresh.map(|refresh| {
             let mine = Arc::downgrade(&registry);
             let known = Arc::downgrade(&registry);
             let parked = Arc::downgrade(&registry);
-            let tell = needed.clone();
+            let tell = Arc::clone(&needed);
             crate::promise::Member {
                 settled: Arc::new(move |promise: &crate::ids::PromiseId| {
                     if let Some(directory) = parked.upgrade().as_ref().and_then(|r| r.directory()) {
@@ -802,7 +802,7 @@ pub(crate) struct Inner {
     /// Told of every observable change, for [`Executor::changes`].
     changes: crate::changes::Changes,
     /// On a cluster node: workers outside it that need a node.
-    needed: crate::member::Needed,
+    needed: Arc<crate::member::Needed>,
 }
 
 impl Drop for Inner {

@@ -127,54 +127,34 @@ impl Directory {
 
 /// Where a cluster node's executor tells of workers outside it that need
 /// a node (see [`Executor::needed_workers`]).
-#[derive(Clone, Default)]
 pub(crate) struct Needed {
-    channel: Arc<Mutex<NeededChannel>>,
+    tx: mpsc::UnboundedSender<WorkerId>,
+    /// Until the embedder takes it.
+    rx: Mutex<Option<mpsc::UnboundedReceiver<WorkerId>>>,
 }
 
-#[derive(Default)]
-struct NeededChannel {
-    tx: Option<mpsc::UnboundedSender<WorkerId>>,
-    /// Until the embedder takes it.
-    rx: Option<mpsc::UnboundedReceiver<WorkerId>>,
+impl Default for Needed {
+    fn default() -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Self {
+            tx,
+            rx: Mutex::new(Some(rx)),
+        }
+    }
 }
 
 impl Needed {
-    fn lock(&self) -> std::sync::MutexGuard<'_, NeededChannel> {
-        self.channel
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     pub(crate) fn send(&self, workers: Vec<WorkerId>) {
-        if workers.is_empty() {
-            return;
-        }
-        let mut channel = self.lock();
-        if channel.tx.is_none() && channel.rx.is_none() {
-            let (tx, rx) = mpsc::unbounded_channel();
-            *channel = NeededChannel {
-                tx: Some(tx),
-                rx: Some(rx),
-            };
-        }
-        if let Some(tx) = &channel.tx {
-            for worker in workers {
-                let _ = tx.send(worker);
-            }
+        for worker in workers {
+            let _ = self.tx.send(worker);
         }
     }
 
     fn take(&self) -> Option<mpsc::UnboundedReceiver<WorkerId>> {
-        let mut channel = self.lock();
-        if channel.tx.is_none() {
-            let (tx, rx) = mpsc::unbounded_channel();
-            *channel = NeededChannel {
-                tx: Some(tx),
-                rx: Some(rx),
-            };
-        }
-        channel.rx.take()
+        self.rx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
     }
 }
 
@@ -265,7 +245,7 @@ async fn run(
         if let Err(error) = apply_all(&executor, batch).await {
             tracing::warn!(%error, "reading another node's change failed; reading everything again");
             tokio::time::sleep(RETRY).await;
-            if let Err(error) = apply(&executor, Change::Resync).await {
+            if let Err(error) = resync(&executor).await {
                 tracing::error!(%error, "reading the store again failed");
             }
         }
@@ -287,25 +267,28 @@ async fn apply_all(executor: &Executor, batch: Vec<Change>) -> Result<()> {
             Change::Worker(key) => workers.push(key),
             Change::Promise(key) => promises.push(key),
             Change::Reaction(key) => reactions.push(key),
-            // Everything is read again: nothing else is needed.
-            resync => return apply(executor, resync).await,
+            // Everything is read again (`Change` is non-exhaustive: news of
+            // a kind this version does not know is read that way too).
+            _ => return resync(executor).await,
         }
     }
     dedup(&mut components);
     dedup(&mut workers);
     dedup(&mut promises);
     dedup(&mut reactions);
-    for id in components {
-        apply(executor, Change::Component(id)).await?;
-    }
     let storage = Arc::clone(executor.storage());
+    for id in components.into_iter().map(ComponentId) {
+        if executor.component(id).is_err()
+            && let Some(record) = storage.component(id.0).await?
+        {
+            executor
+                .install_component(id, &record.name, record.bytes, record.sha256)
+                .await?;
+        }
+    }
     if !promises.is_empty() {
-        let mut found: HashMap<_, _> = storage
-            .promises_named(&promises)
-            .await?
-            .into_iter()
-            .map(|record| (record.key.clone(), record))
-            .collect();
+        let found = storage.promises_named(&promises).await?;
+        let mut found = by_key(found, |record| record.key.clone());
         for key in promises {
             let record = found.remove(&key);
             let id = persist::promise_id(&key);
@@ -313,12 +296,8 @@ async fn apply_all(executor: &Executor, batch: Vec<Change>) -> Result<()> {
         }
     }
     if !reactions.is_empty() {
-        let mut found: HashMap<_, _> = storage
-            .reactions_named(&reactions)
-            .await?
-            .into_iter()
-            .map(|record| (record.target.clone(), record))
-            .collect();
+        let found = storage.reactions_named(&reactions).await?;
+        let mut found = by_key(found, |record| record.target.clone());
         for key in reactions {
             let record = found.remove(&key);
             let target = persist::promise_id(&key);
@@ -330,12 +309,8 @@ async fn apply_all(executor: &Executor, batch: Vec<Change>) -> Result<()> {
     };
     workers.retain(|key| executor.registry().get(&persist::worker_id(key)).is_none());
     if !workers.is_empty() {
-        let mut found: HashMap<_, _> = storage
-            .workers_named(&workers)
-            .await?
-            .into_iter()
-            .map(|record| (record.key.clone(), record))
-            .collect();
+        let found = storage.workers_named(&workers).await?;
+        let mut found = by_key(found, |record| record.key.clone());
         for key in workers {
             let id = persist::worker_id(&key);
             // Taken by this node while the read was on its way.
@@ -352,72 +327,31 @@ async fn apply_all(executor: &Executor, batch: Vec<Change>) -> Result<()> {
     Ok(())
 }
 
+/// `records` by their key.
+fn by_key<K: Eq + std::hash::Hash, R>(records: Vec<R>, key: impl Fn(&R) -> K) -> HashMap<K, R> {
+    records.into_iter().map(|r| (key(&r), r)).collect()
+}
+
 /// Keeps the first of each value, in order.
 fn dedup<T: Clone + Eq + std::hash::Hash>(values: &mut Vec<T>) {
     let mut seen = HashSet::new();
     values.retain(|value| seen.insert(value.clone()));
 }
 
-/// Reads what `change` names and applies it.
-async fn apply(executor: &Executor, change: Change) -> Result<()> {
-    let storage = Arc::clone(executor.storage());
-    match change {
-        Change::Component(id) => {
-            let id = ComponentId(id);
-            if executor.component(id).is_err()
-                && let Some(record) = storage.component(id.0).await?
-            {
-                executor
-                    .install_component(id, &record.name, record.bytes, record.sha256)
-                    .await?;
-            }
-        }
-        Change::Worker(key) => {
-            let id = persist::worker_id(&key);
-            if executor.registry().get(&id).is_none()
-                && let Some(directory) = executor.directory()
-            {
-                match storage.worker(&key).await? {
-                    Some(record) => directory.put(record),
-                    None => directory.remove(&id),
-                }
-                executor.changes_bump();
-            }
-        }
-        Change::Promise(key) => {
-            let record = storage.promise(&key).await?;
-            let id = persist::promise_id(&key);
-            executor.promises_news(Command::Refreshed { id, record })?;
-        }
-        Change::Reaction(key) => {
-            let record = storage.reaction(&key).await?;
-            let target = persist::promise_id(&key);
-            executor.promises_news(Command::ReactionRefreshed { target, record })?;
-        }
-        Change::Resync => {
-            for component in storage.components().await? {
-                let id = ComponentId(component.id);
-                if executor.component(id).is_err() {
-                    executor
-                        .install_component(id, &component.name, component.bytes, component.sha256)
-                        .await?;
-                }
-            }
-            let (promises, reactions) = (storage.promises().await?, storage.reactions().await?);
-            executor.promises_news(Command::Resync {
-                promises,
-                reactions,
-            })?;
-            if let Some(directory) = executor.directory() {
-                directory.clear();
-            }
-            load_directory(executor).await?;
-        }
-        // `Change` is non-exhaustive: news of a kind this version does not
-        // know is read as "read everything again".
-        _ => return Box::pin(apply(executor, Change::Resync)).await,
+/// Reads everything again (news may have been missed): the components
+/// this node lacks, every promise and reaction, and the directory.
+async fn resync(executor: &Executor) -> Result<()> {
+    crate::recovery::recover_components(executor).await?;
+    let storage = executor.storage();
+    let (promises, reactions) = (storage.promises().await?, storage.reactions().await?);
+    executor.promises_news(Command::Resync {
+        promises,
+        reactions,
+    })?;
+    if let Some(directory) = executor.directory() {
+        directory.clear();
     }
-    Ok(())
+    load_directory(executor).await
 }
 
 impl Executor {

@@ -271,10 +271,7 @@ impl Owners {
 
     /// Takes `id` (if it is free) and loads it: where it runs now.
     async fn take(&self, executor: &Executor, id: &WorkerId) -> Located {
-        let key = WorkerKey {
-            component: id.component_id.0,
-            name: id.worker_name.clone(),
-        };
+        let key = key_of(id);
         let limit = self.cluster.lease_ttl() / 4;
         let _taking = self.gate.read().await;
         if executor.runs_worker(id) {
@@ -598,13 +595,7 @@ impl Node {
         }
         // Everything written for them before is stored (the writer keeps
         // the order of its batches) before another node may take them.
-        let keys: Vec<WorkerKey> = unfinished
-            .iter()
-            .map(|id| WorkerKey {
-                component: id.component_id.0,
-                name: id.worker_name.clone(),
-            })
-            .collect();
+        let keys: Vec<WorkerKey> = unfinished.iter().map(key_of).collect();
         let freed = match bounded(limit, store.write(Vec::new())).await {
             Ok(_) => bounded(limit, self.cluster.release(&keys)).await,
             Err(e) => Err(e),
@@ -679,10 +670,7 @@ async fn take_needed(
     mut needed: tokio::sync::mpsc::UnboundedReceiver<WorkerId>,
 ) {
     while let Some(id) = needed.recv().await {
-        let key = WorkerKey {
-            component: id.component_id.0,
-            name: id.worker_name.clone(),
-        };
+        let key = key_of(&id);
         // Another live node runs it, and wakes it itself.
         if executor.runs_worker(&id) || owners.cached(&key).is_some() {
             continue;
@@ -690,6 +678,14 @@ async fn take_needed(
         if let Located::Unavailable(why) = owners.take(&executor, &id).await {
             tracing::warn!(worker = %id, %why, "cannot take a worker whose promise settled");
         }
+    }
+}
+
+/// A worker's key in the store.
+fn key_of(id: &WorkerId) -> WorkerKey {
+    WorkerKey {
+        component: id.component_id.0,
+        name: id.worker_name.clone(),
     }
 }
 
